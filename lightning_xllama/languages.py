@@ -1,0 +1,117 @@
+"""The language registry: every language the package can train on or evaluate.
+
+A :class:`Language` carries what the pipeline needs to know about a language: its codes in the
+evaluation sets, its script, and, for the artificial languages of the offline demo, the settings
+that generate it from English (:class:`SyntheticSettings`). Add a language with :func:`register`
+from your own module and name that module in a config (``--import_modules my_pkg.langs``) or
+import it before building the data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+SCRIPTS = ("latin", "greek", "cyrillic")
+"""Alphabets a synthetic language can be written in (letter-for-letter from Latin)."""
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """How an artificial language is derived from the synthetic English.
+
+    The distance from English grows as cognates get rarer, the script moves away from Latin and
+    the word order departs from English's subject-verb-object.
+    """
+
+    script: Literal["latin", "greek", "cyrillic"] = "latin"
+    """Alphabet: letters are mapped one-for-one from the Latin spelling."""
+    cognate_share: float = 0.5
+    """Share of the vocabulary whose words are English words with small spelling changes."""
+    word_order: Literal["SVO", "SOV"] = "SVO"
+    """Clause order; ``SOV`` puts the verb last (verb-final)."""
+    adjective_after_noun: bool = False
+    """Whether adjectives follow their noun."""
+
+    def __post_init__(self) -> None:
+        if self.script not in SCRIPTS:
+            raise ValueError(f"unknown script {self.script!r}; expected one of {SCRIPTS}")
+        if not 0.0 <= self.cognate_share <= 1.0:
+            raise ValueError(f"cognate_share must be in [0, 1], got {self.cognate_share}")
+        if self.word_order not in ("SVO", "SOV"):
+            raise ValueError(f"word_order must be 'SVO' or 'SOV', got {self.word_order!r}")
+
+
+@dataclass(frozen=True)
+class Language:
+    """One language: its code, name and the codes the evaluation sets use for it."""
+
+    code: str
+    """ISO 639-1 code for real languages (``zh``), a ``syn_`` name for synthetic ones."""
+    name: str
+    """English name, used in translation instructions ("from English to Chinese")."""
+    script: str = "Latn"
+    """ISO 15924 script code of the language's usual writing system."""
+    flores101: Optional[str] = None
+    """File code in FLORES-101 (``zho_simpl``)."""
+    flores200: Optional[str] = None
+    """File code in FLORES-200 (``zho_Hans``)."""
+    synthetic: Optional[SyntheticSettings] = field(default=None, compare=False)
+    """Generation settings when the language is artificial (the offline demo and tests)."""
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.synthetic is not None
+
+
+_REGISTRY: dict[str, Language] = {}
+
+
+def register(language: Language, *, overwrite: bool = False) -> Language:
+    """Add ``language`` to the registry (or replace an entry with ``overwrite=True``)."""
+    if language.code in _REGISTRY and not overwrite and _REGISTRY[language.code] != language:
+        raise ValueError(
+            f"language {language.code!r} is already registered as {_REGISTRY[language.code]}; "
+            "pass overwrite=True to replace it"
+        )
+    _REGISTRY[language.code] = language
+    return language
+
+
+def get_language(code: str) -> Language:
+    """The registered language for ``code``; an unknown code names the known ones."""
+    try:
+        return _REGISTRY[code]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise KeyError(
+            f"unknown language code {code!r}; known codes: {known}. "
+            "Register new languages with lightning_xllama.languages.register()"
+        ) from None
+
+
+def known_languages() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+for _lang in (
+    Language("en", "English", "Latn", "eng", "eng_Latn", SyntheticSettings("latin", 1.0, "SVO")),
+    Language("ar", "Arabic", "Arab", "ara", "arb_Arab"),
+    Language("el", "Greek", "Grek", "ell", "ell_Grek"),
+    Language("hi", "Hindi", "Deva", "hin", "hin_Deva"),
+    Language("tr", "Turkish", "Latn", "tur", "tur_Latn"),
+    Language("vi", "Vietnamese", "Latn", "vie", "vie_Latn"),
+    Language("zh", "Chinese", "Hans", "zho_simpl", "zho_Hans"),
+    Language("de", "German", "Latn", "deu", "deu_Latn"),
+    Language("es", "Spanish", "Latn", "spa", "spa_Latn"),
+    Language("ru", "Russian", "Cyrl", "rus", "rus_Cyrl"),
+    # The offline world: one language close to English, one distant from it.
+    Language("syn_near", "Nearish", "Latn", synthetic=SyntheticSettings("latin", 0.6, "SVO")),
+    Language(
+        "syn_far",
+        "Farish",
+        "Cyrl",
+        synthetic=SyntheticSettings("cyrillic", 0.0, "SOV", adjective_after_noun=True),
+    ),
+):
+    register(_lang)
