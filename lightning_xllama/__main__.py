@@ -1,0 +1,3 @@
+from lightning_xllama.cli import main
+
+main()

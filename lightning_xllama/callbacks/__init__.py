@@ -1,0 +1,9 @@
+"""Lightning callbacks that measure and save during training; name them in a config's
+``trainer.callbacks`` with ``class_path: lightning_xllama.callbacks.<Name>``."""
+
+from lightning_xllama.callbacks.export import HFExport
+from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
+from lightning_xllama.callbacks.summary import MetricsSummary
+from lightning_xllama.callbacks.translation import TranslationEvaluation
+
+__all__ = ["HFExport", "JsonlPredictionWriter", "MetricsSummary", "TranslationEvaluation"]

@@ -1,0 +1,56 @@
+"""A table of every validation metric at its first and its last measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+
+
+class MetricsSummary(L.Callback):
+    """Records ``val/`` metrics after each validation pass (and any measured before training)
+    and prints first against last when ``fit`` ends; also written to ``{log_dir}/summary.json``.
+
+    Args:
+        prefix: which logged metrics to follow.
+    """
+
+    def __init__(self, prefix: str = "val/"):
+        self.prefix = prefix
+        self.first: dict[str, tuple[int, float]] = {}
+        self.last: dict[str, tuple[int, float]] = {}
+
+    def _record(self, trainer: L.Trainer) -> None:
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(self.prefix):
+                point = (trainer.global_step, float(value))
+                self.first.setdefault(key, point)
+                self.last[key] = point
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == 0 and batch_idx == 0:  # metrics published by on_train_start hooks
+            self._record(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
+            self._record(trainer)
+
+    def table(self) -> str:
+        rows = [("metric", "first (step)", "last (step)", "change")]
+        for key in sorted(self.first):
+            (s0, v0), (s1, v1) = self.first[key], self.last[key]
+            rows.append((key, f"{v0:.2f} ({s0})", f"{v1:.2f} ({s1})", f"{v1 - v0:+.2f}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not self.first:
+            return
+        print("\nValidation metrics, first against last measurement:\n" + self.table() + "\n")
+        if trainer.log_dir:
+            summary = {k: {"first": self.first[k], "last": self.last[k]} for k in self.first}
+            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(trainer.log_dir) / "summary.json").write_text(json.dumps(summary, indent=1))

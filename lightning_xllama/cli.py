@@ -1,0 +1,110 @@
+"""The command line: Lightning's fit / validate / test / predict, plus the package's own tools.
+
+``python -m lightning_xllama fit --config configs/demo.yaml`` goes to :class:`XLlamaCLI`
+(LightningCLI: every ``__init__`` argument of the model, data module, trainer and callbacks is a
+flag and a YAML key). Other subcommands are plain typed functions registered in
+:data:`COMMANDS`, each parsed from its signature and docstring by jsonargparse.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
+from lightning_xllama.data.datamodule import CoITDataModule
+from lightning_xllama.hf_loading import check_model_path
+from lightning_xllama.model import XLlamaModule
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+class XLlamaCLI(LightningCLI):
+    """LightningCLI with the tokenizer tied to the model and a JSONL output for ``predict``."""
+
+    def __init__(self, args: Optional[list[str]] = None, **kwargs):
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(
+            XLlamaModule, CoITDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            args=args, **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument(
+                "--output", type=Optional[str], default=None,
+                help="JSONL file for the predictions (default: predictions.jsonl in the log dir)",
+            )
+        return parser
+
+    def before_instantiate_classes(self) -> None:
+        """A missing model folder is reported plainly, before anything is built."""
+        model_path = self.config[self.subcommand].model.init_args.model_name_or_path
+        try:
+            check_model_path(model_path)
+        except FileNotFoundError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def before_predict(self) -> None:
+        output = self.config["predict"].get("output")
+        if output is None:
+            output = f"{self.trainer.log_dir or '.'}/predictions.jsonl"
+        if not any(isinstance(c, JsonlPredictionWriter) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(JsonlPredictionWriter(output))
+
+
+def _function_commands() -> dict[str, object]:
+    """Subcommands that are not Trainer methods: name -> function or {action: function}."""
+    from lightning_xllama.demo import prepare_demo
+
+    commands: dict[str, object] = {"prepare-demo": prepare_demo}
+    try:
+        from lightning_xllama.scaling import allocate_command, fit_command
+
+        commands["scaling"] = {"fit": fit_command, "allocate": allocate_command}
+    except ImportError:  # pragma: no cover - scaling is part of the package
+        pass
+    return commands
+
+
+def _overview() -> str:
+    return (
+        "usage: python -m lightning_xllama <command> [options]\n\n"
+        "Trainer commands (LightningCLI; --help on each lists every flag):\n"
+        "  fit         train a model (python -m lightning_xllama fit --config configs/demo.yaml)\n"
+        "  validate    run the validation loop and the evaluation callbacks\n"
+        "  test        run the test loop\n"
+        "  predict     answer a JSONL of instructions, or translate a text file, to JSONL\n\n"
+        "Tools:\n"
+        "  prepare-demo  build the offline demo's corpora, tokenizer and base model\n"
+        "  scaling       fit scaling laws (scaling fit) and split a data budget (scaling allocate)\n"
+    )
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    from jsonargparse import CLI
+
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_overview())
+        return
+    commands = _function_commands()
+    if argv[0] in commands:
+        command = commands[argv[0]]
+        CLI(command, args=argv[1:], prog=f"lightning_xllama {argv[0]}", as_positional=False)
+        return
+    if argv[0] not in TRAINER_COMMANDS and not argv[0].startswith("-"):
+        known = ", ".join([*TRAINER_COMMANDS, *commands])
+        raise SystemExit(f"unknown command {argv[0]!r}; expected one of: {known}")
+    XLlamaCLI(args=argv if args is not None else None)
+
+
+if __name__ == "__main__":
+    main()

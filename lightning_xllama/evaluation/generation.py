@@ -1,0 +1,101 @@
+"""Batched greedy (or beam) generation, the way a 7B model needs it.
+
+Prompts are sorted by length so each batch pads little, left-padded so every row ends at the
+same position, decoded with the KV cache until EOS or ``max_new_tokens``, and returned in input
+order. Under DDP/FSDP each rank generates a contiguous share and the results are gathered once;
+every rank runs the same number of batches (and ``synced_gpus`` keeps sharded models in step),
+since a rank that skips a forward hangs the others.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    batch_size: int = 16,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    synced_gpus: bool = False,
+    min_batches: int = 0,
+) -> list[str]:
+    """Responses to ``prompts`` (the generated text only, special tokens removed).
+
+    ``min_batches`` pads the work with repeats of the last batch so that every rank runs the
+    same number of forward passes.
+    """
+    encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    n_real = len(batches)
+    if batches or min_batches:
+        filler = batches[-1] if batches else []
+        batches += [filler] * max(0, min_batches - n_real)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    outputs: dict[int, str] = {}
+    pad_id = tokenizer.pad_token_id
+    try:
+        for batch_index, batch in enumerate(batches):
+            if not batch:  # a rank with no prompts still steps along with the others
+                batch_ids = [[tokenizer.bos_token_id or pad_id]]
+            else:
+                batch_ids = [encoded[i] for i in batch]
+            width = max(len(ids) for ids in batch_ids)
+            input_ids = torch.full((len(batch_ids), width), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros_like(input_ids)
+            for row, ids in enumerate(batch_ids):
+                input_ids[row, width - len(ids) :] = torch.tensor(ids)
+                attention_mask[row, width - len(ids) :] = 1
+            generated = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=num_beams,
+                use_cache=True,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=pad_id,
+                synced_gpus=synced_gpus,
+            )
+            if batch_index >= n_real:
+                continue
+            texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
+            for i, text in zip(batch, texts):
+                outputs[i] = text.strip()
+    finally:
+        model.train(was_training)
+    return [outputs[i] for i in range(len(prompts))]
+
+
+def generate_on_all_ranks(
+    model,
+    tokenizer,
+    prompts: list[str],
+    batch_size: int = 16,
+    max_new_tokens: int = 64,
+    num_beams: int = 1,
+    sharded: bool = False,
+) -> list[str]:
+    """:func:`generate` with the prompts split across ranks and the outputs gathered to all."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return generate(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams)
+    world, rank = dist.get_world_size(), dist.get_rank()
+    share = -(-len(prompts) // world)
+    mine = prompts[rank * share : (rank + 1) * share]
+    batches_per_rank = -(-share // batch_size)
+    local = generate(
+        model, tokenizer, mine, batch_size, max_new_tokens, num_beams,
+        synced_gpus=sharded, min_batches=batches_per_rank,
+    )
+    gathered: list[Optional[list[str]]] = [None] * world
+    dist.all_gather_object(gathered, local)
+    return [text for part in gathered for text in part]

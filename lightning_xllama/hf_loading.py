@@ -1,0 +1,58 @@
+"""Loading Hugging Face models and tokenizers by local folder or hub name, safely.
+
+A path that looks local but is missing fails at once with the command that creates the demo's
+base model; ``trust_remote_code`` stays off unless the user turns it on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PREPARE_COMMAND = "python -m lightning_xllama prepare-demo"
+
+
+def looks_like_local_path(name: str) -> bool:
+    """Hub names are ``name`` or ``org/name``; anything else is meant as a folder."""
+    return (
+        name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or os.sep != "/" and os.sep in name
+        or Path(name).expanduser().exists()
+    )
+
+
+def check_model_path(name: str, kind: str = "model") -> None:
+    """Fail before any work when a local model (or tokenizer) folder is missing or incomplete."""
+    if not looks_like_local_path(name):
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{kind} path {name!r} does not exist. For the offline demo, create it with "
+            f"`{PREPARE_COMMAND}`; otherwise point model_name_or_path at a Hugging Face model "
+            "folder (config.json + weights + tokenizer) or a hub name."
+        )
+    if kind == "model" and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model path {name!r} has no config.json: not a Hugging Face model folder")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str = "right"):
+    """The model's tokenizer, with a pad token set (LLaMA ships none) and the choice logged."""
+    from transformers import AutoTokenizer
+
+    check_model_path(name, kind="tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        if tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.pad_token = tokenizer.eos_token
+        log.info("tokenizer %s has no pad token; using %r (padding is masked out)", name, tokenizer.pad_token)
+    if tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer {name!r} has no EOS token; responses must end with one")
+    tokenizer.padding_side = padding_side
+    return tokenizer
