@@ -85,7 +85,8 @@ def pretrain_base_model(
     learning_rate: float = 3e-3,
     seed: int = 0,
 ):
-    """Pretrain a small LLaMA on ``lines`` (next-token prediction on packed blocks) and save it."""
+    """Pretrain a small LLaMA on ``lines`` (next-token prediction on packed blocks) and save it
+    next to its tokenizer in ``out_dir``."""
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -125,12 +126,8 @@ def pretrain_base_model(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         progress.set_postfix(loss=f"{loss.item():.3f}")
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    model.save_pretrained(out_dir, safe_serialization=True)  # the tokenizer is already there, as LLaMA ships it
     return model, loss.item()
 
 

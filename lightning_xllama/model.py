@@ -116,6 +116,7 @@ class XLlamaModule(L.LightningModule):
             trust_remote_code=h.trust_remote_code,
             use_safetensors=None,
         )
+        self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per loop
         if h.gradient_checkpointing:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             self.model.config.use_cache = False

@@ -1,0 +1,33 @@
+# Set-up and the two everyday jobs. Each target creates or reuses .venv and installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+# A CPU build on this kind of machine; on a GPU machine install your CUDA torch first (any 2.11-2.13).
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test benchmark clean-demo
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test,comet,benchmarks]"
+	# unbabel-comet pins jsonargparse/numpy/torchmetrics versions that break LightningCLI: install it alone
+	$(BIN)/python -m pip install -q --no-deps unbabel-comet==2.2.7
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m lightning_xllama prepare-demo
+	$(BIN)/python -m lightning_xllama fit --config configs/demo.yaml
+
+test: install
+	$(BIN)/python -m pytest -q
+
+benchmark: install
+	$(BIN)/python benchmarks/train_throughput.py
+
+clean-demo:
+	rm -rf artifacts/demo

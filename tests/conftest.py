@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny version of the demo's assets, built once per test session.
+
+Everything goes through the real code path: the synthetic world writes its files, a
+SentencePiece tokenizer is trained on them, and a small LLaMA is pretrained for a few steps and
+saved, then loaded back with ``from_pretrained`` wherever it is used.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DEMO = dict(
+    monolingual=1500, instructions=120, parallel=200, vocab_size=900,
+    hidden_size=32, num_layers=2, pretrain_steps=4, seed=0,
+)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A working directory laid out like the repo after ``prepare-demo`` (tiny sizes)."""
+    from lightning_xllama.demo import prepare_demo
+
+    root = tmp_path_factory.mktemp("demo_root")
+    prepare_demo(output_dir=str(root / "artifacts" / "demo"), **TINY_DEMO)
+    (root / "configs").mkdir()
+    (root / "configs" / "demo.yaml").write_text((REPO / "configs" / "demo.yaml").read_text())
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(demo_root) -> str:
+    return str(demo_root / "artifacts" / "demo" / "base_model")
+
+
+@pytest.fixture(scope="session")
+def tiny_data(demo_root) -> Path:
+    return demo_root / "artifacts" / "demo" / "data"
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m lightning_xllama ARGS`` in ``cwd``, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "lightning_xllama", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )

@@ -1,0 +1,74 @@
+"""Helpers shared by the training tests and the 2-process script they launch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from lightning_xllama.data import CoITDataModule
+from lightning_xllama.data.collate import PadCollator
+from lightning_xllama.model import XLlamaModule
+
+
+def tiny_datamodule(model: str, data: Path | str, **overrides) -> CoITDataModule:
+    data = Path(data)
+    kwargs = dict(
+        language="syn_far",
+        english_instructions=str(data / "instructions" / "en.json"),
+        translated_instructions=str(data / "instructions" / "syn_far.json"),
+        parallel=str(data / "parallel" / "en-syn_far" / "train"),
+        tokenizer=model,
+        batch_size=2,
+        seed=7,
+    )
+    return CoITDataModule(**{**kwargs, **overrides})
+
+
+class GradientCapture(L.Callback):
+    """Records the gradients the optimizer stepped with (after all rescaling and clipping).
+
+    A post-step hook: Lightning runs the last micro-batch's backward inside ``optimizer.step``
+    (as its closure), so a pre-step hook would fire too early.
+    """
+
+    def __init__(self):
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_start(self, trainer, pl_module):
+        def hook(optimizer, args, kwargs):
+            self.steps.append(
+                {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None}
+            )
+
+        trainer.optimizers[0].register_step_post_hook(hook)
+
+
+def first_examples(datamodule: CoITDataModule, count: int) -> list[dict]:
+    """The first ``count`` training examples of epoch 0, in the order a single rank sees them."""
+    datamodule.setup("fit")
+    order = datamodule.train_dataloader().sampler.epoch_order()
+    return [datamodule.train_set[i] for i in order[:count]]
+
+
+def reference_gradients(model: str, examples: list[dict], pad_token_id: int, per_batch: int | None = None):
+    """Gradients of the response-token mean over ``examples`` as one batch; with ``per_batch``,
+    the mean of per-micro-batch means instead (what a naive implementation computes)."""
+    module = XLlamaModule(model)
+    module.configure_model()
+    collate = PadCollator(pad_token_id)
+    chunks = [examples] if per_batch is None else [examples[i : i + per_batch] for i in range(0, len(examples), per_batch)]
+    for chunk in chunks:
+        loss_sum, tokens = module.response_loss(collate(chunk))
+        (loss_sum / tokens / len(chunks)).backward()
+    return {n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    return L.Trainer(**{**defaults, **kwargs})
