@@ -11,6 +11,7 @@ import lightning as L
 import pytest
 import torch
 
+from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.model import XLlamaModule
 from training_utils import (
     GradientCapture, first_examples, quiet_trainer, reference_gradients, tiny_datamodule,
@@ -76,3 +77,18 @@ def test_short_run_matches_golden_losses(tiny_model, tiny_data):
     )
     assert recorder.losses == pytest.approx(GOLDEN_LOSSES, rel=GOLDEN_TOLERANCE)
     assert recorder.losses[-1] < recorder.losses[0]
+
+
+def test_gradient_checkpointing_keeps_the_gradient(tiny_model, tiny_data):
+    datamodule = tiny_datamodule(tiny_model, tiny_data)
+    examples = first_examples(datamodule, 4)
+    batch = PadCollator(datamodule.tokenizer.pad_token_id)(examples)
+    gradients = []
+    for checkpointing in (False, True):
+        module = XLlamaModule(tiny_model, gradient_checkpointing=checkpointing)
+        module.configure_model()
+        assert module.model.is_gradient_checkpointing == checkpointing
+        loss_sum, tokens = module.response_loss(batch)
+        (loss_sum / tokens).backward()
+        gradients.append({n: p.grad for n, p in module.named_parameters()})
+    assert_same_gradients(gradients[1], gradients[0])
