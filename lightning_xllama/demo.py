@@ -60,7 +60,7 @@ def train_tokenizer(texts: list[str], out_dir: str | Path, vocab_size: int = 102
 def tokenizer_corpus(world: SyntheticWorld, paths: dict[str, str]) -> list[str]:
     """Text the tokenizer is trained on: the corpora plus the prompt wording, as LLaMA's
     tokenizer would have seen ordinary English."""
-    texts = Path(paths["monolingual"]).read_text(encoding="utf-8").splitlines()
+    texts = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
     for key, path in paths.items():
         if key.startswith("instructions/"):
             for record in json.loads(Path(path).read_text(encoding="utf-8")):
@@ -135,13 +135,13 @@ def prepare_demo(
     output_dir: str = "artifacts/demo",
     targets: Optional[list[str]] = None,
     seed: int = 0,
-    monolingual: int = 20000,
+    pretraining: int = 20000,
     instructions: int = 2000,
     parallel: int = 4000,
     vocab_size: int = 2048,
     hidden_size: int = 192,
     num_layers: int = 4,
-    pretrain_steps: int = 300,
+    pretrain_steps: int = 200,
     force: bool = False,
 ) -> dict:
     """Build the offline stand-ins for a user's corpora and LLaMA weights (cached).
@@ -150,7 +150,7 @@ def prepare_demo(
         output_dir: where ``data/`` (corpora) and ``base_model/`` (HF folder) are written.
         targets: synthetic target languages (default: syn_near and syn_far).
         seed: seed of the corpora and the pretraining.
-        monolingual: pretraining sentences (about 10% in each target language).
+        pretraining: pretraining lines (10% in each target language, 5% bilingual).
         instructions: Alpaca records per language.
         parallel: parallel sentence pairs per target language.
         vocab_size: SentencePiece vocabulary size.
@@ -169,12 +169,12 @@ def prepare_demo(
         return json.loads(stamp.read_text())
     start = time.perf_counter()
     world = SyntheticWorld(targets, seed=seed)
-    paths = world.write(out / "data", monolingual=monolingual, instructions=instructions, parallel=parallel)
+    paths = world.write(out / "data", pretraining=pretraining, instructions=instructions, parallel=parallel)
     tokenizer = train_tokenizer(tokenizer_corpus(world, paths), out / "base_model", vocab_size)
     from lightning_xllama.hf_loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(out / "base_model"))
-    lines = Path(paths["monolingual"]).read_text(encoding="utf-8").splitlines()
+    lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
     _, loss = pretrain_base_model(
         tokenizer, lines, out / "base_model", hidden_size, num_layers, steps=pretrain_steps, seed=seed
     )

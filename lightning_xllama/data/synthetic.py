@@ -4,7 +4,7 @@ An English-like language comes from a small grammar (determiner, adjective, noun
 optional prepositional phrase). Each target language is derived from it by deterministic rules
 read from its :class:`~lightning_xllama.languages.SyntheticSettings`: a word-for-word lexicon
 (cognates or invented words), a script, and a word order. From a seed, :class:`SyntheticWorld`
-generates everything a real user would bring, in the real formats: monolingual text, Alpaca
+generates everything a real user would bring, in the real formats: pretraining text, Alpaca
 instruction records in English and translated, parallel sentence pairs, a translation test set
 and SQuAD-style QA. All downstream code reads these files as it reads real data.
 """
@@ -224,17 +224,26 @@ class SyntheticWorld:
         return clauses
 
     # --- what a user would bring -------------------------------------------------------
-    def monolingual(self, count: int, target_share: float = 0.1) -> list[str]:
-        """Pretraining text: mostly English, ``target_share`` of it in each target language."""
-        rng = self._rng("monolingual")
+    def pretraining_text(self, count: int, target_share: float = 0.1, bilingual_share: float = 0.05) -> list[str]:
+        """Base-model pretraining lines: mostly English, ``target_share`` in each target language,
+        and ``bilingual_share`` of lines that pair an English sentence with its translation, as
+        web text holds a few (the latent knowledge that instruction tuning then aligns)."""
+        rng = self._rng("pretraining")
+        targets = list(self.targets)
         lines = []
         for _ in range(count):
+            draw = rng.random()
+            clause = random_clause(rng)
+            if targets and draw < bilingual_share:
+                target = self.targets[rng.choice(targets)]
+                lines.append(f"{self.english.sentence(clause)} = {target.sentence(clause)}")
+                continue
             code = "en"
-            for target in self.targets:
-                if rng.random() < target_share:
+            for i, target in enumerate(targets):
+                if draw < bilingual_share + (i + 1) * target_share:
                     code = target
                     break
-            lines.append(self.renderer(code).sentence(random_clause(rng)))
+            lines.append(self.renderer(code).sentence(clause))
         return lines
 
     def instructions(self, count: int, lang: str = "en") -> list[dict]:
@@ -319,7 +328,7 @@ class SyntheticWorld:
     def write(
         self,
         out_dir: str | Path,
-        monolingual: int = 20000,
+        pretraining: int = 20000,
         instructions: int = 2000,
         parallel: int = 4000,
         test: int = 200,
@@ -337,8 +346,8 @@ class SyntheticWorld:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
-        write_lines(out / "monolingual.txt", self.monolingual(monolingual))
-        paths["monolingual"] = str(out / "monolingual.txt")
+        write_lines(out / "pretraining.txt", self.pretraining_text(pretraining))
+        paths["pretraining"] = str(out / "pretraining.txt")
         write_json(out / "instructions" / "en.json", self.instructions(instructions, "en"))
         paths["instructions/en"] = str(out / "instructions" / "en.json")
         for lang in self.targets:
