@@ -14,7 +14,7 @@ from typing import Optional
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
-from lightning_xllama.data.datamodule import CoITDataModule
+from lightning_xllama.data.datamodule import MuITDataModule
 from lightning_xllama.hf_loading import check_model_path
 from lightning_xllama.model import XLlamaModule
 
@@ -27,7 +27,7 @@ class XLlamaCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
-            XLlamaModule, CoITDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            XLlamaModule, MuITDataModule, subclass_mode_model=True, subclass_mode_data=True,
             args=args, **kwargs,
         )
 
@@ -45,7 +45,8 @@ class XLlamaCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """A missing model folder is reported plainly, before anything is built."""
-        model_path = self.config[self.subcommand].model.init_args.model_name_or_path
+        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
+        model_path = config.model.init_args.model_name_or_path
         try:
             check_model_path(model_path)
         except FileNotFoundError as err:
@@ -63,14 +64,18 @@ class XLlamaCLI(LightningCLI):
 def _function_commands() -> dict[str, object]:
     """Subcommands that are not Trainer methods: name -> function or {action: function}."""
     from lightning_xllama.demo import prepare_demo
+    from lightning_xllama.data.stats import stats_command
+    from lightning_xllama.evaluate import evaluate
+    from lightning_xllama.export import export
+    from lightning_xllama.scaling import allocate_command, fit_command
 
-    commands: dict[str, object] = {"prepare-demo": prepare_demo}
-    try:
-        from lightning_xllama.scaling import allocate_command, fit_command
-
-        commands["scaling"] = {"fit": fit_command, "allocate": allocate_command}
-    except ImportError:  # pragma: no cover - scaling is part of the package
-        pass
+    commands: dict[str, object] = {
+        "prepare-demo": prepare_demo,
+        "data": {"stats": stats_command},
+        "evaluate": evaluate,
+        "export": export,
+        "scaling": {"fit": fit_command, "allocate": allocate_command},
+    }
     return commands
 
 
@@ -84,7 +89,10 @@ def _overview() -> str:
         "  predict     answer a JSONL of instructions, or translate a text file, to JSONL\n\n"
         "Tools:\n"
         "  prepare-demo  build the offline demo's corpora, tokenizer and base model\n"
+        "  data          data stats --config X.yaml: examples, tokens, mixture, filtering, padding, overlap\n"
+        "  evaluate      score a Hugging Face model folder with the evaluation callbacks; JSON + markdown report\n"
         "  scaling       fit scaling laws (scaling fit) and split a data budget (scaling allocate)\n"
+        "  export        write a Hugging Face folder (+ model card) from a checkpoint file or sharded folder\n"
     )
 
 

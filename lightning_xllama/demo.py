@@ -136,6 +136,7 @@ def prepare_demo(
     targets: Optional[list[str]] = None,
     seed: int = 0,
     pretraining: int = 20000,
+    bilingual_share: float = 0.05,
     instructions: int = 2000,
     parallel: int = 4000,
     vocab_size: int = 2048,
@@ -150,7 +151,9 @@ def prepare_demo(
         output_dir: where ``data/`` (corpora) and ``base_model/`` (HF folder) are written.
         targets: synthetic target languages (default: syn_near and syn_far).
         seed: seed of the corpora and the pretraining.
-        pretraining: pretraining lines (10% in each target language, 5% bilingual).
+        pretraining: pretraining lines (10% in each target language, the rest English).
+        bilingual_share: share of pretraining lines pairing an English sentence with its
+            translation: the latent cross-lingual knowledge an English-centred LLM has.
         instructions: Alpaca records per language.
         parallel: parallel sentence pairs per target language.
         vocab_size: SentencePiece vocabulary size.
@@ -169,7 +172,10 @@ def prepare_demo(
         return json.loads(stamp.read_text())
     start = time.perf_counter()
     world = SyntheticWorld(targets, seed=seed)
-    paths = world.write(out / "data", pretraining=pretraining, instructions=instructions, parallel=parallel)
+    paths = world.write(
+        out / "data", pretraining=pretraining, bilingual_share=bilingual_share,
+        instructions=instructions, parallel=parallel,
+    )
     tokenizer = train_tokenizer(tokenizer_corpus(world, paths), out / "base_model", vocab_size)
     from lightning_xllama.hf_loading import load_tokenizer
 

@@ -1,19 +1,233 @@
-"""Writing a trained model as a Hugging Face folder that ``from_pretrained`` loads."""
+"""Writing a trained model as a Hugging Face folder that ``from_pretrained`` loads.
+
+``python -m lightning_xllama export --ckpt PATH --out DIR`` consolidates a Lightning checkpoint,
+a single file (one device, DDP, FSDP ``full``) or a sharded folder (FSDP ``sharded``, FSDP2), into
+config, safetensors weights, tokenizer, generation config and a model card README: base model,
+data mixture, training settings and the last evaluation scores. It runs in one process with no
+GPU: a sharded checkpoint is read tensor by tensor into the full shapes (torch distributed
+checkpoint reshards on load), and only the model's weights are read, not the optimizer state.
+"""
 
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from lightning_xllama.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.strategies import (
+    DTYPES, METADATA_FILE, check_checkpoint_shapes, empty_model, reset_rotary_buffers,
+)
+
+MODEL_PREFIX = "model."  # XLlamaModule keeps the Hugging Face model in ``self.model``
 
 
-def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = False) -> Path:
-    """Save config, safetensors weights, generation config and tokenizer to ``out_dir``."""
+def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = False, state_dict: Optional[dict] = None,
+                   card: Optional[str] = None) -> Path:
+    """Save config, safetensors weights, generation config, tokenizer and a README to ``out_dir``.
+
+    ``state_dict`` replaces the model's own tensors (a sharded model's gathered weights).
+    """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"export target {out} exists and is not empty; pass overwrite=True to replace it")
+    check_target(out, overwrite)
+    if out.is_dir():
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    elif out.exists():
+        out.unlink()
+    out.mkdir(parents=True)
+    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(out)
+    if card is not None:
+        (out / "README.md").write_text(card)
     return out
+
+
+def check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"export target {out} exists and is not empty; pass --overwrite true to replace it")
+
+
+# --- reading checkpoints ------------------------------------------------------------------------
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents: a single file memory-mapped (tensors read when used), a
+    sharded folder's metadata file (its tensors stay in the folder)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / METADATA_FILE).is_file():
+            raise FileNotFoundError(f"{path} is a folder without {METADATA_FILE}: not a sharded Lightning checkpoint")
+        return torch.load(path / METADATA_FILE, map_location="cpu", weights_only=True)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+
+
+def _sharded_model_state(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The model tensors of a sharded checkpoint folder, whole, in one process."""
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemReader
+
+    metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
+    state = {
+        name: torch.empty(shape, dtype=metadata[f"state_dict.{name}"].properties.dtype)
+        for name, shape in shapes.items()
+    }
+    no_dist = not (dist.is_available() and dist.is_initialized())
+    with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load({"state_dict": state}, checkpoint_id=str(path), no_dist=no_dist)  # the optimizer is not read
+    return state
+
+
+def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
+    """The Hugging Face model of a Lightning checkpoint of ``XLlamaModule``, and the checkpoint's
+    other contents. ``base`` overrides the model folder the checkpoint was trained from."""
+    ckpt = Path(ckpt)
+    checkpoint = read_checkpoint(ckpt)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    base = base or hparams.get("model_name_or_path")
+    if base is None:
+        raise ValueError(f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model")
+    check_model_path(base)
+    model = empty_model(base, hparams.get("attn_implementation", "sdpa"), hparams.get("trust_remote_code", False))
+    shapes = {MODEL_PREFIX + k: tuple(v.shape) for k, v in model.state_dict().items()}
+    check_checkpoint_shapes(ckpt, shapes)
+    if ckpt.is_dir():
+        state = _sharded_model_state(ckpt, shapes)
+    else:
+        state = {k: v for k, v in checkpoint.pop("state_dict").items() if k.startswith(MODEL_PREFIX)}
+    model.load_state_dict({k[len(MODEL_PREFIX):]: v for k, v in state.items()}, strict=True, assign=True)
+    model.tie_weights()
+    reset_rotary_buffers(model, torch.device("cpu"))
+    leftover = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if leftover:
+        raise ValueError(f"{ckpt}: these tensors of {base} were not in the checkpoint: {leftover}")
+    model.eval()
+    checkpoint["base_model"] = base
+    return model, checkpoint
+
+
+# --- the model card -----------------------------------------------------------------------------
+def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mixture(data: dict, plan_counts: Optional[list[int]]) -> tuple[list[tuple], set[str]]:
+    """Rows (stream, kind, language, direction, source, share, examples per epoch) and languages."""
+    if data.get("streams"):
+        streams = [
+            (s.get("name") or f"{s['kind']}:{s['lang']}", s["kind"], s["lang"],
+             s.get("direction", "") if s["kind"] == "parallel" else "", s["path"],
+             s["count"] if s.get("count") is not None else s.get("weight", 1.0))
+            for s in data["streams"]
+        ]
+    elif "language" in data:  # CoITDataModule: English, translated and parallel streams
+        weights = data.get("weights") or {"english": 1.0, "translated": 1.0, "parallel": 1.0}
+        lang = data["language"]
+        streams = [
+            ("english", "instructions", "en", "", data["english_instructions"], weights.get("english", 0.0)),
+            ("translated", "instructions", lang, "", data["translated_instructions"], weights.get("translated", 0.0)),
+            ("parallel", "parallel", lang, data.get("direction", "en-x"), data["parallel"], weights.get("parallel", 0.0)),
+        ]
+    else:
+        return [], set()
+    counts = plan_counts if plan_counts and len(plan_counts) == len(streams) else [""] * len(streams)
+    rows = [
+        (name, kind, lang, direction, f"`{source}`", share, count)
+        for (name, kind, lang, direction, source, share), count in zip(streams, counts)
+    ]
+    return rows, {s[2] for s in streams}
+
+
+def model_card(checkpoint: dict) -> str:
+    """A README for the exported folder from what the checkpoint recorded."""
+    base = checkpoint.get("base_model", "")
+    hparams = checkpoint.get("hyper_parameters") or {}
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    plan = next((v["plan"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("plan"), dict)), {})
+    settings = checkpoint.get("training_settings") or {}
+    scores = checkpoint.get("evaluation") or {}
+    rows, languages = _mixture(data, plan.get("counts"))
+    multilingual = len(languages - {"en"}) > 1
+    kind = "m-LLaMA (multilingual instruction tuning)" if multilingual else "x-LLaMA (cross-lingual instruction tuning)"
+    front = ["---", f"base_model: {base}", "library_name: transformers", "tags: [lightning_xllama, instruction-tuning]"]
+    if languages:
+        front.append("language: [" + ", ".join(sorted(languages)) + "]")
+    front.append("---")
+    training = [
+        ("optimizer steps", checkpoint.get("global_step", "")),
+        ("epoch (counted from 0)", checkpoint.get("epoch", "")),
+        ("learning rate (AdamW, peak)", hparams.get("learning_rate", "")),
+        ("schedule", f"linear warm-up over {hparams.get('warmup_ratio', '')} of the steps, "
+                     f"cosine decay to {hparams.get('min_lr_ratio', 0)} of the peak"),
+        ("weight decay", hparams.get("weight_decay", "")),
+        ("max length (tokens)", data.get("max_length", "")),
+        ("template", data.get("template", "")),
+        ("batching", data.get("batching", "")),
+        ("seed", data.get("seed", "")),
+    ]
+    training += [(key.replace("_", " "), value) for key, value in settings.items()]
+    sections = [
+        "\n".join(front),
+        f"# Instruction-tuned {Path(str(base)).name or base}",
+        f"{kind} of `{base}` with lightning_xllama: full-parameter tuning on "
+        "English instructions, the same instructions in the target language(s) and translation "
+        "pairs turned into instructions; the loss is on the response tokens only.",
+        "## Data mixture",
+        _table(("stream", "kind", "language", "direction", "source", "weight or count", "examples per epoch"), rows)
+        if rows else "Not recorded in the checkpoint.",
+        "## Training",
+        _table(("setting", "value"), training),
+        "## Last evaluation scores",
+        _table(("metric", "value"), [(k, f"{v:.4g}") for k, v in sorted(scores.items())])
+        if scores else "No validation scores were recorded before this checkpoint.",
+        "## Use",
+        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        "model = AutoModelForCausalLM.from_pretrained(\"PATH\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n"
+        f"Prompts follow the `{data.get('template', 'alpaca')}` template the model was tuned with.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+# --- the command --------------------------------------------------------------------------------
+def export_checkpoint(
+    ckpt: str | Path, out: str | Path, model: Optional[str] = None, dtype: Optional[str] = None, overwrite: bool = False
+) -> Path:
+    """Write the Hugging Face folder of a checkpoint (see :func:`export`); returns the folder."""
+    target = Path(out)
+    check_target(target, overwrite)  # before any loading
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    hf_model, checkpoint = load_checkpoint_model(ckpt, model)
+    if dtype is not None:
+        hf_model.to(DTYPES[dtype])
+    tokenizer = load_tokenizer(checkpoint["base_model"])
+    return save_hf_folder(hf_model, tokenizer, target, overwrite, card=model_card(checkpoint))
+
+
+def export(
+    ckpt: str,
+    out: str,
+    model: Optional[str] = None,
+    dtype: Optional[Literal["fp32", "bf16", "fp16"]] = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a Hugging Face model folder from a Lightning checkpoint (a file or a sharded folder).
+
+    Args:
+        ckpt: the checkpoint: a ``.ckpt`` file, or the folder a sharded checkpoint is.
+        out: the folder to write; an existing non-empty folder needs ``--overwrite true``.
+        model: the base model folder or hub name (default: the one the checkpoint was trained from).
+        dtype: dtype of the saved weights (default: as trained, fp32); ``bf16`` halves the size.
+        overwrite: replace ``out`` if it exists.
+    """
+    try:
+        folder = export_checkpoint(ckpt, out, model, dtype, overwrite)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"Hugging Face model folder written to {folder}")

@@ -1,16 +1,17 @@
 """The language registry: every language the package can train on or evaluate.
 
 A :class:`Language` carries what the pipeline needs to know about a language: its codes in the
-evaluation sets, its script, and, for the artificial languages of the offline demo, the settings
-that generate it from English (:class:`SyntheticSettings`). Add a language with :func:`register`
-from your own module and name that module in a config (``--import_modules my_pkg.langs``) or
-import it before building the data.
+evaluation sets, its script, the words of a zero-shot QA prompt in it (:class:`QAPromptWords`)
+and, for the artificial languages of the offline demo, the settings that generate it from English
+(:class:`SyntheticSettings`). Add a language with :func:`register` from your own module and name
+that module in a config (``data.init_args.language_modules: [my_pkg.langs]``) or import it first.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Iterable, Literal, Optional
 
 SCRIPTS = ("latin", "greek", "cyrillic")
 """Alphabets a synthetic language can be written in (letter-for-letter from Latin)."""
@@ -43,6 +44,25 @@ class SyntheticSettings:
 
 
 @dataclass(frozen=True)
+class QAPromptWords:
+    """The words of a zero-shot QA prompt in one language: QA is prompted in the target language.
+
+    The defaults are English. Synthetic languages keep them: their lexicons only hold the words of
+    the synthetic grammar, which has no word for "context" or "answer" (the demo prompts them with
+    the question as the instruction instead, so the whole prompt is still in the target language).
+    """
+
+    instruction: str = "Answer the question using the context."
+    """The instruction of the labelled QA prompt."""
+    context: str = "Context"
+    """Label in front of the passage."""
+    question: str = "Question"
+    """Label in front of the question."""
+    answer: str = "Answer"
+    """Label a model may put in front of its answer (removed when the answer is extracted)."""
+
+
+@dataclass(frozen=True)
 class Language:
     """One language: its code, name and the codes the evaluation sets use for it."""
 
@@ -58,6 +78,8 @@ class Language:
     """File code in FLORES-200 (``zho_Hans``)."""
     synthetic: Optional[SyntheticSettings] = field(default=None, compare=False)
     """Generation settings when the language is artificial (the offline demo and tests)."""
+    qa: QAPromptWords = QAPromptWords()
+    """Words of the zero-shot QA prompt in this language."""
 
     @property
     def is_synthetic(self) -> bool:
@@ -94,19 +116,59 @@ def known_languages() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def import_language_modules(modules: Iterable[str]) -> None:
+    """Import the user's modules that :func:`register` languages (a data module's
+    ``language_modules``), so a config can name a language the package does not ship."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ImportError(
+                f"language module {name!r} could not be imported ({err}); it must be importable "
+                "(on sys.path or installed) and call lightning_xllama.languages.register()"
+            ) from err
+
+
 for _lang in (
     Language("en", "English", "Latn", "eng", "eng_Latn", SyntheticSettings("latin", 1.0, "SVO")),
-    Language("ar", "Arabic", "Arab", "ara", "arb_Arab"),
-    Language("el", "Greek", "Grek", "ell", "ell_Grek"),
-    Language("hi", "Hindi", "Deva", "hin", "hin_Deva"),
-    Language("tr", "Turkish", "Latn", "tur", "tur_Latn"),
-    Language("vi", "Vietnamese", "Latn", "vie", "vie_Latn"),
-    Language("zh", "Chinese", "Hans", "zho_simpl", "zho_Hans"),
-    Language("de", "German", "Latn", "deu", "deu_Latn"),
-    Language("es", "Spanish", "Latn", "spa", "spa_Latn"),
-    Language("ru", "Russian", "Cyrl", "rus", "rus_Cyrl"),
+    Language(
+        "ar", "Arabic", "Arab", "ara", "arb_Arab",
+        qa=QAPromptWords("أجب عن السؤال بالاعتماد على السياق.", "السياق", "السؤال", "الإجابة"),
+    ),
+    Language(
+        "el", "Greek", "Grek", "ell", "ell_Grek",
+        qa=QAPromptWords("Απάντησε στην ερώτηση με βάση το κείμενο.", "Κείμενο", "Ερώτηση", "Απάντηση"),
+    ),
+    Language(
+        "hi", "Hindi", "Deva", "hin", "hin_Deva",
+        qa=QAPromptWords("संदर्भ के आधार पर प्रश्न का उत्तर दें।", "संदर्भ", "प्रश्न", "उत्तर"),
+    ),
+    Language(
+        "tr", "Turkish", "Latn", "tur", "tur_Latn",
+        qa=QAPromptWords("Soruyu metne dayanarak yanıtlayın.", "Metin", "Soru", "Cevap"),
+    ),
+    Language(
+        "vi", "Vietnamese", "Latn", "vie", "vie_Latn",
+        qa=QAPromptWords("Trả lời câu hỏi dựa trên ngữ cảnh.", "Ngữ cảnh", "Câu hỏi", "Câu trả lời"),
+    ),
+    Language(
+        "zh", "Chinese", "Hans", "zho_simpl", "zho_Hans",
+        qa=QAPromptWords("根据上下文回答问题。", "上下文", "问题", "答案"),
+    ),
+    Language(
+        "de", "German", "Latn", "deu", "deu_Latn",
+        qa=QAPromptWords("Beantworte die Frage anhand des Kontexts.", "Kontext", "Frage", "Antwort"),
+    ),
+    Language(
+        "es", "Spanish", "Latn", "spa", "spa_Latn",
+        qa=QAPromptWords("Responde a la pregunta según el contexto.", "Contexto", "Pregunta", "Respuesta"),
+    ),
+    Language(
+        "ru", "Russian", "Cyrl", "rus", "rus_Cyrl",
+        qa=QAPromptWords("Ответьте на вопрос, опираясь на контекст.", "Контекст", "Вопрос", "Ответ"),
+    ),
     # The offline world: one language close to English, one distant from it.
-    Language("syn_near", "Nearish", "Latn", synthetic=SyntheticSettings("latin", 0.6, "SVO")),
+    Language("syn_near", "Nearish", "Grek", synthetic=SyntheticSettings("greek", 0.6, "SVO")),
     Language(
         "syn_far",
         "Farish",

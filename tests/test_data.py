@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from lightning_xllama.data.encoding import IGNORE_INDEX, EncodingReport, encode_example
-from lightning_xllama.data.mixing import MixtureSampler, stream_counts
+from lightning_xllama.data.mixing import deal, epoch_counts, shard_order, stream_counts
 from lightning_xllama.data.sources import DataFormatError, Example, read_instructions, read_parallel
 from lightning_xllama.data.synthetic import SyntheticWorld, render
-from lightning_xllama.data.tasks import translation_examples
+from lightning_xllama.data.tasks import pair_examples
 from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import get_language
 from lightning_xllama.prompts import TRANSLATION_INSTRUCTIONS, alpaca_prompt
@@ -106,21 +107,28 @@ def test_unknown_language_lists_the_known_ones():
     with pytest.raises(KeyError, match=r"unknown language code 'xx'.*known codes: .*zh"):
         get_language("xx")
     with pytest.raises(KeyError, match="unknown language code 'xx'"):
-        translation_examples([("a", "b")], "en", "xx")
+        pair_examples("a", "b", "en", "xx", "en-x", random.Random(0))
 
 
 # --- translation instructions ---------------------------------------------------------------
 def test_translation_instructions_rotate_deterministically_in_both_directions():
     assert len(TRANSLATION_INSTRUCTIONS) >= 20
-    pairs = [(f"sentence {i}", f"phrase {i}") for i in range(60)]
-    both = translation_examples(pairs, "en", "zh", "both", seed=3)
+
+    def examples(seed, direction="both"):
+        return [e for i in range(60) for e in pair_examples(
+            f"sentence {i}", f"phrase {i}", "en", "zh", direction, random.Random(f"{seed}:{i}"))]
+
+    both = examples(3)
     assert len(both) == 120
     assert both[0].input == "sentence 0" and both[0].output == "phrase 0" and both[0].lang == "zh"
     assert both[1].input == "phrase 0" and both[1].output == "sentence 0" and both[1].lang == "en"
     assert "English" in both[0].instruction and "Chinese" in both[0].instruction
     assert len({e.instruction for e in both[::2]}) > 10  # paraphrases rotate
-    assert both == translation_examples(pairs, "en", "zh", "both", seed=3)
-    assert both != translation_examples(pairs, "en", "zh", "both", seed=4)
+    assert both == examples(3)
+    assert both != examples(4)
+    assert [e.output for e in examples(3, "x-en")] == [f"sentence {i}" for i in range(60)]
+    with pytest.raises(ValueError, match="direction must be"):
+        examples(3, "en-zh")
 
 
 # --- mixing -------------------------------------------------------------------------------
@@ -131,17 +139,29 @@ def test_stream_counts_follow_weights_and_sum_to_total():
         stream_counts([1, 2], [0, 0], 3)
 
 
-def test_mixture_sampler_is_seeded_oversamples_and_splits_across_ranks():
-    sizes, weights = [10, 4], [1.0, 1.0]
-    sampler = MixtureSampler(sizes, weights, total=20, seed=1)
-    order = sampler.epoch_order()
-    assert order == MixtureSampler(sizes, weights, total=20, seed=1).epoch_order()
-    small_stream = [i for i in order if i >= 10]
-    assert len(small_stream) == 10 and set(small_stream) == set(range(10, 14))  # 4 examples, repeated
-    sampler.set_epoch(1)
-    assert sampler.epoch_order() != order
-    ranks = [list(MixtureSampler(sizes, weights, 20, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert sorted(ranks[0] + ranks[1]) == sorted(order) and len(ranks[0]) == len(ranks[1]) == 10
+def test_stop_rules_say_which_streams_are_oversampled():
+    sizes, weights = [100, 10], [1.0, 1.0]
+    assert epoch_counts(sizes, weights, "first_exhausted") == [10, 10]  # nothing repeats
+    assert epoch_counts(sizes, weights, "all_exhausted") == [100, 100]  # the small stream 10 times
+    assert epoch_counts(sizes, weights, "all_exhausted_without_replacement") == [100, 10]  # each once
+    assert epoch_counts(sizes, weights, "total") == [55, 55]  # default total: the sizes summed
+    assert epoch_counts(sizes, [3.0, 1.0], "total", total=40) == [30, 10]
+    assert epoch_counts([100, 10, 50], [1.0, 0.0, 1.0], "all_exhausted_without_replacement") == [100, 0, 50]
+    with pytest.raises(ValueError, match="stop must be one of"):
+        epoch_counts(sizes, weights, "longest")
+
+
+def test_deal_gives_every_shard_the_same_total_and_each_stream_its_share():
+    dealt = deal([100, 50, 25], 7)
+    assert dealt.sum(axis=0).tolist() == [25] * 7  # every shard runs as many steps
+    assert dealt.sum(axis=1).tolist() == [100, 50, 25]  # 175 = 7 * 25: nothing repeated
+    assert (dealt.max(axis=1) - dealt.min(axis=1)).max() <= 1  # streams split evenly
+    padded = deal([3, 2], 2)
+    assert padded.sum(axis=0).tolist() == [3, 3] and padded.sum() == 6  # one example repeated
+    order = shard_order([3, 2], seed=1, epoch=0, shard=0)
+    assert sorted(order.tolist()) == [0, 0, 0, 1, 1]
+    assert order.tolist() == shard_order([3, 2], seed=1, epoch=0, shard=0).tolist()
+    assert any(shard_order([30, 20], 1, epoch, 0).tolist() != shard_order([30, 20], 1, 0, 0).tolist() for epoch in (1, 2))
 
 
 # --- the synthetic world ------------------------------------------------------------------
@@ -154,7 +174,7 @@ def test_synthetic_world_is_deterministic_for_a_seed(tmp_path):
     for path in files_a:
         twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
         assert path.read_bytes() == twin.read_bytes(), path
-    assert (tmp_path / "a" / "monolingual.txt").read_text() != (tmp_path / "c" / "monolingual.txt").read_text()
+    assert (tmp_path / "a" / "pretraining.txt").read_text() != (tmp_path / "c" / "pretraining.txt").read_text()
 
 
 def test_translated_instructions_correspond_to_the_english_ones():

@@ -74,7 +74,8 @@ def synthetic() -> SyntheticIdentifier:
             "en": {"the", "dog", "sees", "a", "cat", "river"},
             "syn_near": {"tha", "dogo", "sees", "cato", "rivera"},  # "sees" is a shared cognate
             "syn_far": {"мок", "дал", "сун", "рива"},
-        }
+        },
+        scripts={"en": "latin", "syn_near": "latin", "syn_far": "cyrillic"},
     )
 
 
@@ -94,9 +95,9 @@ def test_synthetic_identifier_undetermined(synthetic):
 
 
 def test_synthetic_identifier_script_breaks_ties():
-    identifier = SyntheticIdentifier({"syn_near": {"kat"}, "syn_far": {"kat"}})
-    assert identifier.scripts == {"syn_near": "latin", "syn_far": "cyrillic"}  # from the registry
-    assert identifier.identify("kat kat") == "syn_near"
+    identifier = SyntheticIdentifier({"en": {"kat"}, "syn_far": {"kat"}})
+    assert identifier.scripts == {"en": "latin", "syn_far": "cyrillic"}  # from the registry
+    assert identifier.identify("kat kat") == "en"
     custom = SyntheticIdentifier({"x": {"kat"}, "y": {"kat"}}, scripts={"x": "greek", "y": "latin"})
     assert custom.identify("kat kat") == "y"
 

@@ -45,11 +45,11 @@ class GradientCapture(L.Callback):
         trainer.optimizers[0].register_step_post_hook(hook)
 
 
-def first_examples(datamodule: CoITDataModule, count: int) -> list[dict]:
-    """The first ``count`` training examples of epoch 0, in the order a single rank sees them."""
-    datamodule.setup("fit")
-    order = datamodule.train_dataloader().sampler.epoch_order()
-    return [datamodule.train_set[i] for i in order[:count]]
+def first_examples(datamodule: CoITDataModule, count: int, world_size: int = 1) -> list[dict]:
+    """The first ``count`` training examples of epoch 0: each rank's first ``count / world_size``
+    in rank order (the data of the first optimizer step when each rank takes that many)."""
+    per_rank = count // world_size
+    return [e for rank in range(world_size) for e in datamodule.train_examples(per_rank, rank, world_size)]
 
 
 def reference_gradients(model: str, examples: list[dict], pad_token_id: int, per_batch: int | None = None):

@@ -14,16 +14,17 @@ class MetricsSummary(L.Callback):
 
     Args:
         prefix: which logged metrics to follow.
+        exclude: leave out metrics whose name contains one of these (per-layer probe curves).
     """
 
-    def __init__(self, prefix: str = "val/"):
-        self.prefix = prefix
+    def __init__(self, prefix: str = "val/", exclude: tuple[str, ...] = ("/layer",)):
+        self.prefix, self.exclude = prefix, tuple(exclude)
         self.first: dict[str, tuple[int, float]] = {}
         self.last: dict[str, tuple[int, float]] = {}
 
     def _record(self, trainer: L.Trainer) -> None:
         for key, value in trainer.callback_metrics.items():
-            if key.startswith(self.prefix):
+            if key.startswith(self.prefix) and not any(part in key for part in self.exclude):
                 point = (trainer.global_step, float(value))
                 self.first.setdefault(key, point)
                 self.last[key] = point
@@ -47,10 +48,11 @@ class MetricsSummary(L.Callback):
         return "\n".join(lines)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
         if not trainer.is_global_zero or not self.first:
             return
         print("\nValidation metrics, first against last measurement:\n" + self.table() + "\n")
-        if trainer.log_dir:
+        if log_dir:
             summary = {k: {"first": self.first[k], "last": self.last[k]} for k in self.first}
-            Path(trainer.log_dir).mkdir(parents=True, exist_ok=True)
-            (Path(trainer.log_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(log_dir) / "summary.json").write_text(json.dumps(summary, indent=1))

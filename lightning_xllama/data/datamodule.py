@@ -1,55 +1,77 @@
-"""The CoIT DataModule: English instructions, translated instructions and translation pairs.
+"""The DataModules: MuIT mixes any number of streams (m-LLaMA); CoIT is its one-language case.
 
-Cross-lingual instruction tuning for one target language (x-LLaMA) mixes three streams by
-weight. Each stream is read from the user's files (the synthetic world writes the same formats),
-templated with Alpaca, tokenised with the prompt masked out, and batched with dynamic padding.
+A stream is (kind, language, source, direction): Alpaca instructions in one language, or
+parallel pairs with English turned into translation instructions. Streams are indexed once
+(``prepare_data``), mixed by weight, count or allocation file under a stop rule
+(``data/mixing.py``), read lazily in the shuffled order of ``data/streams.py``, templated,
+tokenised with the prompt masked out, and batched (padded, length-grouped or packed) in worker
+processes (``data/loader.py``). A few examples of each stream are held out for the validation
+loss. The data position is saved in checkpoints and restored exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import logging
-import random
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Optional
 
 import lightning as L
+import numpy as np
 from torch.utils.data import DataLoader
 
 from lightning_xllama.data.collate import PadCollator
-from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_example
-from lightning_xllama.data.mixing import MixtureSampler
-from lightning_xllama.data.sources import Example, read_instructions, read_lines, read_parallel
-from lightning_xllama.data.tasks import Direction, translation_examples, translation_prompt_instruction
+from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_examples
+from lightning_xllama.data.loader import Batching, DataPosition, MixtureDataset, ResumableLoader
+from lightning_xllama.data.mixing import STOP_RULES, StopRule, epoch_counts
+from lightning_xllama.data.packing import PackCollator
+from lightning_xllama.data.sources import read_instructions, read_lines
+from lightning_xllama.data.streams import Stream, StreamReader, held_out_units
+from lightning_xllama.data.tasks import Direction, translation_prompt_instruction
 from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.languages import get_language
-from lightning_xllama.prompts import alpaca_prompt
+from lightning_xllama.languages import import_language_modules
+from lightning_xllama.prompts import Template, render_prompt
+from lightning_xllama.scaling import read_allocation
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("english", "translated", "parallel")
 
-
-class CoITDataModule(L.LightningDataModule):
-    """Mixes the three CoIT streams for one target language.
+class MuITDataModule(L.LightningDataModule):
+    """Multilingual instruction tuning: any number of streams mixed into one training set.
 
     Args:
-        language: target language code (see ``lightning_xllama.languages``).
-        english_instructions: Alpaca JSON or JSONL file of English instructions.
-        translated_instructions: the same instructions translated into the target language.
-        parallel: path prefix of the aligned parallel corpus: ``{parallel}.en`` and
-            ``{parallel}.{language}`` (Moses/OPUS layout).
-        weights: share of each stream (``english``, ``translated``, ``parallel``) in an epoch,
-            as ratios; a stream asked for more than it holds is repeated.
-        direction: translation direction of the pairs: ``en-x``, ``x-en`` or ``both``.
-        examples_per_epoch: size of one epoch; by default the total of the three streams.
-        val_examples_per_stream: examples held out of each stream for the validation loss.
+        streams: the streams to mix (see :class:`~lightning_xllama.data.streams.Stream`).
+        allocation: an allocation file (``scaling allocate`` writes one): its entries set the
+            ``count`` or ``weight`` of the stream with the same kind, language and direction.
+        stop: when an epoch ends for weighted streams: ``first_exhausted``, ``all_exhausted``
+            (oversamples), ``all_exhausted_without_replacement`` or ``total`` (oversamples a
+            stream asked for more than it holds). Streams with counts ignore it.
+        examples_per_epoch: the epoch size of the ``total`` rule; by default every stream's
+            training examples summed.
+        val_examples_per_stream: records held out of each stream for the validation loss (at
+            most a tenth of the stream).
         max_length: longest example in tokens (the paper: 512).
         overflow: what to do with a longer example: ``truncate`` its response or ``drop`` it
-            (both counted and logged).
+            (both counted and reported).
+        template: ``alpaca`` (the paper's prompt) or ``chat`` (the tokenizer's chat template).
+        batching: ``pad`` (dynamic padding), ``group_by_length`` (batches of similar lengths) or
+            ``pack`` (several examples a row, block-diagonal attention, no padding inside).
+        pack_length: with ``pack``, the longest row in tokens; by default one row per batch.
+            The 4D mask takes rows x width^2 bytes: bound it with a few times ``max_length``.
+        group_batches: with ``group_by_length``, batches sorted together in one buffer.
         batch_size: examples per micro-batch on each device.
         eval_batch_size: micro-batch size for validation and prediction (default batch_size).
-        num_workers: DataLoader worker processes.
-        seed: seeds the held-out split, the instruction paraphrases and the epoch order.
+        num_workers: worker processes that read, tokenise and batch; part of the data plan:
+            resume with the same number (and devices) to continue exactly.
+        seed: seeds the held-out split, the paraphrases and every shuffle.
+        dedupe: skip repeated records within a stream (counted and reported).
+        shuffle_window: records shuffled together in a stream; memory per stream and worker.
+        cache_dir: where source indexes and Hugging Face data sets are cached (default
+            ``~/.cache/lightning_xllama``).
+        language_modules: modules imported first, for languages they register
+            (:func:`lightning_xllama.languages.register`).
         tokenizer: tokenizer folder or hub name; the CLI links it to the model's path.
         predict_file: input of ``predict``: a JSONL of Alpaca records (instruction, input) or,
             with ``predict_direction``, a plain text file with one sentence to translate a line.
@@ -58,79 +80,137 @@ class CoITDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        language: str,
-        english_instructions: str,
-        translated_instructions: str,
-        parallel: str,
-        weights: Optional[dict[str, float]] = None,
-        direction: Direction = "en-x",
+        streams: list[Stream],
+        allocation: Optional[str] = None,
+        stop: StopRule = "total",
         examples_per_epoch: Optional[int] = None,
         val_examples_per_stream: int = 64,
         max_length: int = 512,
         overflow: Overflow = "truncate",
+        template: Template = "alpaca",
+        batching: Batching = "pad",
+        pack_length: Optional[int] = None,
+        group_batches: int = 64,
         batch_size: int = 4,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 0,
         seed: int = 42,
+        dedupe: bool = False,
+        shuffle_window: int = 8192,
+        cache_dir: Optional[str] = None,
+        language_modules: Optional[list[str]] = None,
         tokenizer: Optional[str] = None,
         predict_file: Optional[str] = None,
         predict_direction: Optional[str] = None,
     ):
         super().__init__()
-        get_language(language)  # an unknown code fails here, listing the known ones
-        weights = dict(weights) if weights is not None else {name: 1.0 for name in STREAMS}
-        unknown = set(weights) - set(STREAMS)
-        if unknown:
-            raise ValueError(f"unknown stream(s) in weights: {sorted(unknown)}; expected {STREAMS}")
-        self.save_hyperparameters()
-        self.weights = [float(weights.get(name, 0.0)) for name in STREAMS]
-        self.train_set: list[dict] = []
+        import_language_modules(language_modules or [])
+        self.streams = [s if isinstance(s, Stream) else Stream(**s) for s in streams]
+        if not self.streams:
+            raise ValueError("no streams to mix")
+        labels = [s.label for s in self.streams]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"streams must differ in kind, language and direction (or name): {labels}")
+        if allocation is not None:
+            self.streams = apply_allocation(self.streams, allocation)
+        self._check_settings(stop, examples_per_epoch, batching, pack_length, max_length, batch_size)
+        self.save_hyperparameters(ignore=["streams"])
+        if "streams" in inspect.signature(type(self).__init__).parameters:  # saved as plain values
+            self.hparams["streams"] = [dataclasses.asdict(s) for s in self.streams]
+        self.readers: list[StreamReader] = []
+        self.counts: list[int] = []
         self.val_set: list[dict] = []
         self.predict_set: list[dict] = []
-        self.stream_sizes: list[int] = []
+        self.val_report = EncodingReport()
+        self.train_report = EncodingReport()
+        self.position = DataPosition()
         self._tokenizer = None
+
+    def _check_settings(self, stop, examples_per_epoch, batching, pack_length, max_length, batch_size) -> None:
+        if stop not in STOP_RULES:
+            raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
+        counted = [s.label for s in self.streams if s.count is not None]
+        weighted = [s.label for s in self.streams if s.weight is not None]
+        if counted and weighted:
+            raise ValueError(
+                f"streams {counted} have counts and {weighted} weights: give every stream a count "
+                "(a stream without one takes all its records once), or use weights only"
+            )
+        if counted and examples_per_epoch is not None:
+            raise ValueError("examples_per_epoch splits weights; with counts the epoch is their sum")
+        if batching not in ("pad", "group_by_length", "pack"):
+            raise ValueError(f"batching must be 'pad', 'group_by_length' or 'pack', got {batching!r}")
+        if pack_length is not None and pack_length < max_length:
+            raise ValueError(f"pack_length ({pack_length}) must hold the longest example (max_length {max_length})")
+        if batch_size < 1 or max_length < 2:
+            raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}")
 
     @property
     def tokenizer(self):
         if self._tokenizer is None:
             if self.hparams.tokenizer is None:
-                raise ValueError("CoITDataModule needs a tokenizer (the CLI links it to the model)")
+                raise ValueError(f"{type(self).__name__} needs a tokenizer (the CLI links it to the model)")
             self._tokenizer = load_tokenizer(self.hparams.tokenizer)
         return self._tokenizer
 
     # --- reading --------------------------------------------------------------------------
-    def read_streams(self) -> dict[str, list[Example]]:
-        """The three streams as examples, before templating."""
+    def prepare_data(self) -> None:
+        """Index every source once per node (downloading Hugging Face data sets)."""
         h = self.hparams
-        return {
-            "english": list(read_instructions(h.english_instructions, "en")),
-            "translated": list(read_instructions(h.translated_instructions, h.language)),
-            "parallel": translation_examples(
-                read_parallel(h.parallel, "en", h.language), "en", h.language, h.direction, h.seed
-            ),
-        }
+        for stream in self.streams:
+            stream.index(stream.open(h.cache_dir), h.dedupe, h.cache_dir)
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
             self.predict_set = self._read_predict_file()
             return
-        if self.train_set:
+        if self.readers:
             return
         h = self.hparams
-        report = EncodingReport()
-        self.train_set, self.val_set, self.stream_sizes = [], [], []
-        for name, examples in self.read_streams().items():
-            order = list(range(len(examples)))
-            random.Random(f"{h.seed}:{name}").shuffle(order)
-            held_out = min(h.val_examples_per_stream, len(examples) // 10)
-            encoded = [encode_example(self.tokenizer, examples[i], h.max_length, h.overflow, report) for i in order]
-            encoded = [e for e in encoded if e is not None]
-            self.val_set += encoded[:held_out]
-            self.train_set += encoded[held_out:]
-            self.stream_sizes.append(len(encoded) - held_out)
-        log.info("CoIT data for %s: %s; stream sizes %s", h.language, report.summary(),
-                 dict(zip(STREAMS, self.stream_sizes)))
-        self.encoding_report = report
+        self.val_set, self.val_report = [], EncodingReport()
+        for stream in self.streams:
+            source = stream.open(h.cache_dir)
+            index = stream.index(source, h.dedupe, h.cache_dir)
+            held_out = held_out_units(index, min(h.val_examples_per_stream, index.usable_units // 10), h.seed, stream.label)
+            reader = StreamReader(stream, source, index, h.seed, h.shuffle_window, held_out)
+            self.readers.append(reader)
+            bits = np.zeros(index.units, dtype=bool)
+            bits[held_out] = True
+            val = [
+                reader.example((unit, which, record))
+                for unit, record in reader.records(np.packbits(bits))
+                for which in range(stream.multiplicity)
+            ]
+            for encoded in self.encode(val):
+                self.val_report.add(encoded)
+                if "dropped" not in encoded:
+                    self.val_set.append(encoded)
+            skipped = ", ".join(f"{n} {reason}" for reason, n in index.skipped.items()) or "none"
+            log.info("stream %s: %d units, %d held out, skipped: %s", stream.label, index.units, len(held_out), skipped)
+        self.counts = self.plan_counts()
+        log.info("epoch plan: %s", dict(zip([s.label for s in self.streams], self.counts)))
+        log.info("validation set: %s", self.val_report.summary())
+
+    def plan_counts(self) -> list[int]:
+        """Examples each stream gives an epoch (see ``data/mixing.py``)."""
+        sizes = [reader.size for reader in self.readers]
+        for stream, size in zip(self.streams, sizes):
+            if size == 0 and stream.weight != 0 and stream.count != 0:
+                raise ValueError(f"stream {stream.label} ({stream.path}) has no usable examples")
+        if any(s.count is not None for s in self.streams):
+            return [s.count * s.multiplicity if s.count is not None else size for s, size in zip(self.streams, sizes)]
+        weights = [1.0 if s.weight is None else s.weight for s in self.streams]
+        return epoch_counts(sizes, weights, self.hparams.stop, self.hparams.examples_per_epoch)
+
+    def encode(self, examples: list) -> list[dict]:
+        return self.encoder()(examples)
+
+    def encoder(self) -> Callable[[list], list[dict]]:
+        """Examples -> encoded dicts with this module's settings (a plain function, for workers)."""
+        h = self.hparams
+        return functools.partial(
+            encode_examples, self.tokenizer, max_length=h.max_length, overflow=h.overflow, template=h.template
+        )
 
     def _read_predict_file(self) -> list[dict]:
         h = self.hparams
@@ -140,47 +220,198 @@ class CoITDataModule(L.LightningDataModule):
             src, _, tgt = h.predict_direction.partition("-")
             instruction = translation_prompt_instruction(src, tgt)
             return [
-                {"id": i, "instruction": instruction, "input": line, "prompt": alpaca_prompt(instruction, line)}
+                {"id": i, "instruction": instruction, "input": line, "prompt": self.prompt(instruction, line)}
                 for i, line in enumerate(read_lines(h.predict_file))
             ]
         if Path(h.predict_file).suffix not in (".jsonl", ".json"):
             raise ValueError(
-                f"{h.predict_file}: a text file needs --data.predict_direction (e.g. en-{h.language}); "
+                f"{h.predict_file}: a text file needs --data.predict_direction (e.g. en-zh); "
                 "instructions must be .jsonl or .json"
             )
-        examples = read_instructions(h.predict_file, h.language, require_output=False)
+        examples = read_instructions(h.predict_file, require_output=False)
         return [
-            {"id": i, "instruction": e.instruction, "input": e.input, "prompt": alpaca_prompt(e.instruction, e.input)}
+            {"id": i, "instruction": e.instruction, "input": e.input, "prompt": self.prompt(e.instruction, e.input)}
             for i, e in enumerate(examples)
         ]
 
+    def prompt(self, instruction: str, input: str = "") -> str:
+        """The prompt the model is given at generation time, in the configured template."""
+        return render_prompt(instruction, input, self.hparams.template, self.tokenizer)
+
     # --- loaders --------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
+    def collate_fn(self):
         h = self.hparams
+        if h.batching == "pack":
+            return PackCollator(self.tokenizer.pad_token_id, h.pack_length)
+        return PadCollator(self.tokenizer.pad_token_id)
+
+    def train_dataset(self, rank: int = 0, world_size: int = 1) -> MixtureDataset:
+        """The batches of ``rank`` among ``world_size`` (``setup`` first)."""
+        h = self.hparams
+        return MixtureDataset(
+            self.readers, self.counts, rank, world_size, max(1, h.num_workers), h.batch_size, h.batching,
+            h.group_batches, self.encoder(), self.collate_fn(), self.tokenizer.pad_token_id, h.seed,
+        )
+
+    def train_dataloader(self) -> ResumableLoader:
         trainer = self.trainer
-        sampler = MixtureSampler(
-            self.stream_sizes,
-            self.weights,
-            h.examples_per_epoch or sum(self.stream_sizes),
-            seed=h.seed,
-            num_replicas=trainer.world_size if trainer else 1,
-            rank=trainer.global_rank if trainer else 0,
-        )
-        return DataLoader(
-            self.train_set, batch_size=h.batch_size, sampler=sampler, num_workers=h.num_workers,
-            collate_fn=PadCollator(self.tokenizer.pad_token_id), persistent_workers=h.num_workers > 0,
-        )
+        dataset = self.train_dataset(trainer.global_rank if trainer else 0, trainer.world_size if trainer else 1)
+        return ResumableLoader(dataset, self.position, self.hparams.num_workers, self._trainer_epoch)
+
+    def _trainer_epoch(self) -> Optional[int]:
+        return self.trainer.current_epoch if self.trainer is not None else None
+
+    def train_examples(self, count: int, rank: int = 0, world_size: int = 1) -> list[dict]:
+        """The first ``count`` encoded examples of epoch 0 in the order ``rank`` trains on them
+        (for tests and baselines that need the exact training data)."""
+        self.setup("fit")
+        examples: list[dict] = []
+        for batch in self.train_dataset(rank, world_size).encoded_batches(epoch=0, start=0):
+            examples += [e for e in batch if "dropped" not in e]
+            if len(examples) >= count:
+                break
+        return examples[:count]
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
             self.val_set, batch_size=h.eval_batch_size or h.batch_size, shuffle=False,
-            num_workers=h.num_workers, collate_fn=PadCollator(self.tokenizer.pad_token_id),
+            num_workers=h.num_workers, collate_fn=self.collate_fn(),
         )
 
     def predict_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
             self.predict_set, batch_size=h.eval_batch_size or h.batch_size, shuffle=False,
-            collate_fn=lambda records: records,
+            collate_fn=_records,
         )
+
+    # --- the data position ------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        """Count a training batch as consumed when the training step takes it (the loader has
+        prefetched the next one by then), and add its report to the epoch's."""
+        report = batch.pop("report", None) if isinstance(batch, dict) else None
+        if report is not None and (self.trainer is None or self.trainer.training):
+            self.position.batches += 1
+            self.train_report.truncated += report["truncated"]
+            self.train_report.encoded += report["examples"]
+            self.train_report.dropped.update(report["dropped"])
+        return batch
+
+    def _plan(self) -> dict:
+        """What a position means: in another plan, the same position points at other examples."""
+        h = self.hparams
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return {
+            "num_workers": h.num_workers, "world_size": world_size, "batch_size": h.batch_size, "seed": h.seed,
+            "counts": list(self.counts), "batches_per_epoch": len(self.train_dataset(rank, world_size)),
+        }
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.position.epoch, "batches": self.position.batches, "plan": self._plan()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the position. Under another plan (other devices, workers, batch size or data)
+        an exact continuation does not exist: the epoch continues after the same share of it,
+        and a warning says so."""
+        epoch, batches = state["epoch"], state["batches"]
+        plan, saved = self._plan(), state["plan"]
+        changed = {k: (saved.get(k), v) for k, v in plan.items() if k != "batches_per_epoch" and saved.get(k) != v}
+        if changed:
+            batches = batches * plan["batches_per_epoch"] // saved["batches_per_epoch"]
+            log.warning(
+                "the data plan differs from the checkpoint's: %s (saved, now). Epoch %d continues after "
+                "the same share of it (batch %d of %d), but not with the same examples: some of this "
+                "epoch's may repeat or be missed. Resume with the same data, seed, batch size, "
+                "num_workers and number of devices to continue exactly.",
+                changed, epoch, batches, plan["batches_per_epoch"],
+            )
+        self.position.epoch, self.position.batches = epoch, batches
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit" and (self.train_report.encoded or self.train_report.dropped):
+            log.info("training data consumed: %s", self.train_report.summary())
+
+
+def _records(records: list[dict]) -> list[dict]:
+    return records
+
+
+def apply_allocation(streams: list[Stream], path: str) -> list[Stream]:
+    """Streams with the counts or weights of an allocation file (``scaling.read_allocation``).
+
+    Each entry names a stream by kind, language and (optionally) direction ``en-zh`` or
+    ``zh-en``; it must match exactly one configured stream, which must not set its own share.
+    """
+    document = read_allocation(path)
+    streams = list(streams)
+    for position, entry in enumerate(document["streams"]):
+        where = f"{path}: streams[{position}]"
+        matches = [i for i, s in enumerate(streams) if _allocation_matches(s, entry)]
+        if len(matches) != 1:
+            found = "no stream" if not matches else f"{len(matches)} streams"
+            raise ValueError(
+                f"{where} ({entry['kind']}, {entry['lang']}, {entry.get('direction', 'any direction')}) "
+                f"matches {found}; configured streams: {[s.label for s in streams]}"
+            )
+        stream = streams[matches[0]]
+        if stream.count is not None or stream.weight is not None:
+            raise ValueError(f"{where}: stream {stream.label} already sets its count or weight in the config")
+        streams[matches[0]] = dataclasses.replace(stream, count=entry.get("count"), weight=entry.get("weight"))
+    return streams
+
+
+def _allocation_matches(stream: Stream, entry: dict) -> bool:
+    if stream.kind != entry["kind"] or stream.lang != entry["lang"]:
+        return False
+    direction = entry.get("direction")
+    if direction is None:
+        return True
+    wanted = {f"en-{stream.lang}": "en-x", f"{stream.lang}-en": "x-en"}.get(direction)
+    return wanted is not None and stream.direction in (wanted, "both")
+
+
+class CoITDataModule(MuITDataModule):
+    """Cross-lingual instruction tuning for one target language (x-LLaMA): three streams.
+
+    English instructions, the same instructions translated into the target language, and
+    parallel pairs as translation instructions, mixed by ``weights``. Every other argument is
+    :class:`MuITDataModule`'s.
+
+    Args:
+        language: target language code (see ``lightning_xllama.languages``).
+        english_instructions: Alpaca JSON or JSONL file of English instructions.
+        translated_instructions: the same instructions translated into the target language.
+        parallel: the parallel corpus: an aligned-text prefix (``{parallel}.en`` and
+            ``{parallel}.{language}``, Moses/OPUS) or a ``.tsv`` file (WikiMatrix).
+        weights: share of each stream (``english``, ``translated``, ``parallel``) as ratios; a
+            stream asked for more than it holds is repeated.
+        direction: translation direction of the pairs: ``en-x``, ``x-en`` or ``both``.
+        min_score: with a TSV corpus that has a score column, skip pairs scoring below it.
+    """
+
+    STREAMS = ("english", "translated", "parallel")
+
+    def __init__(
+        self,
+        language: str,
+        english_instructions: str,
+        translated_instructions: str,
+        parallel: str,
+        weights: Optional[dict[str, float]] = None,
+        direction: Direction = "en-x",
+        min_score: Optional[float] = None,
+        **kwargs,
+    ):
+        import_language_modules(kwargs.get("language_modules") or [])
+        weights = dict(weights) if weights is not None else {name: 1.0 for name in self.STREAMS}
+        unknown = set(weights) - set(self.STREAMS)
+        if unknown:
+            raise ValueError(f"unknown stream(s) in weights: {sorted(unknown)}; expected {self.STREAMS}")
+        share = {name: float(weights.get(name, 0.0)) for name in self.STREAMS}
+        streams = [
+            Stream("instructions", "en", english_instructions, weight=share["english"], name="english"),
+            Stream("instructions", language, translated_instructions, weight=share["translated"], name="translated"),
+            Stream("parallel", language, parallel, direction, weight=share["parallel"], min_score=min_score, name="parallel"),
+        ]
+        super().__init__(streams=streams, **kwargs)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Sequence
 
 from lightning_xllama.data.sources import Example
-from lightning_xllama.prompts import alpaca_prompt
+from lightning_xllama.prompts import Template, alpaca_prompt, chat_turns
 
 IGNORE_INDEX = -100
 """Label of tokens that carry no loss (prompt and padding)."""
@@ -23,9 +23,62 @@ class EncodingReport:
     truncated: int = 0
     dropped: Counter = field(default_factory=Counter)
 
+    def add(self, encoded: dict) -> None:
+        if "dropped" in encoded:
+            self.dropped[encoded["dropped"]] += 1
+        else:
+            self.encoded += 1
+            self.truncated += encoded["truncated"]
+
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items()) or "none"
         return f"{self.encoded} examples encoded, {self.truncated} truncated, dropped: {dropped}"
+
+
+def encode_examples(
+    tokenizer,
+    examples: Sequence[Example],
+    max_length: int,
+    overflow: Overflow = "truncate",
+    template: Template = "alpaca",
+) -> list[dict]:
+    """Each example as ``{input_ids, labels, truncated}``, or ``{dropped: reason}``.
+
+    Alpaca: ``input_ids`` = BOS + prompt + response + EOS. Chat: the template's own text, which
+    writes its special tokens. ``labels`` hide everything before the response. The prompt and
+    response are tokenised apart (one call for the whole list) so the boundary is exact and
+    matches what the model sees at generation time (the prompt alone, then its own
+    continuation). An example longer than ``max_length`` is truncated from the end of the
+    response (keeping at least one response token) or dropped, by ``overflow``.
+    """
+    if overflow not in ("truncate", "drop"):
+        raise ValueError(f"overflow must be 'truncate' or 'drop', got {overflow!r}")
+    if template == "chat":
+        texts = [chat_turns(tokenizer, e.instruction, e.input, e.output) for e in examples]
+        prefix, suffix = [], []
+    else:
+        texts = [(alpaca_prompt(e.instruction, e.input), e.output) for e in examples]
+        prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        suffix = [tokenizer.eos_token_id]
+    if not texts:
+        return []
+    prompts = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
+    responses = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
+    encoded = []
+    for prompt, response in zip(prompts, responses):
+        prompt, response = prefix + prompt, response + suffix
+        truncated = len(prompt) + len(response) > max_length
+        if truncated and overflow == "drop":
+            encoded.append({"dropped": "longer than max_length"})
+            continue
+        if truncated and len(prompt) >= max_length:
+            encoded.append({"dropped": "prompt alone reaches max_length"})
+            continue
+        response = response[: max_length - len(prompt)]
+        encoded.append(
+            {"input_ids": prompt + response, "labels": [IGNORE_INDEX] * len(prompt) + response, "truncated": truncated}
+        )
+    return encoded
 
 
 def encode_example(
@@ -34,30 +87,10 @@ def encode_example(
     max_length: int,
     overflow: Overflow = "truncate",
     report: Optional[EncodingReport] = None,
+    template: Template = "alpaca",
 ) -> Optional[dict]:
-    """``input_ids`` = BOS + prompt + response + EOS; ``labels`` hide BOS and the prompt.
-
-    The prompt and response are tokenised apart so the boundary is exact and matches what the
-    model sees at generation time (the prompt alone, then its own continuation). An example
-    longer than ``max_length`` is truncated from the end of the response (keeping at least one
-    response token) or dropped, by ``overflow``; either is counted in ``report``.
-    """
-    report = report if report is not None else EncodingReport()
-    prompt = tokenizer(alpaca_prompt(example.instruction, example.input), add_special_tokens=False)["input_ids"]
-    response = tokenizer(example.output, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    prompt = prefix + prompt
-    if len(prompt) + len(response) > max_length:
-        if overflow == "drop":
-            report.dropped["longer than max_length"] += 1
-            return None
-        if len(prompt) >= max_length:
-            report.dropped["prompt alone reaches max_length"] += 1
-            return None
-        response = response[: max_length - len(prompt)]
-        report.truncated += 1
-    report.encoded += 1
-    return {
-        "input_ids": prompt + response,
-        "labels": [IGNORE_INDEX] * len(prompt) + response,
-    }
+    """One example (see :func:`encode_examples`); None when dropped. Both are counted in ``report``."""
+    encoded = encode_examples(tokenizer, [example], max_length, overflow, template)[0]
+    if report is not None:
+        report.add(encoded)
+    return None if "dropped" in encoded else encoded

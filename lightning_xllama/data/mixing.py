@@ -1,12 +1,30 @@
-"""Mixing streams by weight into one epoch order, the same for a seed on any number of ranks."""
+"""Mixing streams: how many examples each stream gives an epoch, which shard reads which, in
+what order. Everything here depends only on sizes, weights, the seed and the epoch, so every rank
+computes the same plan without talking to the others.
+
+Stop rules (the names of ``datasets.interleave_datasets``, with exact counts instead of draws):
+
+- ``first_exhausted``: the epoch ends when the stream that is shortest for its weight has been
+  read once; the others give their weighted share. Nothing repeats; parts of streams are unused.
+- ``all_exhausted``: the epoch ends when every stream has been read at least once; streams short
+  for their weight are repeated to keep the ratios (oversampling).
+- ``all_exhausted_without_replacement``: every example of every stream exactly once (streams of
+  weight 0 left out); the ratios are the streams' sizes, not the weights.
+- ``total``: ``total`` examples split by weight; a stream asked for more than it holds is
+  repeated (oversampling), one asked for fewer gives a random part of itself.
+
+Counts (per stream, or from an allocation file) bypass the rules: exactly that many examples.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Literal, Optional, Sequence
 
-import torch
-from torch.utils.data import DistributedSampler
+import numpy as np
+
+StopRule = Literal["first_exhausted", "all_exhausted", "all_exhausted_without_replacement", "total"]
+STOP_RULES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement", "total")
 
 
 def stream_counts(sizes: Sequence[int], weights: Sequence[float], total: int) -> list[int]:
@@ -29,47 +47,53 @@ def stream_counts(sizes: Sequence[int], weights: Sequence[float], total: int) ->
     return counts
 
 
-class MixtureSampler(DistributedSampler):
-    """Indices into a concatenation of streams, mixed by weight and shuffled per epoch.
+def epoch_counts(
+    sizes: Sequence[int], weights: Sequence[float], stop: StopRule = "total", total: Optional[int] = None
+) -> list[int]:
+    """Examples each stream gives an epoch under a stop rule (see the module docstring).
 
-    Each stream contributes its count of examples: a stream asked for fewer than it holds is
-    sampled without replacement; one asked for more is repeated in fresh shuffles (oversampled).
-    The epoch order depends only on the seed and the epoch; ranks take interleaved slices of
-    it. Subclassing ``DistributedSampler`` lets Lightning call :meth:`set_epoch` and keep the
-    sampler as it is under DDP and FSDP.
+    ``total`` is used by the ``total`` rule; by default it is the sum of the sizes.
     """
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
+    if stop == "all_exhausted_without_replacement":
+        return [size if weight > 0 else 0 for size, weight in zip(sizes, weights)]
+    if stop == "total":
+        return stream_counts(sizes, weights, sum(sizes) if total is None else total)
+    ratios = [size / weight for size, weight in zip(sizes, weights) if weight > 0]
+    length = min(ratios) if stop == "first_exhausted" else max(ratios)
+    return stream_counts(sizes, weights, int(round(length * sum(weights))))
 
-    def __init__(
-        self,
-        sizes: Sequence[int],
-        weights: Sequence[float],
-        total: int,
-        seed: int = 0,
-        num_replicas: int = 1,
-        rank: int = 0,
-    ):
-        # DistributedSampler's own __init__ wants a data set; only its fields are used here.
-        self.sizes, self.seed = list(sizes), seed
-        self.counts = stream_counts(self.sizes, weights, total)
-        self.offsets = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
-        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
-        self.num_samples = math.ceil(total / num_replicas)
-        self.total_size = self.num_samples * num_replicas
 
-    def epoch_order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
-        indices: list[int] = []
-        for size, count, offset in zip(self.sizes, self.counts, self.offsets):
-            drawn: list[int] = []
-            while len(drawn) < count:
-                drawn += torch.randperm(size, generator=generator)[: count - len(drawn)].tolist()
-            indices += [offset + i for i in drawn]
-        order = torch.randperm(len(indices), generator=generator).tolist()
-        mixed = [indices[i] for i in order]
-        return mixed + mixed[: self.total_size - len(mixed)]  # equal share for every rank
+def deal(counts: Sequence[int], shards: int) -> np.ndarray:
+    """Split each stream's count between ``shards`` so that every shard gets the same total.
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.epoch_order()[self.rank : self.total_size : self.num_replicas])
+    The streams' examples are laid end to end and dealt like cards (example ``k`` to shard
+    ``k mod shards``), so each shard holds every stream in proportion. When the total does not
+    divide evenly, the deal wraps around to the first streams (a few examples repeated), as a
+    ``DistributedSampler`` pads: ranks must run the same number of steps.
+    Returns an array (streams, shards).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros((len(counts), shards), dtype=np.int64)
+    padded = -(-total // shards) * shards
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    shard = np.arange(shards)
 
-    def __len__(self) -> int:
-        return self.num_samples
+    def below(x: np.ndarray) -> np.ndarray:  # how many k < x have k mod shards == shard
+        return np.maximum(0, (x[:, None] - shard[None, :] + shards - 1) // shards)
+
+    dealt = np.zeros((len(counts), shards), dtype=np.int64)
+    for lap in range(-(-padded // total)):
+        low = np.minimum(starts + lap * total, padded)
+        high = np.minimum(starts + counts + lap * total, padded)
+        dealt += below(high) - below(low)
+    return dealt
+
+
+def shard_order(counts: Sequence[int], seed: int, epoch: int, shard: int) -> np.ndarray:
+    """The stream of each slot of a shard's epoch: ``counts[s]`` slots of stream ``s``, shuffled."""
+    labels = np.repeat(np.arange(len(counts), dtype=np.int16), counts)
+    return np.random.default_rng([seed, epoch, shard, 2]).permutation(labels)

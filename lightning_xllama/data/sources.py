@@ -1,17 +1,27 @@
-"""Readers for the files users bring: Alpaca instruction data and aligned parallel text.
+"""Readers for the files users bring: Alpaca instruction data and parallel corpora.
 
 Every reader validates as it reads and names the file and the line or record of any problem:
 a corpus of millions of lines must not fail hours later, nor be silently shortened.
+
+Two kinds of reader live here. ``read_instructions`` and ``read_parallel`` return whole (small)
+files, for prompts and evaluation sets. The :class:`Source` classes serve training streams:
+``scan`` walks a source once, unit by unit (a line, a record, a row), to build its index
+(``data/index.py``); ``read`` fetches a run of consecutive units from a remembered offset, so a
+worker reads only its share of a 10-million-line corpus.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional, Union
 
 INSTRUCTION_FIELDS = ("instruction", "input", "output")
+
+Record = tuple[str, ...]
+"""An instruction record ``(instruction, input, output)`` or a pair ``(english, other)``."""
 
 
 @dataclass(frozen=True)
@@ -36,15 +46,19 @@ def _check_exists(path: str | Path) -> Path:
     return path
 
 
+def _decode(raw: bytes, path: Path, number: int) -> str:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+
+
 def read_lines(path: str | Path) -> Iterator[str]:
     """Lines without their newline, decoded as UTF-8 with the failing line named."""
     path = _check_exists(path)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            try:
-                yield raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+            yield _decode(raw, path, number)
 
 
 def _validate_record(record: object, where: str, require_output: bool = True) -> dict:
@@ -62,27 +76,18 @@ def _validate_record(record: object, where: str, require_output: bool = True) ->
     return record
 
 
-def read_instructions(path: str | Path, lang: str = "en", require_output: bool = True) -> Iterator[Example]:
-    """Alpaca records from a JSON list (``.json``) or one object per line (``.jsonl``).
+def _parse_jsonl_line(line: str, where: str, require_output: bool = True) -> Optional[dict]:
+    """A JSONL line as a validated Alpaca record, or None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{where}: invalid JSON ({err.msg})") from None
+    return _validate_record(record, where, require_output)
 
-    ``require_output=False`` reads prompts to answer (``predict``), whose output is unknown.
-    """
-    path = _check_exists(path)
-    if path.suffix == ".jsonl":
-        records = ((number, line) for number, line in enumerate(read_lines(path), start=1))
-        count = 0
-        for number, line in records:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg})") from None
-            count += 1
-            yield _to_example(_validate_record(record, f"{path}:{number}", require_output), lang)
-        if count == 0:
-            raise DataFormatError(f"{path}: empty file, expected Alpaca records")
-        return
+
+def _load_json_list(path: Path) -> list:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as err:
@@ -93,7 +98,26 @@ def read_instructions(path: str | Path, lang: str = "en", require_output: bool =
         raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
     if not isinstance(records, list) or not records:
         raise DataFormatError(f"{path}: expected a non-empty JSON list of Alpaca records")
-    for index, record in enumerate(records):
+    return records
+
+
+def read_instructions(path: str | Path, lang: str = "en", require_output: bool = True) -> Iterator[Example]:
+    """Alpaca records from a JSON list (``.json``) or one object per line (``.jsonl``).
+
+    ``require_output=False`` reads prompts to answer (``predict``), whose output is unknown.
+    """
+    path = _check_exists(path)
+    if path.suffix == ".jsonl":
+        count = 0
+        for number, line in enumerate(read_lines(path), start=1):
+            record = _parse_jsonl_line(line, f"{path}:{number}", require_output)
+            if record is not None:
+                count += 1
+                yield _to_example(record, lang)
+        if count == 0:
+            raise DataFormatError(f"{path}: empty file, expected Alpaca records")
+        return
+    for index, record in enumerate(_load_json_list(path)):
         yield _to_example(_validate_record(record, f"{path}: record {index}", require_output), lang)
 
 
@@ -104,8 +128,9 @@ def _to_example(record: dict, lang: str) -> Example:
 def read_parallel(prefix: str | Path, src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
     """Aligned pairs from ``{prefix}.{src_lang}`` and ``{prefix}.{tgt_lang}`` (Moses/OPUS layout).
 
-    Files of different lengths are an error (never paired silently); a line that is empty on
-    either side is an error too, since it means the files are misaligned or damaged.
+    For test sets, read whole. Files of different lengths are an error (never paired silently);
+    a line that is empty on either side is an error too, since a test set must not be damaged.
+    Training corpora go through :class:`AlignedText`, which counts and skips empty lines.
     """
     src_path, tgt_path = Path(f"{prefix}.{src_lang}"), Path(f"{prefix}.{tgt_lang}")
     src, tgt = list(read_lines(src_path)), list(read_lines(tgt_path))
@@ -121,3 +146,348 @@ def read_parallel(prefix: str | Path, src_lang: str, tgt_lang: str) -> list[tupl
             empty = src_path if not s.strip() else tgt_path
             raise DataFormatError(f"{empty}:{number}: empty line in a parallel corpus")
     return list(zip(src, tgt))
+
+
+# --- sources of training streams ------------------------------------------------------------
+Unit = tuple[tuple[int, ...], Optional[Record]]
+"""What a scan yields per unit: the offsets it starts at, and its record (None for a blank
+JSONL line, which holds no record and is counted as skipped by the index)."""
+
+
+def empty_field(record: Record, kind: str, lang: str) -> Optional[str]:
+    """Why a record cannot be trained on because a needed field is empty, or None."""
+    if kind == "instructions":
+        instruction, _, output = record
+        if not instruction.strip():
+            return "empty instruction"
+        if not output.strip():
+            return "empty output"
+        return None
+    if not record[0].strip():
+        return "empty en side"
+    if not record[1].strip():
+        return f"empty {lang} side"
+    return None
+
+
+class Source:
+    """A training source: a file or data set read unit by unit.
+
+    ``fingerprint`` names the exact data and settings, so a cached index is rebuilt when either
+    changes. ``read(offsets, count)`` returns ``count`` consecutive units starting at the offsets
+    a scan reported for the first of them (None for units without a record). ``describe(unit)``
+    names a unit (``file:line``) in reports.
+    """
+
+    kind: str
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def describe(self, unit: int) -> str:
+        raise NotImplementedError
+
+    def scan(self) -> Iterator[Unit]:
+        raise NotImplementedError
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        raise NotImplementedError
+
+    def score(self, record: Record) -> Optional[float]:
+        """The record's quality score where the source has one (WikiMatrix margin)."""
+        return None
+
+
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _read_lines_at(path: Path, offset: int, count: int) -> list[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return [handle.readline() for _ in range(count)]
+
+
+class JsonlInstructions(Source):
+    """Alpaca records, one JSON object a line (``.jsonl``): streamed."""
+
+    kind = "instructions"
+
+    def __init__(self, path: str | Path):
+        self.path = _check_exists(path)
+
+    def fingerprint(self) -> str:
+        return f"jsonl:{_file_stamp(self.path)}"
+
+    def describe(self, unit: int) -> str:
+        return f"{self.path}:{unit + 1}"
+
+    def _record(self, raw: bytes, number: int) -> Optional[Record]:
+        where = f"{self.path}:{number}"
+        record = _parse_jsonl_line(_decode(raw, self.path, number), where)
+        if record is None:
+            return None
+        return record["instruction"], record.get("input", ""), record["output"]
+
+    def scan(self) -> Iterator[Unit]:
+        offset, number = 0, 0
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield (offset,), self._record(raw, number)
+                offset += len(raw)
+        if number == 0:
+            raise DataFormatError(f"{self.path}: empty file, expected Alpaca records")
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        return [self._record(raw, 0) for raw in _read_lines_at(self.path, offsets[0], count)]
+
+
+class JsonInstructions(Source):
+    """Alpaca records as one JSON list (``.json``, as Stanford Alpaca ships them).
+
+    A JSON list cannot be split by lines, so each reader parses it whole: fine for Alpaca's
+    52k records (20 MB); use JSONL for instruction sets too large for that.
+    """
+
+    kind = "instructions"
+
+    def __init__(self, path: str | Path):
+        self.path = _check_exists(path)
+        self._records: Optional[list] = None
+
+    def fingerprint(self) -> str:
+        return f"json:{_file_stamp(self.path)}"
+
+    def describe(self, unit: int) -> str:
+        return f"{self.path}: record {unit}"
+
+    def _all(self) -> list:
+        if self._records is None:
+            self._records = _load_json_list(self.path)
+        return self._records
+
+    def _record(self, index: int) -> Record:
+        record = _validate_record(self._all()[index], f"{self.path}: record {index}")
+        return record["instruction"], record.get("input", ""), record["output"]
+
+    def scan(self) -> Iterator[Unit]:
+        for index in range(len(self._all())):
+            yield (index,), self._record(index)
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        return [self._record(index) for index in range(offsets[0], offsets[0] + count)]
+
+    def __getstate__(self) -> dict:  # worker processes parse the file themselves
+        return {**self.__dict__, "_records": None}
+
+
+class AlignedText(Source):
+    """Sentence pairs from ``{prefix}.en`` and ``{prefix}.{lang}``, one sentence a line.
+
+    The two files are read in step; different lengths are an error naming both counts.
+    """
+
+    kind = "parallel"
+
+    def __init__(self, prefix: str | Path, lang: str):
+        self.paths = (_check_exists(f"{prefix}.en"), _check_exists(f"{prefix}.{lang}"))
+
+    def fingerprint(self) -> str:
+        return "text:" + "|".join(_file_stamp(p) for p in self.paths)
+
+    def describe(self, unit: int) -> str:
+        return f"{self.paths[0]}:{unit + 1} / {self.paths[1].name}:{unit + 1}"
+
+    def scan(self) -> Iterator[Unit]:
+        en_path, other_path = self.paths
+        offsets, number = [0, 0], 0
+        with en_path.open("rb") as en, other_path.open("rb") as other:
+            for number, (a, b) in enumerate(zip_longest(en, other), start=1):
+                if a is None or b is None:
+                    en_lines = number - 1 + (a is not None) + sum(1 for _ in en)
+                    other_lines = number - 1 + (b is not None) + sum(1 for _ in other)
+                    raise DataFormatError(
+                        f"parallel files differ in length: {en_path} has {en_lines} lines, "
+                        f"{other_path} has {other_lines}"
+                    )
+                yield tuple(offsets), (_decode(a, en_path, number), _decode(b, other_path, number))
+                offsets[0] += len(a)
+                offsets[1] += len(b)
+        if number == 0:
+            raise DataFormatError(f"parallel files are empty: {en_path}, {other_path}")
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        en = _read_lines_at(self.paths[0], offsets[0], count)
+        other = _read_lines_at(self.paths[1], offsets[1], count)
+        return [(_decode(a, self.paths[0], 0), _decode(b, self.paths[1], 0)) for a, b in zip(en, other)]
+
+
+class TsvPairs(Source):
+    """Tab-separated pairs, optionally with a score column (WikiMatrix: score, source, target).
+
+    ``columns`` maps ``en``, ``x`` and optionally ``score`` to 0-based column positions; by
+    default two columns are ``en, x`` and three are ``score, en, x``, judged from the first line.
+    Every line must have as many columns as the first.
+    """
+
+    kind = "parallel"
+
+    def __init__(self, path: str | Path, columns: Optional[dict[str, Union[int, str]]] = None):
+        self.path = _check_exists(path)
+        self.width = self._first_width()
+        if columns is None:
+            columns = {"score": 0, "en": 1, "x": 2} if self.width >= 3 else {"en": 0, "x": 1}
+        unknown = set(columns) - {"en", "x", "score"}
+        if unknown or not {"en", "x"} <= set(columns):
+            raise ValueError(
+                f"{self.path}: TSV columns must map 'en', 'x' and optionally 'score' to positions, got {columns}"
+            )
+        self.columns = {name: int(position) for name, position in columns.items()}
+        if max(self.columns.values()) >= self.width:
+            raise DataFormatError(
+                f"{self.path}:1: has {self.width} columns, but columns {self.columns} need "
+                f"{max(self.columns.values()) + 1}"
+            )
+
+    def _first_width(self) -> int:
+        with self.path.open("rb") as handle:
+            first = handle.readline()
+        if not first:
+            raise DataFormatError(f"{self.path}: empty file, expected tab-separated pairs")
+        return len(_decode(first, self.path, 1).split("\t"))
+
+    @property
+    def has_score(self) -> bool:
+        return "score" in self.columns
+
+    def fingerprint(self) -> str:
+        return f"tsv:{sorted(self.columns.items())}:{_file_stamp(self.path)}"
+
+    def describe(self, unit: int) -> str:
+        return f"{self.path}:{unit + 1}"
+
+    def _record(self, raw: bytes, number: int) -> Record:
+        fields = _decode(raw, self.path, number).split("\t")
+        if len(fields) != self.width:
+            raise DataFormatError(
+                f"{self.path}:{number}: expected {self.width} tab-separated columns, found {len(fields)}"
+            )
+        record = (fields[self.columns["en"]], fields[self.columns["x"]])
+        if self.has_score:
+            score = fields[self.columns["score"]]
+            try:
+                float(score)
+            except ValueError:
+                raise DataFormatError(
+                    f"{self.path}:{number}: score column {self.columns['score']} is not a number: {score!r}"
+                ) from None
+            record += (score,)
+        return record
+
+    def score(self, record: Record) -> Optional[float]:
+        return float(record[2]) if self.has_score else None
+
+    def scan(self) -> Iterator[Unit]:
+        offset = 0
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield (offset,), self._record(raw, number)
+                offset += len(raw)
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        return [self._record(raw, 0) for raw in _read_lines_at(self.path, offsets[0], count)]
+
+
+class HFDataset(Source):
+    """A Hugging Face data set, by hub name or a builder with local ``data_files``.
+
+    ``load_dataset`` (not streaming) writes the data set once as Arrow files in ``cache_dir``
+    and memory-maps them: rows are then read by index, in any worker, without holding the data
+    set in memory. ``columns`` names the field of each role; a dotted name reaches into a nested
+    field (``translation.en`` in OPUS-style data sets). Roles: ``en`` and ``x`` for pairs;
+    ``instruction``, ``input`` (optional) and ``output`` for instructions (the default names).
+    """
+
+    ROLES = {"parallel": ("en", "x"), "instructions": ("instruction", "input", "output")}
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        columns: Optional[dict[str, Union[int, str]]] = None,
+        config: Optional[str] = None,
+        split: str = "train",
+        data_files: Optional[list[str]] = None,
+        cache_dir: Optional[str] = None,
+    ):
+        self.name, self.kind, self.config, self.split = name, kind, config, split
+        self.data_files, self.cache_dir = data_files, cache_dir
+        if columns is None and kind == "instructions":
+            columns = {role: role for role in self.ROLES[kind]}
+        required = {"en", "x"} if kind == "parallel" else {"instruction", "output"}
+        if columns is None or not required <= set(columns) or set(columns) - set(self.ROLES[kind]):
+            raise ValueError(
+                f"data set {name!r}: columns must name the fields {sorted(required)} "
+                f"(roles: {self.ROLES[kind]}), got {columns}"
+            )
+        self.columns = {role: str(column) for role, column in columns.items()}
+        self._dataset = None
+
+    def __repr__(self) -> str:
+        return f"{self.name}" + (f" ({self.config})" if self.config else "") + f" split {self.split}"
+
+    def dataset(self):
+        if self._dataset is None:
+            import datasets
+
+            self._dataset = datasets.load_dataset(
+                self.name, self.config, split=self.split, data_files=self.data_files, cache_dir=self.cache_dir
+            )
+            missing = {c.split(".")[0] for c in self.columns.values()} - set(self._dataset.column_names)
+            if missing:
+                raise DataFormatError(
+                    f"data set {self!r}: no column(s) {sorted(missing)}; it has {self._dataset.column_names}"
+                )
+        return self._dataset
+
+    def fingerprint(self) -> str:
+        dataset = self.dataset()
+        return f"hf:{self!r}:{sorted(self.columns.items())}:{dataset._fingerprint}"
+
+    def describe(self, unit: int) -> str:
+        return f"data set {self!r}: row {unit}"
+
+    def _record(self, row: dict, index: int) -> Record:
+        values = []
+        for role in self.ROLES[self.kind]:
+            if role not in self.columns:
+                values.append("")
+                continue
+            value = row
+            for part in self.columns[role].split("."):
+                if not isinstance(value, dict) or part not in value:
+                    raise DataFormatError(f"data set {self!r}: row {index}: no field {self.columns[role]!r}")
+                value = value[part]
+            if not isinstance(value, str):
+                raise DataFormatError(
+                    f"data set {self!r}: row {index}: field {self.columns[role]!r} must be a string, "
+                    f"got {type(value).__name__}"
+                )
+            values.append(value)
+        return tuple(values)
+
+    def scan(self) -> Iterator[Unit]:
+        dataset = self.dataset()
+        if len(dataset) == 0:
+            raise DataFormatError(f"data set {self!r} is empty")
+        for index, row in enumerate(dataset):
+            yield (index,), self._record(row, index)
+
+    def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
+        start = offsets[0]
+        rows = self.dataset()[start : start + count]  # column-wise dict of lists
+        return [self._record({k: v[i] for k, v in rows.items()}, start + i) for i in range(count)]
+
+    def __getstate__(self) -> dict:  # worker processes memory-map the Arrow files themselves
+        return {**self.__dict__, "_dataset": None}

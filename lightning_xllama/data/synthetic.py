@@ -329,6 +329,7 @@ class SyntheticWorld:
         self,
         out_dir: str | Path,
         pretraining: int = 20000,
+        bilingual_share: float = 0.05,
         instructions: int = 2000,
         parallel: int = 4000,
         test: int = 200,
@@ -346,7 +347,7 @@ class SyntheticWorld:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
-        write_lines(out / "pretraining.txt", self.pretraining_text(pretraining))
+        write_lines(out / "pretraining.txt", self.pretraining_text(pretraining, bilingual_share=bilingual_share))
         paths["pretraining"] = str(out / "pretraining.txt")
         write_json(out / "instructions" / "en.json", self.instructions(instructions, "en"))
         paths["instructions/en"] = str(out / "instructions" / "en.json")

@@ -1,0 +1,277 @@
+"""What the evaluation callbacks share: when they run, and how scores and outputs are published.
+
+An evaluation reads its data in :meth:`EvaluationCallback.prepare` (called at ``setup``, so a
+missing file fails before training starts) and measures a model in
+:meth:`EvaluationCallback.run`, which needs no Trainer: ``python -m lightning_xllama evaluate``
+calls the same methods on a model loaded from a folder.
+
+Under DDP/FSDP every rank runs every evaluation in step (same forward passes, same collectives):
+generation is split across ranks and gathered, scores that add up are torchmetrics metrics
+updated with each rank's own share, and corpus-level scores are computed on gathered outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+import lightning as L
+import torch
+import torch.distributed as dist
+
+from lightning_xllama.callbacks.off_target import OffTargetRate, build_identifier
+from lightning_xllama.evaluation.generation import generate_on_all_ranks
+
+T = TypeVar("T")
+
+
+@dataclass
+class EvaluationResult:
+    """What one evaluation pass measured."""
+
+    metrics: dict[str, float]
+    """Scores keyed ``{name}/{set}/{metric}`` (logged with a ``val/`` prefix)."""
+    samples: dict[str, list[dict]] = field(default_factory=dict)
+    """Per set, one record per example (input, reference, output), in input order."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Per set, JSON values that are not scores: metric signatures, per-layer curves."""
+
+
+def publish_metrics(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
+    """Log metrics outside a ``self.log`` hook and make them visible to other callbacks."""
+    trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+
+
+def evenly_spaced(items: Sequence[T], count: Optional[int]) -> list[T]:
+    """``count`` items spread over the whole sequence (all of them when ``count`` is None).
+
+    Test sets are ordered by document: the first N items would all come from a few documents.
+    """
+    if count is not None and count < 1:
+        raise ValueError(f"expected a subset size of at least 1, got {count}")
+    if count is None or count >= len(items):
+        return list(items)
+    return [items[i * len(items) // count] for i in range(count)]
+
+
+def local_indices(count: int) -> range:
+    """The indices of ``count`` items that this rank generated (as ``generate_on_all_ranks`` splits)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return range(count)
+    share = -(-count // dist.get_world_size())
+    start = dist.get_rank() * share
+    return range(min(start, count), min(start + share, count))
+
+
+def on_rank_zero(compute: Callable[[], T]) -> T:
+    """``compute()`` run once, on rank 0, and its result sent to every rank."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return compute()
+    box = [compute() if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def cell_text(value: Any) -> str:
+    """One table cell as one line of text: floats to 4 digits, lists joined by `` | ``."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return " | ".join(map(cell_text, value))
+    return " ".join(str(value).split())
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table of :func:`cell_text` cells, with ``|`` escaped."""
+
+    def cell(value: Any) -> str:
+        return cell_text(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, columns)) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+class EvaluationCallback(L.Callback):
+    """Runs :meth:`run` before training, on every ``every_n_validations``-th validation pass of
+    ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``."""
+
+    progress_bar_metric: Optional[str] = None
+    """The metric of every set shown in the progress bar (``val/{name}/{set}/{metric}``)."""
+
+    def __init__(self, name: str, every_n_validations: int = 1, before_training: bool = True):
+        if every_n_validations < 1:
+            raise ValueError(f"every_n_validations must be at least 1, got {every_n_validations}")
+        self.name, self.every_n_validations, self.before_training = name, every_n_validations, before_training
+        self._validations = 0
+
+    # --- what a subclass provides ---------------------------------------------------------
+    def prepare(self) -> None:
+        """Read and check the evaluation data (fails on a missing file or an empty set)."""
+        raise NotImplementedError
+
+    def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
+        """Measure ``model``; every rank calls it and gets the same result."""
+        raise NotImplementedError
+
+    def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:
+        """Write files for people to look at (outputs, plots) under ``out_dir``; rank 0 only."""
+        return {}
+
+    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+        """Send tables or images to the loggers that take them; rank 0 only."""
+
+    def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
+        """The section of the ``evaluate`` report: a table of the scores, set by metric."""
+        sets: dict[str, dict[str, float]] = {}
+        for key, value in result.metrics.items():
+            set_name, metric = key[len(self.name) + 1 :].split("/", 1)
+            sets.setdefault(set_name, {})[metric] = value
+        columns = list(dict.fromkeys(metric for scores in sets.values() for metric in scores))
+        rows = [[set_name, *(scores.get(m, "") for m in columns)] for set_name, scores in sets.items()]
+        return markdown_table(["set", *columns], rows)
+
+    # --- Lightning hooks ------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self.name)
+
+    def state_dict(self) -> dict:
+        return {"validations": self._validations}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._validations = state_dict["validations"]
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage in ("fit", "validate"):  # predict and test never evaluate: no COMET loading there
+            self.prepare()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.before_training and trainer.global_step == 0:
+            publish_metrics(trainer, self.measure(trainer, pl_module), step=0)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn not in ("fit", "validate"):
+            return
+        if trainer.state.fn == "fit":
+            self._validations += 1
+            if self._validations % self.every_n_validations:
+                return
+        for key, value in self.measure(trainer, pl_module).items():
+            shown = key.split("/", 3)[3:] == [self.progress_bar_metric]
+            pl_module.log(key, value, prog_bar=shown, sync_dist=True)
+
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Run the evaluation on the module's model and publish its outputs (files in the
+        logger's folder, tables and images to loggers; nothing without a logger); ``val/`` scores."""
+        sharded = trainer.world_size > 1 and type(trainer.strategy).__name__ != "DDPStrategy"
+        result = self.run(pl_module.model, pl_module.tokenizer, sharded=sharded)
+        if trainer.loggers:
+            log_dir = trainer.log_dir  # a collective under DDP: every rank asks
+            if trainer.is_global_zero:
+                files = self.write_outputs(result, Path(log_dir) / self.name, f"step{trainer.global_step}")
+                self.log_outputs(trainer.loggers, result, files, trainer.global_step)
+        return {f"val/{key}": value for key, value in result.metrics.items()}
+
+
+class GenerationEvaluation(EvaluationCallback):
+    """An evaluation that generates answers to prompts: generation settings, the off-target rate,
+    and the outputs written as JSONL and as a sample table."""
+
+    def __init__(
+        self,
+        name: str,
+        max_samples: Optional[int],
+        batch_size: int,
+        max_new_tokens: int,
+        num_beams: int,
+        off_target: bool,
+        language_id_candidates: Optional[list[str]],
+        every_n_validations: int,
+        before_training: bool,
+        write_samples: bool,
+        table_rows: int,
+    ):
+        super().__init__(name, every_n_validations, before_training)
+        self.max_samples, self.batch_size, self.max_new_tokens = max_samples, batch_size, max_new_tokens
+        self.num_beams, self.off_target, self.language_id_candidates = num_beams, off_target, language_id_candidates
+        self.write_samples, self.table_rows = write_samples, table_rows
+        self.identifier = None
+
+    def prepare_identifier(self, languages: list[str]) -> None:
+        """Build the language identifier now, so a language it cannot tell fails at setup."""
+        if self.off_target:
+            self.identifier = build_identifier(languages, self.language_id_candidates)
+
+    def generate(self, model, tokenizer, prompts: list[str], sharded: bool) -> list[str]:
+        return generate_on_all_ranks(
+            model, tokenizer, prompts, self.batch_size, self.max_new_tokens, self.num_beams, sharded=sharded
+        )
+
+    def off_target_scores(self, outputs: list[str], expected_lang: str, device: torch.device) -> dict[str, float]:
+        """``off_target`` and ``undetermined`` percentages, each rank counting its own share."""
+        if self.identifier is None:
+            return {}
+        metric = OffTargetRate(self.identifier, expected_lang).to(device)
+        metric.update([outputs[i] for i in local_indices(len(outputs))])
+        return metric.compute()
+
+    def identify(self, outputs: list[str]) -> list[Optional[str]]:
+        """The language of each output, for the sample records (None: undetermined)."""
+        if self.identifier is None:
+            return [None] * len(outputs)
+        return [self.identifier.identify(output) for output in outputs]
+
+    def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:
+        """``{set}-{tag}.jsonl`` with every output and ``{set}-{tag}.md`` with the first
+        ``table_rows`` as a table (for loggers that take no tables)."""
+        if not self.write_samples:
+            return {}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for set_name, records in result.samples.items():
+            stem = f"{set_name}-{tag}" if tag else set_name
+            path = out_dir / f"{stem}.jsonl"
+            with path.open("w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            table = out_dir / f"{stem}.md"
+            table.write_text(self.sample_table(records) + "\n", encoding="utf-8")
+            files[set_name] = path
+        return files
+
+    def sample_table(self, records: list[dict]) -> str:
+        rows = records[: self.table_rows]
+        columns = list(rows[0]) if rows else []
+        return markdown_table(columns, [[record[c] for c in columns] for record in rows])
+
+    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+        """The first ``table_rows`` samples of each set to loggers with ``log_text`` (e.g. W&B)."""
+        for set_name, records in result.samples.items():
+            rows = records[: self.table_rows]
+            if not rows:
+                continue
+            columns = list(rows[0])
+            data = [[cell_text(record[c]) for c in columns] for record in rows]
+            for logger in loggers:
+                if hasattr(logger, "log_text"):
+                    logger.log_text(key=f"val/{self.name}/{set_name}/samples", columns=columns, data=data, step=step)
+
+    def report_notes(self, result: EvaluationResult) -> list[str]:
+        """Lines printed under the score table of the ``evaluate`` report (e.g. signatures)."""
+        return []
+
+    def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
+        sections = [super().markdown(result, files, root)]
+        notes = self.report_notes(result)
+        if notes:
+            sections.append("\n".join(notes))
+        for set_name, records in result.samples.items():
+            where = f" (all outputs: `{files[set_name].relative_to(root)}`)" if set_name in files else ""
+            sections.append(f"Samples of {set_name}{where}:\n\n{self.sample_table(records)}")
+        return "\n\n".join(sections)

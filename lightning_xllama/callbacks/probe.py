@@ -1,0 +1,122 @@
+"""The representation probe on validation passes: a per-layer alignment curve and its plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult, evenly_spaced, markdown_table
+from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction, read_test_pairs
+from lightning_xllama.evaluation.probe import Alignment, plot_alignment, probe
+
+
+class RepresentationProbe(EvaluationCallback):
+    """How alike the model represents a sentence and its translation, layer by layer.
+
+    Keys per direction and layer ``L`` (0 = embeddings): ``val/{name}/{src}-{tgt}/layer{L}/`` +
+    ``{cosine_parallel,cosine_nonparallel,cosine_gap,retrieval_src_to_tgt,retrieval_tgt_to_src}``
+    (retrieval as a share, 0-1), and ``val/{name}/{src}-{tgt}/peak_layer``, the layer with the
+    largest cosine gap; see :mod:`lightning_xllama.evaluation.probe`. Each pass also saves the
+    curves as ``{log_dir}/{name}/{src}-{tgt}-step{N}.png`` (and sends it to loggers with
+    ``log_image``). Every rank runs the same forward passes and gets the same numbers.
+
+    Args:
+        directions: ``src-tgt`` pairs of language codes, e.g. ``[en-zh]``.
+        test_prefix: aligned files ``{test_prefix}.{src}`` and ``{test_prefix}.{tgt}``.
+        flores_dir: a FLORES-101/200 folder instead of ``test_prefix``.
+        flores_split: ``dev`` or ``devtest``.
+        flores_version: ``flores101`` or ``flores200``: which file codes the folder uses.
+        num_sentences: parallel pairs to probe with, spread evenly over the set (at least 2).
+        batch_size: sentences per forward pass.
+        name: metric namespace (``val/{name}/...``).
+        every_n_validations: run on every N-th validation pass of ``fit``.
+        before_training: also probe the starting model, logged at step 0.
+        plot: save the per-layer curves as an image on each pass.
+    """
+
+    def __init__(
+        self,
+        directions: list[str],
+        test_prefix: Optional[str] = None,
+        flores_dir: Optional[str] = None,
+        flores_split: FloresSplit = "devtest",
+        flores_version: FloresVersion = "flores101",
+        num_sentences: int = 100,
+        batch_size: int = 16,
+        name: str = "probe",
+        every_n_validations: int = 1,
+        before_training: bool = True,
+        plot: bool = True,
+    ):
+        super().__init__(name, every_n_validations, before_training)
+        if not directions:
+            raise ValueError("RepresentationProbe needs at least one direction, e.g. [en-zh]")
+        if num_sentences < 2:
+            raise ValueError(
+                "the probe compares parallel with non-parallel pairs: num_sentences must be at least 2, "
+                f"got {num_sentences}"
+            )
+        self.directions = list(directions)
+        self.test_prefix, self.flores_dir = test_prefix, flores_dir
+        self.flores_split, self.flores_version = flores_split, flores_version
+        self.num_sentences, self.batch_size, self.plot = num_sentences, batch_size, plot
+        self.pairs: dict[str, list[tuple[str, str]]] = {}
+
+    def prepare(self) -> None:
+        if self.pairs:
+            return
+        pairs_by_direction = {}
+        for direction in self.directions:
+            src, tgt = parse_direction(direction)
+            pairs = read_test_pairs(src, tgt, self.test_prefix, self.flores_dir, self.flores_split, self.flores_version)
+            if len(pairs) < 2:
+                raise ValueError(f"{direction}: the probe needs at least 2 sentence pairs, the set has {len(pairs)}")
+            pairs_by_direction[direction] = evenly_spaced(pairs, self.num_sentences)
+        self.pairs = pairs_by_direction
+
+    def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
+        result = EvaluationResult({})
+        for direction, pairs in self.pairs.items():
+            curves = probe(model, tokenizer, pairs, self.batch_size)
+            key = f"{self.name}/{direction}"
+            for name, values in curves.as_dict().items():
+                for layer, value in enumerate(values):
+                    result.metrics[f"{key}/layer{layer:02d}/{name}"] = value
+            result.metrics[f"{key}/peak_layer"] = float(curves.peak_layer)
+            result.details[direction] = {"pairs": len(pairs), **curves.as_dict()}
+        return result
+
+    def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:
+        if not self.plot:
+            return {}
+        files = {}
+        for direction, curves in result.details.items():
+            stem = f"{direction}-{tag}" if tag else direction
+            title = f"{direction}: {curves['pairs']} parallel pairs" + (f" ({tag})" if tag else "")
+            files[direction] = plot_alignment(_alignment(curves), out_dir / f"{stem}.png", title)
+        return files
+
+    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+        """The plots to loggers with ``log_image`` (e.g. W&B)."""
+        for direction, path in files.items():
+            for logger in loggers:
+                if hasattr(logger, "log_image"):
+                    logger.log_image(key=f"val/{self.name}/{direction}/alignment", images=[str(path)], step=step)
+
+    def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
+        """Per direction: the per-layer table and the plot."""
+        sections = []
+        for direction, curves in result.details.items():
+            alignment = _alignment(curves)
+            names = list(alignment.as_dict())
+            rows = [[layer, *(curves[n][layer] for n in names)] for layer in range(len(alignment.cosine_gap))]
+            text = f"{direction} ({curves['pairs']} pairs; peak cosine gap at layer {alignment.peak_layer}):\n\n"
+            text += markdown_table(["layer", *names], rows)
+            if direction in files:
+                text += f"\n\n![{direction} alignment]({files[direction].relative_to(root)})"
+            sections.append(text)
+        return "\n\n".join(sections)
+
+
+def _alignment(curves: dict) -> Alignment:
+    return Alignment(**{name: curves[name] for name in Alignment.__dataclass_fields__})

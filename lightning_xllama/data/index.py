@@ -1,0 +1,172 @@
+"""The index of a training source: where its chunks start and which units can be trained on.
+
+One pass over a source (in ``prepare_data``: once per node, before any rank trains) validates
+every line, so a bad record at line 9,000,000 fails before training starts rather than hours into
+it, and records:
+
+- the byte offsets (or record numbers) of every ``CHUNK_UNITS``-th unit, so a worker can seek to
+  its own chunks and never read the rest of the file;
+- one bit per unit: usable or not, after the empty-field, minimum-score and duplicate filters;
+- how many units each filter skipped, and the first few places, for the reports.
+
+The index is cached on disk under a key made of the source's fingerprint (paths, sizes,
+modification times, columns) and the filter settings, so it is rebuilt only when one changes.
+Its memory is about one bit per line plus 16 bytes per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lightning_xllama.data.sources import Source, empty_field
+
+CHUNK_UNITS = 256
+"""Units (lines, records, rows) per chunk: the granularity of seeking, sharding and shuffling."""
+INDEX_VERSION = 1
+PLACES_PER_REASON = 3
+"""How many skipped units each reason names in reports."""
+
+
+@dataclass
+class SourceIndex:
+    """Chunk offsets and usable-unit bits of one source (see the module docstring)."""
+
+    units: int
+    offsets: np.ndarray
+    """(chunks, files) int64: where each chunk's first unit starts."""
+    usable: np.ndarray
+    """Packed bits, one per unit: 1 when the unit is trained on."""
+    skipped: Counter = field(default_factory=Counter)
+    """Reason -> number of units skipped for it."""
+    skipped_at: dict[str, list[str]] = field(default_factory=dict)
+    """Reason -> the first few units skipped for it, named (``file:line``)."""
+    chunk_units: int = CHUNK_UNITS
+
+    @property
+    def chunks(self) -> int:
+        return len(self.offsets)
+
+    def chunk_length(self, chunk: int) -> int:
+        return min(self.chunk_units, self.units - chunk * self.chunk_units)
+
+    def chunk_mask(self, chunk: int, bits: Optional[np.ndarray] = None) -> np.ndarray:
+        """Usable units of ``chunk`` as booleans (``bits``: another packed mask of the same shape)."""
+        bits = self.usable if bits is None else bits
+        start = chunk * self.chunk_units // 8  # CHUNK_UNITS is a multiple of 8
+        packed = bits[start : start + -(-self.chunk_length(chunk) // 8)]
+        return np.unpackbits(packed, count=self.chunk_length(chunk)).astype(bool)
+
+    def chunk_counts(self, bits: Optional[np.ndarray] = None) -> np.ndarray:
+        """Usable units per chunk."""
+        bits = self.usable if bits is None else bits
+        padded = np.unpackbits(bits)[: self.chunks * self.chunk_units]  # packbits pads to bytes only
+        padded = np.pad(padded, (0, self.chunks * self.chunk_units - len(padded)))
+        return padded.reshape(self.chunks, self.chunk_units).sum(axis=1, dtype=np.int64)
+
+    @property
+    def usable_units(self) -> int:
+        return int(np.unpackbits(self.usable, count=self.units).sum())
+
+
+def _record_hash(record: tuple[str, ...]) -> int:
+    return int.from_bytes(hashlib.blake2b("\x00".join(record).encode(), digest_size=8).digest(), "little")
+
+
+def build_index(
+    source: Source, kind: str, lang: str, min_score: Optional[float] = None, dedupe: bool = False, label: str = ""
+) -> SourceIndex:
+    """Scan ``source`` once: validate every unit, record chunk offsets and the usable bits."""
+    offsets: list[tuple[int, ...]] = []
+    usable = bytearray()
+    skipped: Counter = Counter()
+    skipped_at: dict[str, list[str]] = {}
+    hashes, hashed_units = array("Q"), array("q")
+    units = 0
+
+    def skip(reason: str, unit: int) -> None:
+        skipped[reason] += 1
+        places = skipped_at.setdefault(reason, [])
+        if len(places) < PLACES_PER_REASON:
+            places.append(source.describe(unit))
+
+    progress = tqdm(desc=f"indexing {label}", unit=" units", mininterval=2.0, disable=None)
+    for unit, (unit_offsets, record) in enumerate(source.scan()):
+        if unit % CHUNK_UNITS == 0:
+            offsets.append(unit_offsets)
+            progress.update(CHUNK_UNITS)
+        units += 1
+        reason = "blank line" if record is None else empty_field(record, kind, lang)
+        if reason is None and min_score is not None:
+            score = source.score(record)
+            if score is None:
+                raise ValueError(f"{source.describe(0)}: min_score is set but this source has no score column")
+            if score < min_score:
+                reason = f"score below {min_score}"
+        usable.append(reason is None)
+        if reason is not None:
+            skip(reason, unit)
+        elif dedupe:
+            hashes.append(_record_hash(record[:2] if kind == "parallel" else record))
+            hashed_units.append(unit)
+    progress.close()
+    bits = np.frombuffer(bytes(usable), dtype=np.uint8)
+    if dedupe and len(hashes):
+        _, first = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_index=True)
+        repeated = np.ones(len(hashes), dtype=bool)
+        repeated[first] = False
+        duplicate_units = np.frombuffer(hashed_units, dtype=np.int64)[repeated]
+        bits = bits.copy()
+        bits[duplicate_units] = 0
+        for unit in np.sort(duplicate_units):
+            skip("duplicate", int(unit))
+    return SourceIndex(
+        units=units,
+        offsets=np.asarray(offsets, dtype=np.int64).reshape(len(offsets), -1),
+        usable=np.packbits(bits),
+        skipped=skipped,
+        skipped_at=skipped_at,
+    )
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightning_xllama"
+
+
+def load_index(
+    source: Source,
+    kind: str,
+    lang: str,
+    min_score: Optional[float] = None,
+    dedupe: bool = False,
+    cache_dir: Optional[str] = None,
+    label: str = "",
+) -> SourceIndex:
+    """The cached index of ``source``, built (and cached) when missing or out of date."""
+    settings = f"v{INDEX_VERSION}|{CHUNK_UNITS}|{kind}|{lang}|{min_score}|{dedupe}|{source.fingerprint()}"
+    key = hashlib.sha1(settings.encode()).hexdigest()[:20]
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = folder / "index" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as saved:
+            meta = json.loads(str(saved["meta"]))
+            return SourceIndex(
+                units=meta["units"], offsets=saved["offsets"], usable=saved["usable"],
+                skipped=Counter(meta["skipped"]), skipped_at=meta["skipped_at"],
+            )
+    index = build_index(source, kind, lang, min_score, dedupe, label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"units": index.units, "skipped": dict(index.skipped), "skipped_at": index.skipped_at, "settings": settings}
+    partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(partial, offsets=index.offsets, usable=index.usable, meta=np.array(json.dumps(meta)))
+    os.replace(partial, path)  # atomic: ranks that build at once do not read half a file
+    return index

@@ -1,0 +1,204 @@
+"""The training loader: mixed streams read, tokenised and batched lazily in worker processes,
+resumable at the batch the training step actually consumed.
+
+Each rank's epoch is split between ``num_workers`` logical workers; with ``world_size`` ranks
+that makes ``world_size * num_workers`` shards. ``mixing.deal`` gives every shard the same
+number of examples, each stream in proportion, as contiguous ranges of the stream's order (so a
+worker reads only its own windows of a large file). A shard's examples are interleaved in a
+seeded order (``mixing.shard_order``), tokenised a batch at a time, and collated in the worker.
+
+The DataLoader takes one batch from each worker in turn. All workers hold the same number of
+batches, so the position ``(epoch, batches consumed)`` determines everything: each worker skips
+its share of the consumed batches (reading one window per stream, not the data before it), and
+the workers are renumbered so the first one asked continues the turn where it stopped. Nothing
+depends on global random state, so the position is the whole data state of a rank.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from itertools import islice
+from typing import Callable, Iterator, Literal, Optional, Sequence
+
+import numpy as np
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from lightning_xllama.data.encoding import IGNORE_INDEX
+from lightning_xllama.data.mixing import deal, shard_order
+from lightning_xllama.data.sources import Example
+from lightning_xllama.data.streams import StreamReader
+
+Batching = Literal["pad", "group_by_length", "pack"]
+"""``pad``: batches in stream order, padded to their longest example; ``group_by_length``:
+batches of similar lengths from a buffer of ``group_batches`` batches; ``pack``: examples packed
+into rows with a block-diagonal mask (``data/packing.py``)."""
+
+
+@dataclass
+class DataPosition:
+    """Where a rank stands in the training data: the epoch, and the batches consumed in it.
+
+    Ranks consume batches in lockstep, so the position is the same on every rank, and each
+    rank's shard follows from it and its rank.
+    """
+
+    epoch: int = 0
+    batches: int = 0
+
+
+class MixtureDataset(IterableDataset):
+    """One rank's batches of an epoch (see the module docstring).
+
+    Args:
+        readers: the streams' readers.
+        counts: examples of each stream in the epoch (``mixing.epoch_counts``).
+        rank, world_size: this rank among all.
+        workers: logical workers per rank (the DataLoader's ``num_workers``, at least 1).
+        batch_size: examples per batch.
+        batching: see :data:`Batching`.
+        group_batches: batches in a length-grouping buffer.
+        encode: examples -> encoded dicts (``encoding.encode_examples`` with its settings).
+        collate: encoded examples -> batch tensors.
+        pad_token_id: token of the one-token stand-in for a batch whose examples were all dropped.
+        seed: seeds the interleaving and the batch order of length groups.
+    """
+
+    def __init__(
+        self,
+        readers: Sequence[StreamReader],
+        counts: Sequence[int],
+        rank: int,
+        world_size: int,
+        workers: int,
+        batch_size: int,
+        batching: Batching,
+        group_batches: int,
+        encode: Callable[[list[Example]], list[dict]],
+        collate: Callable[[list[dict]], dict],
+        pad_token_id: int,
+        seed: int,
+    ):
+        self.readers, self.rank, self.workers = list(readers), rank, workers
+        self.batch_size, self.batching, self.group_batches = batch_size, batching, group_batches
+        self.encode, self.collate, self.pad_token_id, self.seed = encode, collate, pad_token_id, seed
+        self.dealt = deal(counts, world_size * workers)
+        self.starts = np.cumsum(self.dealt, axis=1) - self.dealt
+        self.shard_examples = int(self.dealt[:, 0].sum())
+        self.padding_examples = int(self.dealt.sum() - sum(counts))
+        """Examples repeated so that every shard holds as many (at most ``shards - 1``)."""
+        self.position = DataPosition()
+
+    @property
+    def worker_batches(self) -> int:
+        return math.ceil(self.shard_examples / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.workers * self.worker_batches
+
+    # --- one logical worker ---------------------------------------------------------------
+    def _slots(self, shard: int, epoch: int, first: int) -> Iterator[tuple[int, Example]]:
+        """(stream, example) for the shard's slots from ``first`` on."""
+        counts = self.dealt[:, shard]
+        labels = shard_order(counts, self.seed, epoch, shard)
+        done = np.bincount(labels[:first], minlength=len(counts))
+        items = [
+            reader.items(epoch, int(start + done[s]), int(start + counts[s]))
+            for s, (reader, start) in enumerate(zip(self.readers, self.starts[:, shard]))
+        ]
+        for label in labels[first:]:
+            yield int(label), self.readers[label].example(next(items[label]))
+
+    def _encoded_batches(self, logical: int, epoch: int, first_batch: int) -> Iterator[list[dict]]:
+        """Encoded examples (dropped ones included, marked) of a logical worker's batches."""
+        shard = self.rank * self.workers + logical
+        group = self.group_batches if self.batching == "group_by_length" else 1
+        number, skip = divmod(first_batch, group)
+        slots = self._slots(shard, epoch, number * group * self.batch_size)
+        while chunk := list(islice(slots, group * self.batch_size)):
+            encoded = self.encode([example for _, example in chunk])
+            for item, (stream, _) in zip(encoded, chunk):
+                item["stream"] = stream
+            if self.batching == "group_by_length":
+                encoded.sort(key=lambda e: len(e.get("input_ids", ())))
+            batches = [encoded[i : i + self.batch_size] for i in range(0, len(encoded), self.batch_size)]
+            if self.batching == "group_by_length":
+                order = np.random.default_rng([self.seed, epoch, shard, number, 3]).permutation(len(batches))
+                batches = [batches[i] for i in order]
+            yield from batches[skip:]
+            number, skip = number + 1, 0
+
+    def encoded_batches(self, epoch: int, start: int, logicals: Optional[list[int]] = None) -> Iterator[list[dict]]:
+        """Batches from position ``start`` in the order the DataLoader yields them: one from
+        each logical worker in turn, the turn resuming at worker ``start mod workers``."""
+        logicals = list(range(self.workers)) if logicals is None else logicals
+        rotation = start % self.workers
+        turn = [(w + rotation) % self.workers for w in logicals]
+        streams = [self._encoded_batches(w, epoch, max(0, -(-(start - w) // self.workers))) for w in turn]
+        while streams:
+            for stream in list(streams):
+                batch = next(stream, None)
+                if batch is None:
+                    streams.remove(stream)
+                else:
+                    yield batch
+
+    def collated(self, batch: list[dict]) -> dict:
+        """Batch tensors plus a ``report`` of what was truncated or dropped in the batch."""
+        kept = [e for e in batch if "dropped" not in e]
+        report = {
+            "examples": len(kept),
+            "truncated": sum(e["truncated"] for e in kept),
+            "dropped": [e["dropped"] for e in batch if "dropped" in e],
+            "empty": not kept,
+        }
+        if not kept:  # every example dropped: one masked token keeps the ranks' step counts equal
+            kept = [{"input_ids": [self.pad_token_id], "labels": [IGNORE_INDEX]}]
+        return {**self.collate(kept), "report": report}
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        logicals = None
+        if info is not None:
+            if info.num_workers != self.workers:
+                raise ValueError(f"the data was planned for {self.workers} workers, the loader has {info.num_workers}")
+            logicals = [info.id]
+        for batch in self.encoded_batches(self.position.epoch, self.position.batches, logicals):
+            yield self.collated(batch)
+
+
+class ResumableLoader:
+    """Iterates a rank's batches from its :class:`DataPosition`, in ``num_workers`` processes.
+
+    Not a DataLoader on purpose: Lightning would otherwise save and restore the loader's own
+    state, which is a prefetched batch ahead of the training step. The position is kept by the
+    DataModule instead, counted as the training step takes each batch. Workers are started
+    per epoch, so each starts from the current position.
+    """
+
+    def __init__(
+        self,
+        dataset: MixtureDataset,
+        position: DataPosition,
+        num_workers: int,
+        current_epoch: Callable[[], Optional[int]],
+    ):
+        # not called ``dataset``: Lightning would warn that an IterableDataset's length may be
+        # inexact with workers; here every worker's share is planned, so it is exact
+        self.mixture, self.position, self.num_workers = dataset, position, num_workers
+        self.current_epoch = current_epoch
+
+    def __len__(self) -> int:
+        return len(self.mixture)
+
+    def __iter__(self) -> Iterator[dict]:
+        epoch = self.current_epoch()
+        if epoch is None:  # no trainer: continue the position's epoch, or start the next
+            epoch = self.position.epoch + (self.position.batches >= len(self))
+        if epoch != self.position.epoch:
+            self.position.epoch, self.position.batches = epoch, 0
+        self.mixture.position = DataPosition(self.position.epoch, self.position.batches)
+        if self.num_workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers are forked
+        yield from DataLoader(self.mixture, batch_size=None, num_workers=self.num_workers)
