@@ -12,6 +12,8 @@ updated with each rank's own share, and corpus-level scores are computed on gath
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +99,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
-class EvaluationCallback(L.Callback):
+class EvaluationCallback(L.Callback, ABC):
     """Runs :meth:`run` before training, on every ``every_n_validations``-th validation pass of
     ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``."""
 
@@ -111,13 +113,13 @@ class EvaluationCallback(L.Callback):
         self._validations = 0
 
     # --- what a subclass provides ---------------------------------------------------------
+    @abstractmethod
     def prepare(self) -> None:
         """Read and check the evaluation data (fails on a missing file or an empty set)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
         """Measure ``model``; every rank calls it and gets the same result."""
-        raise NotImplementedError
 
     def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:
         """Write files for people to look at (outputs, plots) under ``out_dir``; rank 0 only."""

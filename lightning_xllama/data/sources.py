@@ -12,6 +12,8 @@ worker reads only its share of a 10-million-line corpus.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -170,7 +172,7 @@ def empty_field(record: Record, kind: str, lang: str) -> Optional[str]:
     return None
 
 
-class Source:
+class Source(ABC):
     """A training source: a file or data set read unit by unit.
 
     ``fingerprint`` names the exact data and settings, so a cached index is rebuilt when either
@@ -181,17 +183,21 @@ class Source:
 
     kind: str
 
+    @abstractmethod
     def fingerprint(self) -> str:
-        raise NotImplementedError
+        """Provided by each kind of source."""
 
+    @abstractmethod
     def describe(self, unit: int) -> str:
-        raise NotImplementedError
+        """Provided by each kind of source."""
 
+    @abstractmethod
     def scan(self) -> Iterator[Unit]:
-        raise NotImplementedError
+        """Provided by each kind of source."""
 
+    @abstractmethod
     def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
-        raise NotImplementedError
+        """Provided by each kind of source."""
 
     def score(self, record: Record) -> Optional[float]:
         """The record's quality score where the source has one (WikiMatrix margin)."""
