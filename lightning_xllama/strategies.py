@@ -19,6 +19,8 @@ Both strategies shard at the model's decoder layer, found from the model itself:
 
 from __future__ import annotations
 
+import contextlib
+
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
@@ -74,10 +76,8 @@ def empty_model(name: str, attn_implementation: str = "sdpa", trust_remote_code:
             config, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
             dtype=torch.float32,
         )
-    try:
+    with contextlib.suppress(OSError):  # no generation_config.json: keep the one derived from the config
         model.generation_config = GenerationConfig.from_pretrained(name)
-    except OSError:  # no generation_config.json: keep the one derived from the config
-        pass
     return model
 
 
