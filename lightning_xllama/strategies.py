@@ -20,7 +20,6 @@ Both strategies shard at the model's decoder layer, found from the model itself:
 from __future__ import annotations
 
 import contextlib
-
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence
