@@ -51,10 +51,11 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from bench_assets import build_assets  # benchmarks/ is on sys.path as the script folder
+
 REPO = Path(__file__).resolve().parents[1]
 LANGUAGE = "syn_far"
 # As train_throughput.py: smaller corpora than the demo's, so the first build stays short.
-CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
 PATHS = {"batched": "lightning_xllama generate (batched)", "single": "model.generate, one prompt at a time"}
 
 
@@ -85,15 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not 0 <= args.min_new_tokens <= args.max_new_tokens:
         parser.error("--min-new-tokens must be between 0 and --max-new-tokens")
     return args
-
-
-def build_assets(args: argparse.Namespace) -> Path:
-    from lightning_xllama.demo import prepare_demo
-
-    out = args.cache_dir / f"h{args.hidden_size}_l{args.layers}_p{args.pretrain_steps}_s{args.seed}"
-    prepare_demo(output_dir=str(out), hidden_size=args.hidden_size, num_layers=args.layers,
-                 pretrain_steps=args.pretrain_steps, seed=args.seed, **CORPUS)
-    return out
 
 
 def translation_prompts(assets: Path, count: int) -> list[str]:

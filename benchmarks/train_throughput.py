@@ -46,12 +46,13 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from bench_assets import build_assets  # benchmarks/ is on sys.path as the script folder
+
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
 LANGUAGE = "syn_far"
 # Smaller corpora than the demo's: one epoch still holds about 3,800 training examples, enough
 # for 200+ steps of 16, and the data set-up of each subprocess stays a few seconds.
-CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
 # As configs/demo.yaml: the realistic CPU set-up.
 STREAM_WEIGHTS = {"english": 1.0, "translated": 1.0, "parallel": 2.0}
 MAX_LENGTH = 256
@@ -257,15 +258,6 @@ def worker(args: argparse.Namespace) -> None:
 
 
 # --- the orchestrating process --------------------------------------------------------------
-def build_assets(args: argparse.Namespace) -> Path:
-    from lightning_xllama.demo import prepare_demo
-
-    out = args.cache_dir / f"h{args.hidden_size}_l{args.layers}_p{args.pretrain_steps}_s{args.seed}"
-    prepare_demo(output_dir=str(out), hidden_size=args.hidden_size, num_layers=args.layers,
-                 pretrain_steps=args.pretrain_steps, seed=args.seed, **CORPUS)
-    return out
-
-
 def run_subprocess(path: str, assets: Path) -> dict:
     command = [sys.executable, __file__, *sys.argv[1:], "--worker", path, "--assets", str(assets)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}

@@ -1,0 +1,18 @@
+"""The small demo model and corpora the benchmarks share, built once and cached by shape."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
+
+
+def build_assets(args: argparse.Namespace) -> Path:
+    """``prepare_demo`` under ``args.cache_dir``, one folder per model shape, pretraining and seed."""
+    from lightning_xllama.demo import prepare_demo
+
+    out = args.cache_dir / f"h{args.hidden_size}_l{args.layers}_p{args.pretrain_steps}_s{args.seed}"
+    prepare_demo(output_dir=str(out), hidden_size=args.hidden_size, num_layers=args.layers,
+                 pretrain_steps=args.pretrain_steps, seed=args.seed, **CORPUS)
+    return out
