@@ -78,11 +78,11 @@ def pretrain_base_model(
     out_dir: str | Path,
     hidden_size: int = 192,
     num_layers: int = 4,
-    num_heads: int = 4,
+    num_heads: int = 8,
     steps: int = 300,
     batch_size: int = 16,
     block_size: int = 128,
-    learning_rate: float = 3e-3,
+    learning_rate: float = 1e-3,
     seed: int = 0,
 ):
     """Pretrain a small LLaMA on ``lines`` (next-token prediction on packed blocks) and save it
@@ -142,7 +142,9 @@ def prepare_demo(
     vocab_size: int = 2048,
     hidden_size: int = 192,
     num_layers: int = 4,
+    num_heads: int = 8,
     pretrain_steps: int = 200,
+    pretrain_learning_rate: float = 1e-3,
     force: bool = False,
 ) -> dict:
     """Build the offline stand-ins for a user's corpora and LLaMA weights (cached).
@@ -159,7 +161,12 @@ def prepare_demo(
         vocab_size: SentencePiece vocabulary size.
         hidden_size: base model width.
         num_layers: base model depth.
+        num_heads: attention heads per layer. Translating word by word needs heads that find
+            the aligned source word; at this width 8 narrow heads learn that within the demo's
+            budget where 4 wider ones do not.
         pretrain_steps: optimizer steps of base-model pretraining.
+        pretrain_learning_rate: peak learning rate of the pretraining. At 3e-3 the loss ends
+            as low but instruction tuning then learns translation about half as fast.
         force: rebuild even when a matching build exists.
     """
     settings = dict(locals())
@@ -182,7 +189,8 @@ def prepare_demo(
     tokenizer = load_tokenizer(str(out / "base_model"))
     lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
     _, loss = pretrain_base_model(
-        tokenizer, lines, out / "base_model", hidden_size, num_layers, steps=pretrain_steps, seed=seed
+        tokenizer, lines, out / "base_model", hidden_size, num_layers, num_heads, steps=pretrain_steps,
+        learning_rate=pretrain_learning_rate, seed=seed,
     )
     result = {
         "settings": settings,

@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 TINY_DEMO = dict(
     pretraining=1500, instructions=120, parallel=200, vocab_size=900,
-    hidden_size=32, num_layers=2, pretrain_steps=4, seed=0,
+    hidden_size=32, num_layers=2, num_heads=4, pretrain_steps=4, pretrain_learning_rate=3e-3, seed=0,
 )
 
 

@@ -83,7 +83,7 @@ def test_print_config_round_trips(demo_root, tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert yaml.safe_load(first.stdout) == yaml.safe_load(second.stdout)
     config = yaml.safe_load(first.stdout)
-    assert config["model"]["init_args"]["learning_rate"] == 3e-3  # the demo's value, not the default
+    assert config["model"]["init_args"]["learning_rate"] == 1e-3  # the demo's value, not the default
     assert "tokenizer" not in config["data"]["init_args"]  # derived from the model path, not set twice
 
 
