@@ -68,13 +68,14 @@ def _function_commands() -> dict[str, object]:
     from lightning_xllama.evaluate import evaluate
     from lightning_xllama.export import export
     from lightning_xllama.scaling import allocate_command, fit_command
+    from lightning_xllama.sweep import sweep
 
     commands: dict[str, object] = {
         "prepare-demo": prepare_demo,
         "data": {"stats": stats_command},
         "evaluate": evaluate,
         "export": export,
-        "scaling": {"fit": fit_command, "allocate": allocate_command},
+        "scaling": {"sweep": sweep, "fit": fit_command, "allocate": allocate_command},
     }
     return commands
 
@@ -91,7 +92,8 @@ def _overview() -> str:
         "  prepare-demo  build the offline demo's corpora, tokenizer and base model\n"
         "  data          data stats --config X.yaml: examples, tokens, mixture, filtering, padding, overlap\n"
         "  evaluate      score a Hugging Face model folder with the evaluation callbacks; JSON + markdown report\n"
-        "  scaling       fit scaling laws (scaling fit) and split a data budget (scaling allocate)\n"
+        "  scaling       train over languages x pair counts (scaling sweep), fit scaling laws (scaling fit),\n"
+        "                split a data budget (scaling allocate)\n"
         "  export        write a Hugging Face folder (+ model card) from a checkpoint file or sharded folder\n"
     )
 

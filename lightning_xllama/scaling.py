@@ -770,7 +770,7 @@ def read_allocation(path: Union[str, Path]) -> dict:
 def fit_command(
     results: str,
     out: str,
-    metric: str = "chrf",
+    metric: str = "chrf_pp",
     shared_exponent: bool = False,
     n_bootstrap: int = 200,
     seed: int = 0,
@@ -781,7 +781,8 @@ def fit_command(
     Args:
         results: CSV results table with columns language,pairs,metric,score (and optionally seed).
         out: Folder that receives fit.json (the fitted laws) and fit.png (one panel per language).
-        metric: Which metric of the table to fit (for example chrf, bleu or comet).
+        metric: Which metric of the table to fit (chrf_pp, bleu, comet...: the names `scaling sweep` and the
+            evaluation callbacks log).
         shared_exponent: Fit all languages jointly with a shared A and alpha and a per-language
             similarity factor k = 1/n0; needs two data sizes per language instead of four.
         n_bootstrap: Bootstrap refits behind the confidence bands (0 for no bands).

@@ -270,7 +270,7 @@ def test_weights_are_accepted_in_place_of_counts(tmp_path):
 def test_commands_end_to_end(tmp_path, capsys):
     lines = ["language,pairs,metric,score,seed"]
     for language, (n, y) in noisy_points().items():
-        lines += [f"{language},{int(p)},chrf,{s:.3f},{i % 2}" for i, (p, s) in enumerate(zip(n, y))]
+        lines += [f"{language},{int(p)},chrf_pp,{s:.3f},{i % 2}" for i, (p, s) in enumerate(zip(n, y))]
         lines += [f"{language},{int(p)},bleu,{s / 2:.3f},0" for p, s in zip(n, y)]
     results = write_csv(tmp_path / "results.csv", lines)
     summary = fit_command(str(results), str(tmp_path / "fit"), n_bootstrap=20)

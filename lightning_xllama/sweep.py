@@ -1,0 +1,305 @@
+"""Training runs over target languages x parallel-data sizes: the points a scaling law is fitted to.
+
+Each run instruction-tunes the same base model on a CoIT mixture (English instructions, the
+same instructions translated, and the first ``n`` parallel pairs) for a fixed number of optimizer
+steps, so that runs differ only in how many distinct pairs they see, then scores translation on
+the held-out test set. Every run appends its scores to a results CSV that ``scaling fit`` reads;
+runs already in the table are skipped, so an interrupted sweep continues where it stopped.
+
+The data folder has the layout ``prepare-demo`` writes (``SyntheticWorld.write``), which real
+data can be put in as well::
+
+    {data_dir}/instructions/en.json, {data_dir}/instructions/{lang}.json
+    {data_dir}/parallel/en-{lang}/train.en, train.{lang}
+    {data_dir}/eval/translation/en-{lang}/test.en, test.{lang}
+    {data_dir}/eval/qa/{lang}.json            (only for ``qa=True``)
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import lightning as L
+
+from lightning_xllama.callbacks import MetricsSummary, QAEvaluation, RepresentationProbe, TranslationEvaluation
+from lightning_xllama.data import CoITDataModule, MuITDataModule
+from lightning_xllama.languages import get_language
+from lightning_xllama.model import XLlamaModule
+
+RESULT_FIELDS = ("language", "pairs", "metric", "score", "seed", "steps", "subset", "run", "seconds")
+"""Columns of the results table a sweep writes: ``pairs`` is what the run trained on (the subset
+less the pairs held out for the validation loss), ``subset`` the first-n pairs asked for."""
+SWEEP_METRICS = ("chrf_pp", "bleu", "exact_match")
+"""Translation metrics a sweep writes to the results table, one row each."""
+
+
+def corpus_lines(data_dir: str | Path, language: str) -> int:
+    """Pairs in ``language``'s training corpus; both sides must exist and have as many lines."""
+    source = Path(data_dir) / "parallel" / f"en-{language}" / "train"
+    counts = {}
+    for side in ("en", language):
+        path = source.with_suffix(f".{side}")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no parallel corpus for {language!r} (prepare-demo writes one)")
+        with path.open("rb") as handle:  # lines end at b"\n" only, as the corpus reader splits them
+            counts[side] = sum(1 for _ in handle)
+    if counts["en"] != counts[language]:
+        raise ValueError(f"{source}.en has {counts['en']} lines but {source}.{language} has {counts[language]}")
+    return counts["en"]
+
+
+def subset_pairs(data_dir: str | Path, language: str, pairs: int, out_dir: str | Path) -> str:
+    """Write the first ``pairs`` training pairs of ``language`` to ``out_dir``; return the prefix.
+
+    Raises a ValueError naming the corpus when it holds fewer pairs than asked for.
+    """
+    available = corpus_lines(data_dir, language)
+    source = Path(data_dir) / "parallel" / f"en-{language}" / "train"
+    if pairs < 1 or pairs > available:
+        raise ValueError(f"{source}: asked for {pairs} pairs; the corpus holds {available} (ask for 1 to {available})")
+    prefix = Path(out_dir) / f"en-{language}.{pairs}"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    for side in ("en", language):
+        with source.with_suffix(f".{side}").open("rb") as handle:
+            lines = list(itertools.islice(handle, pairs))
+        if not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        Path(f"{prefix}.{side}").write_bytes(b"".join(lines))
+    return str(prefix)
+
+
+def check_inputs(data_dir: str | Path, languages: Sequence[str], sizes: Sequence[int], qa: bool = False) -> None:
+    """Fail before any training when a language is unknown, a file is missing or a size is
+    larger than its corpus."""
+    data = Path(data_dir)
+    for lang in languages:
+        get_language(lang)
+        needed = [data / "instructions" / "en.json", data / "instructions" / f"{lang}.json",
+                  data / "eval" / "translation" / f"en-{lang}" / "test.en",
+                  data / "eval" / "translation" / f"en-{lang}" / f"test.{lang}"]
+        needed += [data / "eval" / "qa" / f"{lang}.json"] if qa else []
+        missing = [str(path) for path in needed if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"missing input(s) for {lang!r}: {missing} (see the layout in lightning_xllama/sweep.py)")
+        available = corpus_lines(data, lang)
+        if sizes and max(sizes) > available:
+            raise ValueError(
+                f"{data / 'parallel' / f'en-{lang}' / 'train'}: sizes up to {max(sizes)} asked for; "
+                f"the corpus holds {available} pairs"
+            )
+
+
+def translation_name(language: str, multilingual: bool) -> str:
+    """Name of the translation callback of ``language`` (one per language when several)."""
+    return f"translation_{language}" if multilingual else "translation"
+
+
+def translation_key(language: str, metric: str, multilingual: bool = False) -> str:
+    """Logged name of a translation score from :func:`evaluation_callbacks`."""
+    return f"val/{translation_name(language, multilingual)}/en-{language}/{metric}"
+
+
+def evaluation_callbacks(
+    data_dir: str | Path,
+    languages: Sequence[str],
+    eval_samples: int = 100,
+    qa: bool = False,
+    probe: bool = False,
+    before_training: bool = False,
+) -> list[L.Callback]:
+    """Translation scores for each language (and optionally QA for each and the layer probe for
+    the first), measured at the end of training, and before it with ``before_training``, plus the
+    first/last summary (per-layer probe values included). Score names: :func:`translation_key`."""
+    data = Path(data_dir)
+    directions = [f"en-{lang}" for lang in languages]
+    callbacks: list[L.Callback] = []
+    for lang in languages:
+        callbacks.append(TranslationEvaluation(
+            directions=[f"en-{lang}"], test_prefix=str(data / "eval" / "translation" / f"en-{lang}" / "test"),
+            name=translation_name(lang, multilingual=len(languages) > 1),
+            max_samples=eval_samples, batch_size=50, max_new_tokens=40, before_training=before_training,
+            write_samples=False,
+        ))
+    if qa:
+        callbacks.append(QAEvaluation(
+            files={lang: str(data / "eval" / "qa" / f"{lang}.json") for lang in languages},
+            prompt_style="question", max_samples=eval_samples, batch_size=50, max_new_tokens=12,
+            before_training=before_training,
+        ))
+    if probe:
+        test_prefix = str(data / "eval" / "translation" / f"en-{languages[0]}" / "test")
+        callbacks.append(RepresentationProbe(
+            test_prefix=test_prefix, directions=directions[:1], num_sentences=64, batch_size=32,
+            before_training=before_training,
+        ))
+    callbacks.append(MetricsSummary(exclude=()))  # keep the per-layer probe values too
+    return callbacks
+
+
+def train_and_evaluate(
+    base_model: str,
+    datamodule: MuITDataModule,
+    callbacks: list[L.Callback],
+    root: str | Path,
+    max_steps: int = 500,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, dict[str, tuple[int, float]]]:
+    """Fit ``base_model`` for ``max_steps`` on one CPU process; return the summary's first and
+    last ``(step, value)`` of every validation metric (``{"first": ..., "last": ...}``)."""
+    L.seed_everything(seed, verbose=False)
+    model = XLlamaModule(base_model, learning_rate=learning_rate, warmup_ratio=0.03, max_new_tokens=40)
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, precision="32-true", max_steps=max_steps, max_epochs=-1,
+        gradient_clip_val=1.0, num_sanity_val_steps=0, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=25,
+        logger=L.pytorch.loggers.CSVLogger(str(root), name="", version=""),
+        default_root_dir=str(root), callbacks=callbacks,
+        limit_val_batches=2,
+    )
+    trainer.fit(model, datamodule=datamodule)
+    summary = next(c for c in callbacks if isinstance(c, MetricsSummary))
+    return {"first": dict(summary.first), "last": dict(summary.last)}
+
+
+def coit_datamodule(
+    data_dir: str | Path,
+    language: str,
+    parallel: str,
+    max_steps: int,
+    batch_size: int = 16,
+    weights: Optional[dict[str, float]] = None,
+    seed: int = 0,
+    tokenizer: Optional[str] = None,
+) -> CoITDataModule:
+    """The CoIT mixture of one language with an epoch of exactly ``max_steps`` batches, so a run
+    sees each stream's weighted share once and a small parallel file is repeated."""
+    data = Path(data_dir)
+    return CoITDataModule(
+        language=language,
+        english_instructions=str(data / "instructions" / "en.json"),
+        translated_instructions=str(data / "instructions" / f"{language}.json"),
+        parallel=parallel,
+        weights=weights or {"english": 1.0, "translated": 1.0, "parallel": 3.0},
+        stop="total", examples_per_epoch=max_steps * batch_size, batch_size=batch_size,
+        max_length=256, val_examples_per_stream=16, seed=seed, tokenizer=tokenizer,
+    )
+
+
+def finished_runs(results: str | Path) -> set[str]:
+    """Names of the runs already in a results table (checked to have this module's columns)."""
+    results = Path(results)
+    if not results.is_file() or results.stat().st_size == 0:
+        return set()
+    with results.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != RESULT_FIELDS:
+            raise ValueError(
+                f"{results}, line 1: header {reader.fieldnames} is not a sweep's {list(RESULT_FIELDS)}; "
+                "append to a results table a sweep wrote, or give a new --results file"
+            )
+        return {row["run"] for row in reader}
+
+
+def append_results(results: str | Path, rows: list[dict]) -> None:
+    """Append rows to the results CSV (header written when the file is new)."""
+    results = Path(results)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    new = not results.is_file() or results.stat().st_size == 0
+    if not new:
+        with results.open("rb") as handle:
+            handle.seek(-1, 2)
+            if handle.read(1) != b"\n":
+                raise ValueError(f"{results}: the last line has no line end; appending would join two rows")
+    with results.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_name(language: str, pairs: int, steps: int, seed: int) -> str:
+    """A run's name in the results table and its log folder; a sweep skips names it finds there."""
+    return f"{language}-{pairs}pairs-{steps}steps-seed{seed}"
+
+
+def sweep(
+    results: str,
+    languages: list[str],
+    sizes: list[int],
+    data_dir: str = "artifacts/demo/data",
+    base_model: str = "artifacts/demo/base_model",
+    out: str = "artifacts/sweep",
+    seeds: Optional[list[int]] = None,
+    max_steps: int = 800,
+    batch_size: int = 16,
+    learning_rate: float = 1e-3,
+    weights: Optional[dict[str, float]] = None,
+    eval_samples: int = 100,
+) -> list[dict]:
+    """Train one CoIT model per language x parallel-data size x seed and append its translation
+    scores to a results CSV (for `scaling fit`).
+
+    Args:
+        results: CSV to append to (columns: ``RESULT_FIELDS``). A run whose name (language,
+            pairs, steps, seed) is already in it is skipped: use a new file when changing other
+            settings (learning rate, batch size, weights, base model, data).
+        languages: target language codes; each needs the files listed in the module docstring.
+        sizes: numbers of distinct parallel pairs (the first n of the training corpus; the
+            validation loss holds out min(16, n/10) of them, and ``pairs`` records the rest).
+        data_dir: data folder in the layout ``prepare-demo`` writes.
+        base_model: Hugging Face folder every run starts from.
+        out: where the pair subsets and each run's logs go.
+        seeds: seeds of the data order, the held-out split and the paraphrases; one run each.
+        max_steps: optimizer steps of every run, whatever its number of pairs.
+        batch_size: examples per step.
+        learning_rate: peak AdamW learning rate.
+        weights: shares of the english, translated and parallel streams (default 1, 1, 3).
+        eval_samples: test sentences scored per run.
+
+    Returns:
+        The rows appended.
+    """
+    sizes = sorted(set(sizes))
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"sizes must be positive numbers of pairs, got {sizes}")
+    check_inputs(data_dir, languages, sizes)
+    results_path, root = Path(results), Path(out)
+    done = finished_runs(results_path)
+    appended: list[dict] = []
+    for seed in seeds or [0]:
+        for lang in languages:
+            for n in sizes:
+                run = run_name(lang, n, max_steps, seed)
+                if run in done:
+                    print(f"skipping {run}: already in {results_path}")
+                    continue
+                parallel = subset_pairs(data_dir, lang, n, root / "pairs")
+                datamodule = coit_datamodule(data_dir, lang, parallel, max_steps, batch_size, weights, seed, base_model)
+                start = time.perf_counter()
+                summary = train_and_evaluate(
+                    base_model, datamodule, evaluation_callbacks(data_dir, [lang], eval_samples),
+                    root / "runs" / run, max_steps, learning_rate, seed,
+                )
+                seconds = round(time.perf_counter() - start, 1)
+                trained = datamodule.readers[-1].size  # the parallel stream, less its held-out pairs
+                rows = []
+                for metric in SWEEP_METRICS:
+                    key = translation_key(lang, metric)
+                    if key not in summary["last"]:
+                        raise RuntimeError(
+                            f"run {run} ({root / 'runs' / run}) logged no {key}; it logged {sorted(summary['last'])}"
+                        )
+                    rows.append({
+                        "language": lang, "pairs": trained, "metric": metric,
+                        "score": round(summary["last"][key][1], 4), "seed": seed, "steps": max_steps,
+                        "subset": n, "run": run, "seconds": seconds,
+                    })
+                append_results(results_path, rows)
+                appended += rows
+                print(f"{run}: chrF++ {rows[0]['score']:.1f} after training on {trained} pairs, {seconds:.0f} s -> {results_path}")
+    return appended
