@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=4, help="decoder layers of the tiny LLaMA")
     parser.add_argument("--pretrain-steps", type=int, default=20,
                         help="pretraining steps of the cached base model (only its shapes matter)")
-    parser.add_argument("--learning-rate", type=float, default=3e-3, help="peak learning rate (as configs/demo.yaml)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (as configs/demo.yaml)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each path, in alternating order; medians are shown")
     parser.add_argument("--threads", type=int, default=1,
