@@ -241,11 +241,13 @@ def sweep(
     weights: Optional[dict[str, float]] = None,
     eval_samples: int = 100,
 ) -> list[dict]:
-    """Train one CoIT model per language x parallel-data size x seed and append its translation
-    scores to a results CSV (for `scaling fit`).
+    """Train a CoIT model per language x pair count x seed; append translation scores to a CSV.
+
+    The CSV is what `scaling fit` reads.
 
     Args:
-        results: CSV to append to (columns: ``RESULT_FIELDS``). A run whose name (language,
+        results: CSV to append to (columns language, pairs, metric, score, seed, steps, subset,
+            run, seconds). A run whose name (language,
             pairs, steps, seed) is already in it is skipped: use a new file when changing other
             settings (learning rate, batch size, weights, base model, data).
         languages: target language codes; each needs the files listed in the module docstring.
