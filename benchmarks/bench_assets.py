@@ -6,6 +6,15 @@ import argparse
 from pathlib import Path
 
 CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
+CACHE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "bench"
+
+
+def add_asset_arguments(parser: argparse.ArgumentParser, pretrain_steps: int, pretrain_help: str) -> None:
+    """The options :func:`build_assets` reads (the seed stays with each script: it seeds more there)."""
+    parser.add_argument("--hidden-size", type=int, default=192, help="width of the small LLaMA (the demo's)")
+    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the small LLaMA (the demo's)")
+    parser.add_argument("--pretrain-steps", type=int, default=pretrain_steps, help=pretrain_help)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the demo assets are cached")
 
 
 def build_assets(args: argparse.Namespace) -> Path:

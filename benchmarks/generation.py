@@ -51,9 +51,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_assets import build_assets  # benchmarks/ is on sys.path as the script folder
+from bench_assets import add_asset_arguments, build_assets  # benchmarks/ is on sys.path as the script folder
 
-REPO = Path(__file__).resolve().parents[1]
 LANGUAGE = "syn_far"
 # As train_throughput.py: smaller corpora than the demo's, so the first build stays short.
 PATHS = {"batched": "lightning_xllama generate (batched)", "single": "model.generate, one prompt at a time"}
@@ -69,16 +68,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="suppress EOS until this many tokens (both paths, via the model's generation config): "
                              "stands in for a tuned model's longer answers; 0 keeps the model's own lengths")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each path, in alternating order")
-    parser.add_argument("--hidden-size", type=int, default=192, help="width of the small LLaMA (the demo's)")
-    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the small LLaMA (the demo's)")
-    parser.add_argument("--pretrain-steps", type=int, default=200,
-                        help="pretraining steps of the cached model (200, as the demo: it writes words, then EOS)")
+    add_asset_arguments(parser, 200, "pretraining steps of the cached model (200, as the demo: it writes words, then EOS)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads; 1 by default because on a shared machine several threads "
                              "spin-wait for a busy core and the timings swing")
     parser.add_argument("--seed", type=int, default=42, help="seed of the corpora and of the pretraining")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "artifacts" / "bench",
-                        help="where the demo assets are cached")
     parser.add_argument("--out", type=Path, help="also write the summary, every run and the outputs as JSON")
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= 400:

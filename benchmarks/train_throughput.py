@@ -46,7 +46,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_assets import build_assets  # benchmarks/ is on sys.path as the script folder
+from bench_assets import add_asset_arguments, build_assets  # benchmarks/ is on sys.path as the script folder
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
@@ -66,10 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (N)")
     parser.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the timing (W)")
     parser.add_argument("--batch-size", type=int, default=16, help="examples per optimizer step")
-    parser.add_argument("--hidden-size", type=int, default=192, help="width of the tiny LLaMA")
-    parser.add_argument("--layers", type=int, default=4, help="decoder layers of the tiny LLaMA")
-    parser.add_argument("--pretrain-steps", type=int, default=20,
-                        help="pretraining steps of the cached base model (only its shapes matter)")
+    add_asset_arguments(parser, 20, "pretraining steps of the cached base model (only its shapes matter)")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (as configs/demo.yaml)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each path, in alternating order; medians are shown")
@@ -77,8 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch intra-op threads of every run; 1 by default because on a shared machine "
                              "several threads spin-wait for a busy core and the timings swing by 2-5x")
     parser.add_argument("--seed", type=int, default=42, help="seed of the data order and of both trainers")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "artifacts" / "bench",
-                        help="where the demo assets are cached")
     parser.add_argument("--out", type=Path, help="also write the table: .json (with every run) or markdown")
     parser.add_argument("--worker", choices=sorted(PATHS), help=argparse.SUPPRESS)  # set for the subprocesses
     parser.add_argument("--assets", type=Path, help=argparse.SUPPRESS)

@@ -112,10 +112,9 @@ def evaluation_callbacks(
     before_training: bool = False,
 ) -> list[L.Callback]:
     """Translation scores for each language (and optionally QA for each and the layer probe for
-    the first), measured at the end of training, and before it with ``before_training``, plus the
-    first/last summary (per-layer probe values included). Score names: :func:`translation_key`."""
+    the first), measured at the end of training, and before it with ``before_training``. Score
+    names: :func:`translation_key`."""
     data = Path(data_dir)
-    directions = [f"en-{lang}" for lang in languages]
     callbacks: list[L.Callback] = []
     for lang in languages:
         callbacks.append(TranslationEvaluation(
@@ -133,10 +132,9 @@ def evaluation_callbacks(
     if probe:
         test_prefix = str(data / "eval" / "translation" / f"en-{languages[0]}" / "test")
         callbacks.append(RepresentationProbe(
-            test_prefix=test_prefix, directions=directions[:1], num_sentences=64, batch_size=32,
+            test_prefix=test_prefix, directions=[f"en-{languages[0]}"], num_sentences=64, batch_size=32,
             before_training=before_training,
         ))
-    callbacks.append(MetricsSummary(exclude=()))  # keep the per-layer probe values too
     return callbacks
 
 
@@ -149,20 +147,20 @@ def train_and_evaluate(
     learning_rate: float = 1e-3,
     seed: int = 0,
 ) -> dict[str, dict[str, tuple[int, float]]]:
-    """Fit ``base_model`` for ``max_steps`` on one CPU process; return the summary's first and
-    last ``(step, value)`` of every validation metric (``{"first": ..., "last": ...}``)."""
+    """Fit ``base_model`` for ``max_steps`` on one CPU process; return the first and last
+    ``(step, value)`` of every validation metric the callbacks log (``{"first": ..., "last": ...}``)."""
     L.seed_everything(seed, verbose=False)
+    summary = MetricsSummary(exclude=())  # per-layer probe values included
     model = XLlamaModule(base_model, learning_rate=learning_rate, warmup_ratio=0.03, max_new_tokens=40)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, precision="32-true", max_steps=max_steps, max_epochs=-1,
         gradient_clip_val=1.0, num_sanity_val_steps=0, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=25,
         logger=L.pytorch.loggers.CSVLogger(str(root), name="", version=""),
-        default_root_dir=str(root), callbacks=callbacks,
+        default_root_dir=str(root), callbacks=[*callbacks, summary],
         limit_val_batches=2,
     )
     trainer.fit(model, datamodule=datamodule)
-    summary = next(c for c in callbacks if isinstance(c, MetricsSummary))
     return {"first": dict(summary.first), "last": dict(summary.last)}
 
 
@@ -303,5 +301,6 @@ def sweep(
                     })
                 append_results(results_path, rows)
                 appended += rows
-                print(f"{run}: chrF++ {rows[0]['score']:.1f} after training on {trained} pairs, {seconds:.0f} s -> {results_path}")
+                chrf = summary["last"][translation_key(lang, "chrf_pp")][1]
+                print(f"{run}: chrF++ {chrf:.1f} after training on {trained} pairs, {seconds:.0f} s -> {results_path}")
     return appended

@@ -42,19 +42,21 @@ def flores_code(lang: str, version: FloresVersion = "flores101") -> str:
     return code
 
 
+def _first_file(candidates: list[Path], missing: str) -> Path:
+    """The first of ``candidates`` that exists (a release layout, then a flat folder)."""
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{missing}: looked for " + " and ".join(str(path) for path in candidates))
+
+
 def flores_file(
     root: str | Path, lang: str, split: FloresSplit = "devtest", version: FloresVersion = "flores101"
 ) -> Path:
     """The FLORES file of ``lang``: ``{root}/{split}/{code}.{split}`` or ``{root}/{code}.{split}``."""
     code = flores_code(lang, version)
     candidates = [Path(root) / split / f"{code}.{split}", Path(root) / f"{code}.{split}"]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"no {version} {split} file for {lang!r} (code {code}) in {root}: looked for "
-        + " and ".join(str(path) for path in candidates)
-    )
+    return _first_file(candidates, f"no {version} {split} file for {lang!r} (code {code}) in {root}")
 
 
 def read_flores(
@@ -193,10 +195,6 @@ def mlqa_file(root: str | Path, context_lang: str, question_lang: str, split: ML
         raise ValueError(f"unknown MLQA split {split!r}; expected 'dev' or 'test'")
     name = f"{split}-context-{context_lang}-question-{question_lang}.json"
     candidates = [Path(root) / split / name, Path(root) / name]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"MLQA {split} file for context {context_lang!r}, question {question_lang!r} not found: looked for "
-        + " and ".join(str(path) for path in candidates)
+    return _first_file(
+        candidates, f"MLQA {split} file for context {context_lang!r}, question {question_lang!r} not found"
     )
