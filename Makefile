@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test benchmark clean-demo
+.PHONY: install demo test benchmark gpu-check clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: install
 
 benchmark: install
 	$(BIN)/python benchmarks/train_throughput.py
+
+# One GPU, offline, where torch, lightning and transformers are installed already (no venv, no
+# install): PASS/FAIL per check. GPU_CHECK_ARGS=--dry-run runs it on CPU; --full, the whole table.
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean-demo:
 	rm -rf artifacts/demo

@@ -6,28 +6,36 @@ and Alpaca-like JSONL instructions (a twentieth of that), mixed under
 ``all_exhausted_without_replacement`` (every example once, nothing repeated; dedupe off), then:
 
 - ``prepare_data``: the one pass that validates and indexes every source (timed apart);
-- the epoch: the loader's own path, in process (``MixtureDataset.encoded_batches`` reads, mixes
-  and tokenises; ``collated`` packs each micro-batch with its 4D mask), timed as examples/s.
+- the epoch: the loader's own path, in process (``MixtureDataset.encoded_batches`` reads, mixes,
+  tokenises and packs each buffer of ``group_batches`` micro-batches into rows of at most
+  ``pack_length`` tokens; ``collated`` builds each micro-batch's tensors), timed as examples/s
+  and as the process's CPU time (the wall clock counts other load on the machine).
 
 The memory criterion is RSS at 1M within 1.2x of RSS at 100k: the pipeline streams, so its
 memory must not grow with the corpus. Both the peak and the growth over the RSS measured after
 imports and tokenizer loading (the pipeline's own share) are shown.
 
-Padding: the non-padding share of the batch tensors' tokens, for the same examples batched three
-ways: padded to each batch's longest example (``pad``), packed into one row per micro-batch
-(``pack``, the default), and packed first-fit into rows of at most ``max_length`` tokens
-(``pack_length=max_length``). Shown for the epoch's batches (mostly pairs) and for the
-Alpaca-like instructions alone, in consecutive batches: log-normal instruction, input and
-output lengths with a long tail, cut at ``max_length``.
+Padding: the non-padding share of the batch tensors' tokens (the fill), for the same examples
+batched as the loader batches them under each setting: the timed run records every buffer it
+encodes (lengths, in the epoch's order), and the loader's own ``cut_buffer`` re-cuts them for
+``pad`` (each batch padded to its longest example), ``group_by_length`` (buffers of
+``group_batches``), ``pack`` with one row per micro-batch (no ``pack_length``), ``pack`` with
+rows of at most ``pack_length`` one micro-batch at a time (``group_batches 1``), and the timed
+setting (``pack_length``, buffers of ``group_batches``). The last is checked against the fill
+measured on the timed run's tensors. Shown for the epoch (mostly pairs) and for the Alpaca-like
+instructions alone (their lengths in the epoch's order, in buffers of the same size):
+log-normal instruction, input and output lengths with a long tail, cut at ``max_length``.
 
 The corpora and tokenizer are generated once and cached under ``artifacts/bench/data_pipeline``.
 
-    .venv/bin/python benchmarks/data_pipeline.py [--sizes 100000 1000000] [--batch-size 8] [--out table.md]
+    .venv/bin/python benchmarks/data_pipeline.py [--sizes 100000 1000000] [--batch-size 8]
+        [--max-length 512] [--pack-length 512] [--group-batches 64] [--out table.md]
 """
 
 from __future__ import annotations
 
 import argparse
+from array import array
 import json
 import os
 import random
@@ -37,6 +45,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
@@ -48,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="parallel pairs per run")
     parser.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch")
     parser.add_argument("--max-length", type=int, default=512, help="longest example in tokens")
+    parser.add_argument("--pack-length", type=int, help="longest packed row in tokens (default: max-length)")
+    parser.add_argument("--group-batches", type=int, default=64, help="micro-batches packed together in one buffer")
     parser.add_argument("--workers", type=int, default=0, help="the data module's num_workers (0: in process, as timed)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated corpora and of the data order")
     parser.add_argument("--cache-dir", type=Path, default=REPO / "artifacts" / "bench" / "data_pipeline")
@@ -127,9 +138,11 @@ def worker(args: argparse.Namespace) -> dict:
         Stream("parallel", LANGUAGE, paths["parallel"], "en-x"),
         Stream("instructions", "en", paths["instructions"]),
     ]
+    pack_length = args.pack_length or args.max_length
     datamodule = MuITDataModule(
         streams, stop="all_exhausted_without_replacement", batching="pack", batch_size=args.batch_size,
-        max_length=args.max_length, num_workers=args.workers, seed=args.seed, tokenizer=paths["tokenizer"],
+        max_length=args.max_length, pack_length=pack_length, group_batches=args.group_batches,
+        num_workers=args.workers, seed=args.seed, tokenizer=paths["tokenizer"],
         cache_dir=str(folder / f"cache-{os.getpid()}"),  # a fresh index: the first pass is measured
     )
     datamodule.tokenizer  # loaded before the baseline RSS is read
@@ -139,75 +152,143 @@ def worker(args: argparse.Namespace) -> dict:
     datamodule.setup("fit")
     indexed = time.perf_counter() - start
     dataset = datamodule.train_dataset()
-    examples, real, packed_cells, alpaca = 0, 0, 0, []
-    lengths = []  # of every example, batch by batch: the padding figures are computed after the timing
-    start = time.perf_counter()
+    # every buffer the loader encodes, in the epoch's order: the examples' streams and lengths
+    # (-1: dropped), kept compact (a few bytes an example, not to weigh on the RSS measured)
+    streams_seen, lengths_seen, bounds = array("b"), array("i"), [0]
+    pending: list[list[dict]] = []
+    encode = dataset.encode
+
+    def settle() -> None:  # the loader marks each example's stream after encoding: read it then
+        while pending:
+            for e in pending.pop(0):
+                streams_seen.append(e["stream"])
+                lengths_seen.append(len(e["input_ids"]) if "dropped" not in e else -1)
+            bounds.append(len(lengths_seen))
+
+    def recording(chunk):
+        settle()
+        pending.append(encode(chunk))
+        return pending[-1]
+
+    dataset.encode = recording
+    examples, cells, rows, tokens = 0, 0, 0, []
+    start, cpu = time.perf_counter(), time.process_time()
     for batch in dataset.encoded_batches(epoch=0, start=0):
         tensors = dataset.collated(batch)
-        kept = [e for e in batch if "dropped" not in e]
-        lengths.append([len(e["input_ids"]) for e in kept])
-        alpaca += [len(e["input_ids"]) for e in kept if e["stream"] == 1]
-        examples += len(kept)
-        real += sum(lengths[-1])
-        packed_cells += tensors["input_ids"].numel()
-    elapsed = time.perf_counter() - start
-    alpaca_batches = [alpaca[i : i + args.batch_size] for i in range(0, len(alpaca), args.batch_size)]
+        examples += tensors["report"]["examples"]
+        tokens.append(sum(len(e["input_ids"]) for e in batch if "dropped" not in e))
+        cells += tensors["input_ids"].numel()
+        rows += tensors["input_ids"].shape[0]
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    settle()
+    real = sum(tokens)
+    buffers = [lengths_seen[a:b] for a, b in zip(bounds, bounds[1:])]
+    mixture = shares(buffers, args.batch_size, args.group_batches, pack_length)
+    if mixture["pack_buffer"] != real / cells:
+        raise AssertionError(f"replayed fill {mixture['pack_buffer']} != measured {real / cells}")
+    group = args.group_batches * args.batch_size
+    alpaca = array("i", (n for n, stream in zip(lengths_seen, streams_seen) if stream == 1))
     shutil.rmtree(datamodule.hparams.cache_dir)
     return {
         "pairs": args.worker,
         "examples": examples,
         "index_s": indexed,
         "epoch_s": elapsed,
+        "epoch_cpu_s": cpu,
         "examples_per_s": examples / elapsed,
         "peak_rss_mb": rss_mb(),
         "baseline_rss_mb": baseline,
         "tokens_per_example": real / examples,
-        "share_packed_measured": real / packed_cells,
-        "mixture": shares(lengths, args.max_length),
-        "alpaca": shares(alpaca_batches, args.max_length),
+        "pack_length": pack_length,
+        "share_packed_measured": real / cells,
+        "batches": len(tokens),
+        "rows_per_batch": rows / len(tokens),
+        "batch_tokens_mean": real / len(tokens),
+        "batch_tokens_max": max(tokens),
+        "mixture": mixture,
+        "alpaca": shares([alpaca[i : i + group] for i in range(0, len(alpaca), group)], args.batch_size,
+                         args.group_batches, pack_length),
         "truncated": datamodule.train_report.truncated,
     }
 
 
-def shares(batches: list[list[int]], max_length: int) -> dict[str, float]:
-    """Non-padding share of batch tensor tokens: padded, packed in one row, packed in rows."""
-    from lightning_xllama.data.packing import pack_rows
+def shares(buffers: list[Sequence[int]], batch_size: int, group_batches: int, pack_length: int) -> dict[str, float]:
+    """Non-padding share of the batch tensors' tokens under each batching, the same examples cut
+    by the loader's own :func:`~lightning_xllama.data.loader.cut_buffer`. ``buffers``: example
+    lengths (-1: dropped) in buffers of ``group_batches * batch_size`` (a worker's last may be
+    short), re-cut into single micro-batches where a batching takes one at a time."""
+    import numpy as np
 
-    real = sum(sum(b) for b in batches)
-    padded = sum(len(b) * max(b) for b in batches)
-    rows = 0
-    for b in batches:
-        packed = pack_rows(b, max_length)
-        rows += len(packed) * max(sum(b[i] for i in row) for row in packed)
-    return {"pad": real / padded, "pack": real / real, "pack_rows": real / rows}
+    from lightning_xllama.data.loader import cut_buffer
+
+    singles = [b[i : i + batch_size] for b in buffers for i in range(0, len(b), batch_size)]
+    real = sum(n for b in buffers for n in b if n >= 0)
+
+    def cells(chunks: list[Sequence[int]], batching: str, length: Optional[int]) -> int:
+        total = 0
+        for number, chunk in enumerate(chunks):
+            encoded = [{"input_ids": range(n)} if n >= 0 else {"dropped": "-"} for n in chunk]
+            for batch in cut_buffer(encoded, batch_size, batching, length, np.random.default_rng(number)):
+                kept = [e for e in batch if "dropped" not in e]
+                if not kept:
+                    total += 1  # the one-token stand-in
+                elif batching in ("pad", "group_by_length"):
+                    total += len(kept) * max(len(e["input_ids"]) for e in kept)
+                elif length is None:
+                    total += sum(len(e["input_ids"]) for e in kept)
+                else:  # the collator's rows: as the loader marked them, padded to the longest
+                    loads: dict[int, int] = {}
+                    for e in kept:
+                        loads[e["row"]] = loads.get(e["row"], 0) + len(e["input_ids"])
+                    total += len(loads) * max(loads.values())
+        return total
+
+    return {
+        "pad": real / cells(singles, "pad", None),
+        "group_by_length": real / cells(buffers, "group_by_length", None),
+        "pack": real / cells(singles, "pack", None),
+        "pack_single": real / cells(singles, "pack", pack_length),
+        "pack_buffer": real / cells(buffers, "pack", pack_length),
+    }
 
 
 # --- the table ------------------------------------------------------------------------------
 def table(results: list[dict], args: argparse.Namespace) -> str:
+    last = results[-1]
     lines = [
         f"read + mix + tokenise + pack, batch {args.batch_size}, max_length {args.max_length}, "
-        f"num_workers {args.workers}, one process per size",
+        f"pack_length {last['pack_length']}, group_batches {args.group_batches}, num_workers {args.workers}, "
+        "one process per size",
         "",
-        "| pairs | examples | index (s) | epoch (s) | examples/s | peak RSS (MB) | RSS over baseline (MB) | tokens/example |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| pairs | examples | index (s) | epoch (s) | epoch CPU (s) | examples/s | peak RSS (MB) | RSS over baseline (MB) "
+        "| tokens/example |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         lines.append(
-            f"| {r['pairs']:,} | {r['examples']:,} | {r['index_s']:.1f} | {r['epoch_s']:.1f} | {r['examples_per_s']:,.0f} "
+            f"| {r['pairs']:,} | {r['examples']:,} | {r['index_s']:.1f} | {r['epoch_s']:.1f} | {r['epoch_cpu_s']:.1f} "
+            f"| {r['examples_per_s']:,.0f} "
             f"| {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] - r['baseline_rss_mb']:.0f} | {r['tokens_per_example']:.0f} |"
         )
-    last = results[-1]
     lines += [
         "",
-        f"non-padding share of batch tokens ({last['pairs']:,} pairs run, batches of {args.batch_size}):",
+        f"non-padding share of batch tokens ({last['pairs']:,} pairs run, micro-batches of {args.batch_size} "
+        f"examples, buffers of {args.group_batches} micro-batches):",
         "",
-        "| examples | padded per batch | packed, one row per batch | packed, rows <= max_length |",
-        "| --- | ---: | ---: | ---: |",
+        "| examples | padded per batch | grouped by length | packed, one row per batch "
+        f"| packed, rows <= {last['pack_length']}, one batch at a time | packed, rows <= {last['pack_length']}, "
+        f"buffers of {args.group_batches} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, key in (("the mixture (pairs + instructions)", "mixture"), ("Alpaca-like instructions alone", "alpaca")):
-        share = last[key]
-        lines.append(f"| {name} | {share['pad']:.1%} | {share['pack']:.1%} | {share['pack_rows']:.1%} |")
-    lines.append(f"(measured on the packed tensors of the run: {last['share_packed_measured']:.1%})")
+        s = last[key]
+        lines.append(f"| {name} | {s['pad']:.1%} | {s['group_by_length']:.1%} | {s['pack']:.1%} "
+                     f"| {s['pack_single']:.1%} | {s['pack_buffer']:.1%} |")
+    lines.append(
+        f"(measured on the timed run's tensors, the last column's setting: {last['share_packed_measured']:.1%}; "
+        f"{last['rows_per_batch']:.2f} rows a micro-batch, {last['batch_tokens_mean']:,.0f} real tokens a "
+        f"micro-batch on average, {last['batch_tokens_max']:,} at most)"
+    )
     if len(results) > 1:
         ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
         verdict = "within" if ratio <= 1.2 else "NOT within"
@@ -228,8 +309,11 @@ def main(argv: list[str] | None = None) -> None:
         paths = generate(folder, size, args.seed)
         (folder / "paths.json").write_text(json.dumps({**paths, "tokenizer": tokenizer}))
         command = [sys.executable, __file__, "--worker", str(size), "--batch-size", str(args.batch_size),
-                   "--max-length", str(args.max_length), "--workers", str(args.workers), "--seed", str(args.seed),
+                   "--max-length", str(args.max_length), "--group-batches", str(args.group_batches),
+                   "--workers", str(args.workers), "--seed", str(args.seed),
                    "--cache-dir", str(args.cache_dir)]
+        if args.pack_length:
+            command += ["--pack-length", str(args.pack_length)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:

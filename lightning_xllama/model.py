@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional, get_args
 
 import lightning as L
 import numpy as np
@@ -25,13 +25,17 @@ from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
+from lightning_xllama.attention import packed_attention_inputs, register_attention
+from lightning_xllama.chunked_loss import ChunkedLossHead, install_chunked_loss_head
 from lightning_xllama.data.encoding import IGNORE_INDEX
-from lightning_xllama.data.packing import additive_mask
 from lightning_xllama.evaluation.generation import generate
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
-from lightning_xllama.strategies import compare_shapes, empty_model, load_into_shards, shard_fsdp2
+from lightning_xllama.strategies import compare_shapes, decoder_layers, empty_model, load_into_shards, shard_fsdp2
 
 log = logging.getLogger(__name__)
+
+AttnImplementation = Literal["sdpa", "eager", "flex_attention", "sdpa_varlen", "flash_attention_2", "flash_attention_3"]
+ATTN_IMPLEMENTATIONS = get_args(AttnImplementation)
 
 
 class WarmupCosine:
@@ -75,7 +79,15 @@ class XLlamaModule(L.LightningModule):
         adam_beta2: AdamW beta2.
         adam_eps: AdamW epsilon.
         gradient_checkpointing: recompute activations in the backward pass to save memory.
-        attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2``.
+        attn_implementation: how attention is computed, and how a packed row's examples are kept
+            apart (``lightning_xllama/attention.py``): ``flex_attention`` (GPUs: document-masked
+            blocks), ``flash_attention_2`` (needs flash-attn), ``sdpa_varlen`` (CPUs: sdpa per
+            example), or ``sdpa``/``eager`` (a dense block-diagonal mask over the whole row).
+        loss_chunk_size: positions whose logits are built at once by the loss (its gradient is
+            computed chunk by chunk in the forward pass, so fp32 logits for the whole batch never
+            exist); None builds the full logits, as Hugging Face's loss does.
+        compile_layers: ``torch.compile`` each decoder layer (fused kernels; compiles on the first
+            steps, and again for each new row width: pad packed rows to a multiple).
         trust_remote_code: allow model code from the hub; off unless you trust the source.
         max_new_tokens: generation length for ``predict``.
         num_beams: beam size for ``predict`` (1 = greedy).
@@ -92,13 +104,20 @@ class XLlamaModule(L.LightningModule):
         adam_beta2: float = 0.999,
         adam_eps: float = 1e-8,
         gradient_checkpointing: bool = False,
-        attn_implementation: str = "sdpa",
+        attn_implementation: AttnImplementation = "sdpa",
+        loss_chunk_size: Optional[int] = 1024,
+        compile_layers: bool = False,
         trust_remote_code: bool = False,
         max_new_tokens: int = 128,
         num_beams: int = 1,
     ):
         super().__init__()
         check_model_path(model_name_or_path)
+        if attn_implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+        if loss_chunk_size is not None and loss_chunk_size < 1:
+            raise ValueError(f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}")
+        register_attention()
         self.save_hyperparameters()
         self.model = None
         self._tokenizer = None
@@ -144,6 +163,8 @@ class XLlamaModule(L.LightningModule):
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per loop
         if h.gradient_checkpointing and not self.model.is_gradient_checkpointing:
             enable_gradient_checkpointing(self.model)
+        if not isinstance(strategy, ModelParallelStrategy):
+            self._prepare_for_training(self.model)
         self.parameter_shapes = {f"model.{k}": tuple(v.shape) for k, v in self.model.state_dict().items()}
 
     def _fsdp2_model(self, strategy: ModelParallelStrategy):
@@ -163,6 +184,7 @@ class XLlamaModule(L.LightningModule):
         model = empty_model(h.model_name_or_path, h.attn_implementation, h.trust_remote_code)
         if getattr(strategy, "activation_checkpointing", False):
             enable_gradient_checkpointing(model)
+        self._prepare_for_training(model)  # before sharding, as FSDP2 expects
         shard_fsdp2(
             model, self.device_mesh["data_parallel"],
             getattr(strategy, "param_dtype", "fp32"), getattr(strategy, "reduce_dtype", "fp32"),
@@ -170,25 +192,41 @@ class XLlamaModule(L.LightningModule):
         load_into_shards(model, h.model_name_or_path, strategy.root_device, h.trust_remote_code)
         return model
 
+    def _prepare_for_training(self, model) -> None:
+        """The chunked-loss head and compiled layers, on the unsharded model."""
+        if self.hparams.loss_chunk_size is not None:
+            install_chunked_loss_head(model)
+        if self.hparams.compile_layers:
+            compile_decoder_layers(model)
+
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over response tokens, and their count.
 
-        A packed batch (``data/packing.py``) brings per-example ``position_ids`` and a boolean
-        4D block-diagonal mask; eager attention adds its mask to the scores, so it gets the
-        additive form.
+        A packed batch (``data/packing.py``) brings per-example ``position_ids`` and the
+        examples' boundaries; ``attention.packed_attention_inputs`` turns them into what the
+        attention implementation needs to keep the examples apart.
+
+        The KV cache is off: a real model folder's config turns it on, and under activation
+        checkpointing a cache filled by the forward pass is filled again by the recomputation.
         """
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = {"input_ids": batch["input_ids"], "use_cache": False}
         if "position_ids" in batch:
-            inputs.update(position_ids=batch["position_ids"], use_cache=False)
-            if self.model.config._attn_implementation == "eager":
-                inputs["attention_mask"] = additive_mask(inputs["attention_mask"], torch.float32)
-        logits = self.model(**inputs).logits
-        labels = batch["labels"][:, 1:]
-        loss_sum = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        return loss_sum, (labels != IGNORE_INDEX).sum()
+            inputs.update(packed_attention_inputs(batch, self.model.config._attn_implementation, torch.float32))
+        else:
+            inputs["attention_mask"] = batch["attention_mask"]
+        labels = batch["labels"]
+        head = self.model.get_output_embeddings()
+        if not isinstance(head, ChunkedLossHead):
+            logits = self.model(**inputs).logits
+            loss_sum = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+        else:  # computed inside the model's forward, where sharded weights are gathered
+            with head.computing_loss(labels, self.hparams.loss_chunk_size):
+                self.model(**inputs)
+            loss_sum = head.take_loss()
+        return loss_sum, (labels[:, 1:] != IGNORE_INDEX).sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss_sum, tokens = self.response_loss(batch)
@@ -197,18 +235,45 @@ class XLlamaModule(L.LightningModule):
         return loss_sum
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        """Turn the step's summed gradients into the per-token mean (one fused multiply over all
+        gradients, the token count never leaving the device) before clipping and the step."""
         totals = self.trainer.strategy.reduce(
             torch.stack([self._step_loss.float(), self._step_tokens.float()]), reduce_op="sum"
         )
         loss_sum, tokens = totals[0], totals[1].clamp(min=1)
         scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / tokens
-        for parameter in self.parameters():
-            if parameter.grad is not None:
-                parameter.grad.mul_(scale.to(parameter.grad.dtype))
-        self.log("train/loss", loss_sum / tokens, prog_bar=True, rank_zero_only=True)
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads:
+            torch._foreach_mul_(grads, scale)
+        # Logged as device tensors, read only when the logger writes (every log_every_n_steps):
+        # a progress-bar value would be read on the host, waiting for the device, every step.
+        self.log("train/loss", loss_sum / tokens, rank_zero_only=True)
         self.log("train/response_tokens", tokens, rank_zero_only=True)
         self._step_loss = torch.zeros_like(self._step_loss)
         self._step_tokens = torch.zeros_like(self._step_tokens)
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
+    ) -> None:
+        """Clip the rescaled gradients by their global norm under every strategy and precision.
+
+        Lightning's own clipping refuses a fused optimizer under mixed precision and FSDP's
+        precision plugin refuses norm clipping; bf16 has no loss scaler (fp16 gets an unfused
+        optimizer, unscaled before this hook), so clipping here is exact. FSDP1 clips through
+        its root module, FSDP2 and the rest through the DTensor-aware total norm.
+        """
+        if not gradient_clip_val:
+            return
+        parameters = [p for p in self.parameters() if p.grad is not None]
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val, foreach=True)
+            return
+        strategy = self.trainer.strategy
+        if isinstance(strategy, FSDPStrategy):
+            norm = strategy.model.clip_grad_norm_(gradient_clip_val)
+        else:
+            norm = clip_grad_norm(parameters, gradient_clip_val)
+        self.log("train/grad_norm", norm, rank_zero_only=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss_sum, tokens = self.response_loss(batch)
@@ -236,8 +301,10 @@ class XLlamaModule(L.LightningModule):
             if parameter.requires_grad:
                 (no_decay if parameter.ndim < 2 else decay).append(parameter)
         # The fused kernel (one launch for all tensors) on plain CPU/CUDA tensors; sharded
-        # (DTensor) parameters keep the default implementation.
+        # (DTensor) parameters keep the default implementation, and so does fp16 (its loss
+        # scaler must unscale the gradients before they are clipped).
         fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+        fused = fused and getattr(self.trainer.precision_plugin, "scaler", None) is None
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=h.learning_rate, betas=(h.adam_beta1, h.adam_beta2), eps=h.adam_eps, fused=fused or None,
@@ -298,6 +365,29 @@ class XLlamaModule(L.LightningModule):
         if self._rng_to_restore is not None:
             _set_rng_state(self._rng_to_restore)
             self._rng_to_restore = None
+
+
+def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Scale the gradients so their global L2 norm is at most ``max_norm``; return the norm before.
+
+    Sharded (DTensor) gradients give a partial norm per rank: ``full_tensor`` reduces it to the
+    global one. Foreach kernels, no host sync.
+    """
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in parameters]
+    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
+    if isinstance(norm, DTensor):
+        norm = norm.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm, foreach=True)
+    return norm
+
+
+def compile_decoder_layers(model) -> None:
+    """``torch.compile`` each decoder layer in place (parameter names unchanged): one graph per
+    layer class, reused by every layer, fusing its element-wise kernels."""
+    for layer in decoder_layers(model):
+        layer.compile()
 
 
 def enable_gradient_checkpointing(model) -> None:

@@ -57,11 +57,31 @@ class MuITDataModule(L.LightningDataModule):
             (both counted and reported).
         template: ``alpaca`` (the paper's prompt) or ``chat`` (the tokenizer's chat template).
         batching: ``pad`` (dynamic padding), ``group_by_length`` (batches of similar lengths) or
-            ``pack`` (several examples a row, block-diagonal attention, no padding inside).
-        pack_length: with ``pack``, the longest row in tokens; by default one row per batch.
-            The 4D mask takes rows x width^2 bytes: bound it with a few times ``max_length``.
-        group_batches: with ``group_by_length``, batches sorted together in one buffer.
-        batch_size: examples per micro-batch on each device.
+            ``pack`` (several examples a row, attending only within their own example: per-example
+            ``position_ids`` and the segments' ``cu_seq_lens``, no padding inside a row).
+        pack_length: with ``pack``, the longest row in tokens, at least ``max_length``
+            (``--data.init_args.pack_length 1024`` on the command line, ``pack_length: 1024``
+            in a config's data ``init_args``). None (default): each micro-batch's
+            ``batch_size`` examples in one row. Set: the examples of ``group_batches``
+            micro-batches are packed together into balanced rows of at most this many tokens,
+            and the rows, sorted by length, are cut into ``group_batches`` micro-batches of
+            about the same number of tokens (those of longer rows take fewer rows): a
+            micro-batch holds a varying number of examples (the loss is normalised by response
+            tokens per optimizer step), the steps per epoch and the epoch's examples are
+            unchanged, and far less of each tensor is padding than when each micro-batch is
+            packed alone (``benchmarks/data_pipeline.py``: 99.8% real tokens at ``batch_size``
+            8, ``group_batches`` 64, ``pack_length`` 512). Memory: a micro-batch tensor of
+            about ``batch_size`` examples' tokens; sdpa and eager attention also build a
+            rows x width^2 mask on the device, flash and varlen attention none.
+        group_batches: micro-batches regrouped in one buffer (``--data.init_args.group_batches``,
+            ``group_batches:``): sorted by length with ``group_by_length``, packed together with
+            ``pack`` and a ``pack_length``. Larger buffers group better and hold more encoded
+            examples in each worker. Part of the data plan: resume with the same value to
+            continue exactly.
+        batch_size: examples per micro-batch on each device (with ``pack`` and a
+            ``pack_length``: on average; a buffer holds ``group_batches * batch_size`` examples).
+        pad_to_multiple_of: round every batch's width up to a multiple of this, so compiled
+            layers and attention kernels see few distinct shapes (64 suits GPUs; 1: no rounding).
         eval_batch_size: micro-batch size for validation and prediction (default batch_size).
         num_workers: worker processes that read, tokenise and batch; part of the data plan:
             resume with the same number (and devices) to continue exactly.
@@ -91,6 +111,7 @@ class MuITDataModule(L.LightningDataModule):
         batching: Batching = "pad",
         pack_length: Optional[int] = None,
         group_batches: int = 64,
+        pad_to_multiple_of: int = 1,
         batch_size: int = 4,
         eval_batch_size: Optional[int] = None,
         num_workers: int = 0,
@@ -114,6 +135,8 @@ class MuITDataModule(L.LightningDataModule):
         if allocation is not None:
             self.streams = apply_allocation(self.streams, allocation)
         self._check_settings(stop, examples_per_epoch, batching, pack_length, max_length, batch_size)
+        if pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         self.save_hyperparameters(ignore=["streams"])
         if "streams" in inspect.signature(type(self).__init__).parameters:  # saved as plain values
             self.hparams["streams"] = [dataclasses.asdict(s) for s in self.streams]
@@ -242,8 +265,8 @@ class MuITDataModule(L.LightningDataModule):
     def collate_fn(self):
         h = self.hparams
         if h.batching == "pack":
-            return PackCollator(self.tokenizer.pad_token_id, h.pack_length)
-        return PadCollator(self.tokenizer.pad_token_id)
+            return PackCollator(self.tokenizer.pad_token_id, h.pack_length, h.pad_to_multiple_of)
+        return PadCollator(self.tokenizer.pad_token_id, h.pad_to_multiple_of)
 
     def train_dataset(self, rank: int = 0, world_size: int = 1) -> MixtureDataset:
         """The batches of ``rank`` among ``world_size`` (``setup`` first)."""
@@ -251,6 +274,7 @@ class MuITDataModule(L.LightningDataModule):
         return MixtureDataset(
             self.readers, self.counts, rank, world_size, max(1, h.num_workers), h.batch_size, h.batching,
             h.group_batches, self.encoder(), self.collate_fn(), self.tokenizer.pad_token_id, h.seed,
+            pack_length=h.pack_length if h.batching == "pack" else None,
         )
 
     def train_dataloader(self) -> ResumableLoader:
@@ -305,24 +329,26 @@ class MuITDataModule(L.LightningDataModule):
         return {
             "num_workers": h.num_workers, "world_size": world_size, "batch_size": h.batch_size, "seed": h.seed,
             "counts": list(self.counts), "batches_per_epoch": len(self.train_dataset(rank, world_size)),
+            "batching": h.batching, "group_batches": h.group_batches, "pack_length": h.pack_length,
         }
 
     def state_dict(self) -> dict:
         return {"epoch": self.position.epoch, "batches": self.position.batches, "plan": self._plan()}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the position. Under another plan (other devices, workers, batch size or data)
-        an exact continuation does not exist: the epoch continues after the same share of it,
-        and a warning says so."""
+        """Restore the position. Under another plan (other devices, workers, batch size, batching
+        or data) an exact continuation does not exist: the epoch continues after the same share
+        of it, and a warning says so."""
         epoch, batches = state["epoch"], state["batches"]
         plan, saved = self._plan(), state["plan"]
-        changed = {k: (saved.get(k), v) for k, v in plan.items() if k != "batches_per_epoch" and saved.get(k) != v}
+        # keys a checkpoint lacks (written before they were planned) are not compared
+        changed = {k: (saved[k], v) for k, v in plan.items() if k != "batches_per_epoch" and k in saved and saved[k] != v}
         if changed:
             batches = batches * plan["batches_per_epoch"] // saved["batches_per_epoch"]
             log.warning(
                 "the data plan differs from the checkpoint's: %s (saved, now). Epoch %d continues after "
                 "the same share of it (batch %d of %d), but not with the same examples: some of this "
-                "epoch's may repeat or be missed. Resume with the same data, seed, batch size, "
+                "epoch's may repeat or be missed. Resume with the same data, seed, batch size, batching, "
                 "num_workers and number of devices to continue exactly.",
                 changed, epoch, batches, plan["batches_per_epoch"],
             )

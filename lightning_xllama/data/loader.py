@@ -5,11 +5,15 @@ Each rank's epoch is split between ``num_workers`` logical workers; with ``world
 that makes ``world_size * num_workers`` shards. ``mixing.deal`` gives every shard the same
 number of examples, each stream in proportion, as contiguous ranges of the stream's order (so a
 worker reads only its own windows of a large file). A shard's examples are interleaved in a
-seeded order (``mixing.shard_order``), tokenised a batch at a time, and collated in the worker.
+seeded order (``mixing.shard_order``), tokenised a buffer at a time (one batch, or
+``group_batches`` batches where the batching regroups examples: :func:`cut_buffer`), and
+collated in the worker. A buffer always gives ``ceil(examples / batch_size)`` batches, so every
+worker of every rank holds the same number of batches, planned without tokenising anything.
 
 The DataLoader takes one batch from each worker in turn. All workers hold the same number of
 batches, so the position ``(epoch, batches consumed)`` determines everything: each worker skips
-its share of the consumed batches (reading one window per stream, not the data before it), and
+its share of the consumed batches (reading one window per stream, not the data before it, and
+re-cutting only the buffer it stops in), and
 the workers are renumbered so the first one asked continues the turn where it stopped. Nothing
 depends on global random state, so the position is the whole data state of a rank.
 """
@@ -27,13 +31,53 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_xllama.data.encoding import IGNORE_INDEX
 from lightning_xllama.data.mixing import deal, shard_order
+from lightning_xllama.data.packing import pack_buffer
 from lightning_xllama.data.sources import Example
 from lightning_xllama.data.streams import StreamReader
 
 Batching = Literal["pad", "group_by_length", "pack"]
 """``pad``: batches in stream order, padded to their longest example; ``group_by_length``:
 batches of similar lengths from a buffer of ``group_batches`` batches; ``pack``: examples packed
-into rows with a block-diagonal mask (``data/packing.py``)."""
+into rows whose examples never attend to each other (``data/packing.py``): one row per batch, or
+with a ``pack_length`` the examples of ``group_batches`` batches packed together into rows of at
+most that many tokens, dealt back into as many batches of about equal token counts."""
+
+
+def cut_buffer(
+    encoded: list[dict], batch_size: int, batching: Batching, pack_length: Optional[int], rng: np.random.Generator
+) -> list[list[dict]]:
+    """One buffer's encoded examples (dropped ones included, marked) cut into its micro-batches:
+    ``ceil(len(encoded) / batch_size)`` of them whatever the batching, so the number of batches
+    of a worker is planned from its number of examples alone.
+
+    ``pad`` and ``pack`` without ``pack_length``: consecutive runs of ``batch_size``.
+    ``group_by_length``: the buffer sorted by length, cut into runs, the runs in ``rng``'s order.
+    ``pack`` with ``pack_length``: the whole buffer packed into rows of at most ``pack_length``
+    tokens dealt into the micro-batches (:func:`~lightning_xllama.data.packing.pack_buffer`),
+    each example marked with its ``row`` in its micro-batch and the micro-batch listing them row
+    by row (a micro-batch holds about the same number of tokens as the others, and a varying
+    number of examples); the dropped examples dealt in turn; the micro-batches in ``rng``'s order.
+    """
+    count = -(-len(encoded) // batch_size)
+    if batching == "pack" and pack_length is not None:
+        kept = [e for e in encoded if "dropped" not in e]
+        batches = []
+        for rows in pack_buffer([len(e["input_ids"]) for e in kept], count, pack_length):
+            batch = []
+            for r, row in enumerate(rows):
+                for i in row:
+                    kept[i]["row"] = r
+                    batch.append(kept[i])
+            batches.append(batch)
+        for j, e in enumerate(e for e in encoded if "dropped" in e):
+            batches[j % count].append(e)
+    else:
+        if batching == "group_by_length":
+            encoded = sorted(encoded, key=lambda e: len(e.get("input_ids", ())))
+        batches = [encoded[i : i + batch_size] for i in range(0, len(encoded), batch_size)]
+        if batching != "group_by_length":
+            return batches
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 @dataclass
@@ -62,7 +106,9 @@ class MixtureDataset(IterableDataset):
         encode: examples -> encoded dicts (``encoding.encode_examples`` with its settings).
         collate: encoded examples -> batch tensors.
         pad_token_id: token of the one-token stand-in for a batch whose examples were all dropped.
-        seed: seeds the interleaving and the batch order of length groups.
+        seed: seeds the interleaving and the batch order of length groups and packed buffers.
+        pack_length: with ``pack``, the longest row: the examples of ``group_batches`` batches
+            are then packed together (:func:`cut_buffer`); None: one row per batch.
     """
 
     def __init__(
@@ -79,10 +125,12 @@ class MixtureDataset(IterableDataset):
         collate: Callable[[list[dict]], dict],
         pad_token_id: int,
         seed: int,
+        pack_length: Optional[int] = None,
     ):
         self.readers, self.rank, self.workers = list(readers), rank, workers
         self.batch_size, self.batching, self.group_batches = batch_size, batching, group_batches
         self.encode, self.collate, self.pad_token_id, self.seed = encode, collate, pad_token_id, seed
+        self.pack_length = pack_length
         self.dealt = deal(counts, world_size * workers)
         self.starts = np.cumsum(self.dealt, axis=1) - self.dealt
         self.shard_examples = int(self.dealt[:, 0].sum())
@@ -110,22 +158,25 @@ class MixtureDataset(IterableDataset):
         for label in labels[first:]:
             yield int(label), self.readers[label].example(next(items[label]))
 
+    @property
+    def buffer_batches(self) -> int:
+        """Micro-batches cut from one buffer of examples: ``group_batches`` when the batching
+        regroups examples (``group_by_length``, ``pack`` with a ``pack_length``), otherwise 1."""
+        regroups = self.batching == "group_by_length" or (self.batching == "pack" and self.pack_length is not None)
+        return self.group_batches if regroups else 1
+
     def _encoded_batches(self, logical: int, epoch: int, first_batch: int) -> Iterator[list[dict]]:
         """Encoded examples (dropped ones included, marked) of a logical worker's batches."""
         shard = self.rank * self.workers + logical
-        group = self.group_batches if self.batching == "group_by_length" else 1
+        group = self.buffer_batches
         number, skip = divmod(first_batch, group)
         slots = self._slots(shard, epoch, number * group * self.batch_size)
         while chunk := list(islice(slots, group * self.batch_size)):
             encoded = self.encode([example for _, example in chunk])
             for item, (stream, _) in zip(encoded, chunk):
                 item["stream"] = stream
-            if self.batching == "group_by_length":
-                encoded.sort(key=lambda e: len(e.get("input_ids", ())))
-            batches = [encoded[i : i + self.batch_size] for i in range(0, len(encoded), self.batch_size)]
-            if self.batching == "group_by_length":
-                order = np.random.default_rng([self.seed, epoch, shard, number, 3]).permutation(len(batches))
-                batches = [batches[i] for i in order]
+            order = np.random.default_rng([self.seed, epoch, shard, number, 3])
+            batches = cut_buffer(encoded, self.batch_size, self.batching, self.pack_length, order)
             yield from batches[skip:]
             number, skip = number + 1, 0
 
