@@ -154,22 +154,25 @@ class ChunkedLossHead(torch.nn.Linear):
     """
 
     default_softcap: Optional[float] = None
-    _loss_request: Optional[tuple[Tensor, int, Optional[float]]] = None
+    _loss_request: Optional[tuple[Tensor, int, Optional[float], Optional[Tensor]]] = None
     _loss: Optional[Tensor] = None
 
     @contextlib.contextmanager
     def computing_loss(
         self, labels: Tensor, chunk_size: int = 1024,
         softcap: Optional[float] = _FROM_CONFIG,  # type: ignore[assignment]
+        positions: Optional[Tensor] = None,
     ) -> Iterator[ChunkedLossHead]:
         """Forwards in this block compute the loss against ``labels`` ``[B, T]``, unshifted as HF's.
 
         ``softcap`` defaults to the value ``install_chunked_loss_head`` read from the config;
-        pass None to turn capping off.
+        pass None to turn capping off. ``positions``: flat indices into ``[B * T]`` of the only
+        positions whose next token is trained on (``data.collate.loss_positions``); the others'
+        logits are then never computed. None: every position.
         """
         if softcap is _FROM_CONFIG:
             softcap = self.default_softcap
-        self._loss_request, self._loss = (labels, chunk_size, softcap), None
+        self._loss_request, self._loss = (labels, chunk_size, softcap, positions), None
         try:
             yield self
         finally:
@@ -187,14 +190,16 @@ class ChunkedLossHead(torch.nn.Linear):
             return super().forward(hidden)
         if self._loss is not None:
             raise RuntimeError("the previous forward's loss was not taken (head.take_loss())")
-        labels, chunk_size, softcap = self._loss_request
+        labels, chunk_size, softcap, positions = self._loss_request
         if labels.shape != hidden.shape[:-1]:
             raise ValueError(f"labels {tuple(labels.shape)} do not match hidden states {tuple(hidden.shape)}")
         # Shift the labels, not the hidden states: a view of ``hidden`` needs no copy.
-        shifted = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), IGNORE_INDEX)], dim=1)
+        shifted = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), IGNORE_INDEX)], dim=1).reshape(-1)
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        if positions is not None:
+            flat, shifted = flat.index_select(0, positions), shifted.index_select(0, positions)
         self._loss = chunked_cross_entropy(
-            hidden.reshape(-1, hidden.shape[-1]), self.weight, shifted.reshape(-1),
-            chunk_size=chunk_size, softcap=softcap, bias=self.bias,
+            flat, self.weight, shifted, chunk_size=chunk_size, softcap=softcap, bias=self.bias,
         )
         return hidden.new_empty(*hidden.shape[:-1], 0)
 

@@ -223,7 +223,7 @@ class XLlamaModule(L.LightningModule):
                 logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
             )
         else:  # computed inside the model's forward, where sharded weights are gathered
-            with head.computing_loss(labels, self.hparams.loss_chunk_size):
+            with head.computing_loss(labels, self.hparams.loss_chunk_size, positions=batch.get("loss_positions")):
                 self.model(**inputs)
             loss_sum = head.take_loss()
         return loss_sum, (labels[:, 1:] != IGNORE_INDEX).sum()

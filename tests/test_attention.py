@@ -91,3 +91,18 @@ def test_sdpa_varlen_generates_like_sdpa(tiny_model, examples):
 def test_unknown_attention_is_refused(tiny_model):
     with pytest.raises(ValueError, match="attn_implementation must be one of"):
         XLlamaModule(tiny_model, attn_implementation="flash")
+
+
+@pytest.mark.parametrize("collate", ["pad", "pack"])
+def test_loss_only_at_trained_positions_keeps_loss_and_gradients(tiny_model, examples, collate):
+    """The collators' ``loss_positions`` spare the logits of prompt positions; the loss and the
+    gradients are those of every position's logits."""
+    encoded, pad = examples
+    batch = (PadCollator(pad) if collate == "pad" else PackCollator(pad))(encoded)
+    assert 0 < len(batch["loss_positions"]) < batch["labels"].numel() // 2  # most positions are prompt
+    everywhere = {k: v for k, v in batch.items() if k != "loss_positions"}
+    selected = loss_and_gradients(tiny_model, "sdpa", batch)
+    full = loss_and_gradients(tiny_model, "sdpa", everywhere)
+    assert selected[0] == pytest.approx(full[0], rel=1e-5) and selected[1] == full[1]
+    for name, grad in full[2].items():
+        torch.testing.assert_close(selected[2][name], grad, atol=1e-6, rtol=1e-4, msg=name)

@@ -65,7 +65,8 @@ def test_rows_are_filled_first_fit_by_decreasing_length():
 
 def test_one_row_holds_the_examples_in_order_with_their_segments():
     batch = PackCollator(pad_token_id=0)(HAND)
-    assert set(batch) == {"input_ids", "labels", "position_ids", "cu_seq_lens", "max_seq_len"}  # no mask
+    assert set(batch) == {"input_ids", "labels", "position_ids", "cu_seq_lens", "max_seq_len", "loss_positions"}  # no mask
+    assert batch["loss_positions"].tolist() == [0, 1, 3, 6, 7]  # positions whose next label is trained on
     assert batch["input_ids"].tolist() == [[11, 12, 13, 21, 22, 31, 32, 33, 34]]
     assert batch["labels"].tolist() == [[-100, 12, 13, -100, 22, -100, -100, 33, 34]]  # each first token -100
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]

@@ -8,8 +8,18 @@ import torch
 from lightning_xllama.data.encoding import IGNORE_INDEX
 
 
+def loss_positions(labels: np.ndarray) -> torch.Tensor:
+    """Flat indices of the (rows x width) positions whose next token is trained on: the only
+    positions whose logits the loss needs (prompt positions are most of an instruction batch).
+    Found here, on the loader's side, so the training step never waits for the device."""
+    following = np.full_like(labels, IGNORE_INDEX)
+    following[:, :-1] = labels[:, 1:]
+    return torch.from_numpy(np.flatnonzero(following != IGNORE_INDEX))
+
+
 class PadCollator:
-    """Right-pads ``input_ids`` with the pad id and ``labels`` with the ignore index.
+    """Right-pads ``input_ids`` with the pad id and ``labels`` with the ignore index; adds
+    :func:`loss_positions`.
 
     Built with numpy, which is single-threaded: torch's small ops on the main process's cores
     would contend with training for them.
@@ -34,4 +44,5 @@ class PadCollator:
             "input_ids": torch.from_numpy(input_ids),
             "labels": torch.from_numpy(labels),
             "attention_mask": torch.from_numpy(attention_mask),
+            "loss_positions": loss_positions(labels),
         }

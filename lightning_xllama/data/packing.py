@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from lightning_xllama.data.collate import loss_positions
 from lightning_xllama.data.encoding import IGNORE_INDEX
 
 
@@ -175,7 +176,7 @@ class PackCollator:
     Returns ``input_ids`` and ``labels`` (rows, width) int64 (labels -100 on padding and on each
     example's first token, which would be predicted from its neighbour's last one),
     ``position_ids`` (rows, width) int64, ``cu_seq_lens`` int32 (segments + 1) and
-    ``max_seq_len`` (int). No attention mask: build it with :func:`block_causal_mask` where
+    ``max_seq_len`` (int), ``loss_positions`` (``collate.loss_positions``). No attention mask: build it with :func:`block_causal_mask` where
     needed.
 
     Rows: where every example carries a ``row`` mark (the loader's buffer packing), examples
@@ -232,4 +233,5 @@ class PackCollator:
             "position_ids": torch.from_numpy(position_ids),
             "cu_seq_lens": torch.from_numpy(cu_seq_lens),
             "max_seq_len": int(max(segments)),
+            "loss_positions": loss_positions(labels),
         }
