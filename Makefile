@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test benchmark gpu-check clean-demo
+.PHONY: install demo test lint format benchmark gpu-check clean-demo
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff: lint (pyflakes, pycodestyle, import order) and the formatter's check, line length 100
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 benchmark: install
 	$(BIN)/python benchmarks/train_throughput.py

@@ -19,7 +19,7 @@ def add_asset_arguments(parser: argparse.ArgumentParser, pretrain_steps: int, pr
 
 def build_assets(args: argparse.Namespace) -> Path:
     """``prepare_demo`` under ``args.cache_dir``, one folder per model shape, pretraining and seed."""
-    from lightning_xllama.demo import prepare_demo
+    from lightning_xllama.demo.prepare import prepare_demo
 
     out = args.cache_dir / f"h{args.hidden_size}_l{args.layers}_p{args.pretrain_steps}_s{args.seed}"
     prepare_demo(output_dir=str(out), hidden_size=args.hidden_size, num_layers=args.layers,

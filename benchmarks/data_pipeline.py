@@ -35,7 +35,6 @@ The corpora and tokenizer are generated once and cached under ``artifacts/bench/
 from __future__ import annotations
 
 import argparse
-from array import array
 import json
 import os
 import random
@@ -44,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -106,8 +106,12 @@ def generate(folder: Path, pairs: int, seed: int) -> dict[str, str]:
 def tokenizer_folder(cache: Path, seed: int) -> str:
     folder = cache / "tokenizer"
     if not (folder / "tokenizer_config.json").is_file():
-        from lightning_xllama.demo import train_tokenizer
-        from lightning_xllama.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT, TRANSLATION_INSTRUCTIONS
+        from lightning_xllama.demo.prepare import train_tokenizer
+        from lightning_xllama.prompts import (
+            ALPACA_NO_INPUT,
+            ALPACA_WITH_INPUT,
+            TRANSLATION_INSTRUCTIONS,
+        )
 
         rng = random.Random(seed)
         en_vocab, de_vocab = vocabulary(rng), vocabulary(rng)

@@ -51,7 +51,12 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_assets import add_asset_arguments, build_assets  # benchmarks/ is on sys.path as the script folder
+from bench_assets import (  # benchmarks/ is on sys.path as the script folder
+    add_asset_arguments,
+    build_assets,
+)
+
+from lightning_xllama.demo.layout import DataLayout, DemoLayout
 
 LANGUAGE = "syn_far"
 # As train_throughput.py: smaller corpora than the demo's, so the first build stays short.
@@ -88,7 +93,7 @@ def translation_prompts(assets: Path, count: int) -> list[str]:
     from lightning_xllama.data.tasks import translation_prompt_instruction
     from lightning_xllama.prompts import alpaca_prompt
 
-    pairs = read_parallel(assets / "data" / "eval" / "translation" / f"en-{LANGUAGE}" / "test", "en", LANGUAGE)
+    pairs = read_parallel(DataLayout(assets / "data").translation_test(LANGUAGE), "en", LANGUAGE)
     to_target = translation_prompt_instruction("en", LANGUAGE)
     to_english = translation_prompt_instruction(LANGUAGE, "en")
     prompts = [p for en, tgt in pairs for p in (alpaca_prompt(to_target, en), alpaca_prompt(to_english, tgt))]
@@ -158,9 +163,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)  # before the build too: its pretraining crawls with threads fighting for cores
     assets = build_assets(args)
-    tokenizer = load_tokenizer(str(assets / "base_model"))
+    tokenizer = load_tokenizer(str(DemoLayout(assets).base_model))
     model = AutoModelForCausalLM.from_pretrained(
-        str(assets / "base_model"), dtype=torch.float32, attn_implementation="sdpa"
+        str(DemoLayout(assets).base_model), dtype=torch.float32, attn_implementation="sdpa"
     )
     model.eval()
     if args.min_new_tokens:

@@ -4,7 +4,7 @@ For a person with one GPU, meant to finish within 8 minutes on an H100/H200 (an 
 was at hand when it was written), offline, from a source checkout on ``PYTHONPATH`` with torch,
 lightning and transformers installed:
 
-(a) assets: the demo's corpora and tokenizer (``lightning_xllama.demo.prepare_demo``, small
+(a) assets: the demo's corpora and tokenizer (``lightning_xllama.demo.prepare.prepare_demo``, small
     settings, one target language), then a randomly initialised LLaMA saved as a Hugging Face
     folder (safetensors, fp16) whose ``config.json`` has a real LLaMA-7B folder's fields
     (``use_cache`` true, ``rms_norm_eps`` 1e-6, rope theta 10000, 2048 positions, bos 1 / eos 2 /
@@ -52,6 +52,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_throughput import llama_config, save_random_llama  # noqa: E402
+
+from lightning_xllama.demo.layout import DataLayout, DemoLayout
 
 CHECK_SHAPE = dict(hidden_size=1024, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=8)
 DRY_SHAPE = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4)
@@ -127,12 +129,12 @@ def environment(dry_run: bool) -> tuple[str, float]:
 # --- (a) assets -------------------------------------------------------------------------------
 def build_assets(work: Path, dry_run: bool) -> tuple[Path, Path, int]:
     """The demo corpora + tokenizer, and the random LLaMA-7B-configured model folder."""
-    from lightning_xllama.demo import prepare_demo
+    from lightning_xllama.demo.prepare import prepare_demo
     from lightning_xllama.hf_loading import load_tokenizer
 
     demo = work / "demo"
     prepare_demo(output_dir=str(demo), **DEMO_SETTINGS)
-    tokenizer = load_tokenizer(str(demo / "base_model"))
+    tokenizer = load_tokenizer(str(DemoLayout(demo).base_model))
     shape = DRY_SHAPE if dry_run else CHECK_SHAPE
     model_dir = work / ("model-tiny" if dry_run else "model")
     if model_dir.exists():
@@ -141,8 +143,8 @@ def build_assets(work: Path, dry_run: bool) -> tuple[Path, Path, int]:
                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     save_random_llama(model_dir, config, seed=0, dtype="float16", device="cpu")
     for name in TOKENIZER_FILES:
-        if (demo / "base_model" / name).is_file():
-            shutil.copy2(demo / "base_model" / name, model_dir / name)
+        if (DemoLayout(demo).base_model / name).is_file():
+            shutil.copy2(DemoLayout(demo).base_model / name, model_dir / name)
     return demo, model_dir, len(tokenizer)
 
 
@@ -196,9 +198,9 @@ def fit_command(name: str, extra: list[str], demo: Path, model_dir: Path, logs: 
         sys.executable, "-m", "lightning_xllama", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
         "--model.init_args.model_name_or_path", str(model_dir),
         "--model.init_args.learning_rate", str(args.learning_rate),
-        "--data.init_args.english_instructions", str(data / "instructions" / "en.json"),
-        "--data.init_args.translated_instructions", str(data / "instructions" / "syn_far.json"),
-        "--data.init_args.parallel", str(data / "parallel" / "en-syn_far" / "train"),
+        "--data.init_args.english_instructions", str(DataLayout(data).instructions("en")),
+        "--data.init_args.translated_instructions", str(DataLayout(data).instructions("syn_far")),
+        "--data.init_args.parallel", str(DataLayout(data).parallel("syn_far")),
         "--data.init_args.num_workers", "0" if args.dry_run else "2",
         "--trainer.accelerator", "cpu" if args.dry_run else "gpu", "--trainer.devices", "1",
         "--trainer.precision", "32-true" if args.dry_run else "bf16-mixed",

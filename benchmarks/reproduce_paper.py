@@ -29,13 +29,22 @@ from pathlib import Path
 import torch
 
 from lightning_xllama.data import MuITDataModule
+from lightning_xllama.data.allocation import read_allocation
 from lightning_xllama.data.streams import Stream
-from lightning_xllama.demo import prepare_demo, pretrain_base_model
+from lightning_xllama.demo import DataLayout, prepare_demo, pretrain_base_model
 from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import get_language
-from lightning_xllama.scaling import ALPHA_BOUNDS, ScalingFit, allocate, fit_command, read_allocation, write_allocation
-from lightning_xllama.sweep import (
-    coit_datamodule, evaluation_callbacks, subset_pairs, sweep, train_and_evaluate, translation_key,
+from lightning_xllama.scaling.allocation import allocate, write_allocation
+from lightning_xllama.scaling.commands import fit_command
+from lightning_xllama.scaling.fit import ALPHA_BOUNDS
+from lightning_xllama.scaling.law import ScalingFit
+from lightning_xllama.scaling.sweep import (
+    coit_datamodule,
+    evaluation_callbacks,
+    subset_pairs,
+    sweep,
+    train_and_evaluate,
+    translation_key,
 )
 
 NEAR, FAR = "syn_near", "syn_far"
@@ -125,7 +134,7 @@ def english_only_against_coit(args, data_dir: str, deep_model: str, out: Path) -
         ("coit", {"english": 1.0, "translated": 1.0, "parallel": 3.0}),
     ):
         def run(weights=weights, name=name):
-            parallel = str(Path(data_dir) / "parallel" / f"en-{FAR}" / "train")
+            parallel = str(DataLayout(data_dir).parallel(FAR))
             datamodule = coit_datamodule(
                 data_dir, FAR, parallel, args.steps, args.batch_size, weights, args.seed, deep_model
             )
@@ -148,9 +157,9 @@ def layer_curve(summary: dict, which: str, metric: str = "cosine_gap") -> list[f
 def muit_run(args, data_dir: str, base_model: str, counts: dict[str, int], out: Path, name: str) -> dict:
     def run():
         data = Path(data_dir)
-        streams = [Stream("instructions", "en", str(data / "instructions" / "en.json"), weight=1.0, name="english")]
+        streams = [Stream("instructions", "en", str(DataLayout(data).instructions("en")), weight=1.0, name="english")]
         for lang in (NEAR, FAR):
-            streams.append(Stream("instructions", lang, str(data / "instructions" / f"{lang}.json"), weight=0.5))
+            streams.append(Stream("instructions", lang, str(DataLayout(data).instructions(lang)), weight=0.5))
             if counts[lang] > 0:  # an allocation may give a language no pairs
                 parallel = subset_pairs(data_dir, lang, counts[lang], out / "pairs" / name)
                 streams.append(Stream("parallel", lang, parallel, weight=1.5))

@@ -46,7 +46,12 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench_assets import add_asset_arguments, build_assets  # benchmarks/ is on sys.path as the script folder
+from bench_assets import (  # benchmarks/ is on sys.path as the script folder
+    add_asset_arguments,
+    build_assets,
+)
+
+from lightning_xllama.demo.layout import DataLayout, DemoLayout
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "BENCH_RESULT "
@@ -135,14 +140,14 @@ def make_datamodule(args: argparse.Namespace):
     data = args.assets / "data"
     return CoITDataModule(
         language=LANGUAGE,
-        english_instructions=str(data / "instructions" / "en.json"),
-        translated_instructions=str(data / "instructions" / f"{LANGUAGE}.json"),
-        parallel=str(data / "parallel" / f"en-{LANGUAGE}" / "train"),
+        english_instructions=str(DataLayout(data).instructions("en")),
+        translated_instructions=str(DataLayout(data).instructions(LANGUAGE)),
+        parallel=str(DataLayout(data).parallel(LANGUAGE)),
         weights=STREAM_WEIGHTS,
         max_length=MAX_LENGTH,
         batch_size=args.batch_size,
         seed=args.seed,
-        tokenizer=str(args.assets / "base_model"),
+        tokenizer=str(DemoLayout(args.assets).base_model),
         cache_dir=str(args.assets / "cache"),
     )
 
@@ -178,7 +183,7 @@ def run_lightning(args: argparse.Namespace) -> dict:
     first_epoch_examples(datamodule, args)  # the baseline's check, made before any training
     loader_s = time_loader(datamodule, args)
     L.seed_everything(args.seed, verbose=False)
-    module = XLlamaModule(str(args.assets / "base_model"), learning_rate=args.learning_rate, warmup_ratio=WARMUP_RATIO)
+    module = XLlamaModule(str(DemoLayout(args.assets).base_model), learning_rate=args.learning_rate, warmup_ratio=WARMUP_RATIO)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_steps=args.steps, gradient_clip_val=MAX_GRAD_NORM,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -201,7 +206,13 @@ def time_loader(datamodule, args: argparse.Namespace) -> float:
 
 def run_hf(args: argparse.Namespace) -> dict:
     from torch.utils.data import SequentialSampler
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import (
+        AutoModelForCausalLM,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
 
     from lightning_xllama.data.collate import PadCollator
 
@@ -228,7 +239,7 @@ def run_hf(args: argparse.Namespace) -> dict:
     examples = first_epoch_examples(datamodule, args)
 
     set_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(str(args.assets / "base_model"), attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(str(DemoLayout(args.assets).base_model), attn_implementation="sdpa")
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = TrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=args.batch_size, max_steps=args.steps,

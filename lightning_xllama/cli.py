@@ -14,6 +14,7 @@ from typing import Optional
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
+from lightning_xllama.callbacks.run_record import RunRecord
 from lightning_xllama.data.datamodule import MuITDataModule
 from lightning_xllama.hf_loading import check_model_path
 from lightning_xllama.model import XLlamaModule
@@ -26,6 +27,7 @@ class XLlamaCLI(LightningCLI):
 
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_defaults", {"callbacks": [RunRecord()]})  # run.json in the log dir
         super().__init__(
             XLlamaModule, MuITDataModule, subclass_mode_model=True, subclass_mode_data=True,
             args=args, **kwargs,
@@ -63,19 +65,18 @@ class XLlamaCLI(LightningCLI):
 
 def _function_commands() -> dict[str, object]:
     """Subcommands that are not Trainer methods: name -> function or {action: function}."""
-    from lightning_xllama.demo import prepare_demo
     from lightning_xllama.data.stats import stats_command
+    from lightning_xllama.demo.prepare import prepare_demo
     from lightning_xllama.evaluate import evaluate
     from lightning_xllama.export import export
-    from lightning_xllama.scaling import allocate_command, fit_command
-    from lightning_xllama.sweep import sweep
+    from lightning_xllama.scaling.commands import scaling_commands
 
     commands: dict[str, object] = {
         "prepare-demo": prepare_demo,
         "data": {"stats": stats_command},
         "evaluate": evaluate,
         "export": export,
-        "scaling": {"sweep": sweep, "fit": fit_command, "allocate": allocate_command},
+        "scaling": scaling_commands(),
     }
     return commands
 
@@ -106,6 +107,11 @@ def main(args: Optional[list[str]] = None) -> None:
         print(_overview())
         return
     commands = _function_commands()
+    if argv[:2] == ["data", "stats"] and not {"-h", "--help"} & set(argv[2:]):  # a fit config: fit's parser
+        from lightning_xllama.data.stats import stats_main
+
+        stats_main(argv[2:])
+        return
     if argv[0] in commands:
         command = commands[argv[0]]
         CLI(command, args=argv[1:], prog=f"lightning_xllama {argv[0]}", as_positional=False)

@@ -17,7 +17,9 @@ from typing import Literal, Optional
 
 import torch
 
+from lightning_xllama.data.datamodule import saved_data_plan
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.run_record import RunRecordDict, checkpoint_run_record, write_run_record
 from lightning_xllama.strategies import (
     DTYPES, METADATA_FILE, check_checkpoint_shapes, empty_model, reset_rotary_buffers,
 )
@@ -26,8 +28,9 @@ MODEL_PREFIX = "model."  # XLlamaModule keeps the Hugging Face model in ``self.m
 
 
 def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = False, state_dict: Optional[dict] = None,
-                   card: Optional[str] = None) -> Path:
-    """Save config, safetensors weights, generation config, tokenizer and a README to ``out_dir``.
+                   card: Optional[str] = None, run_record: Optional[RunRecordDict] = None) -> Path:
+    """Save config, safetensors weights, generation config, tokenizer, a README and the run
+    record (``run.json``) to ``out_dir``.
 
     ``state_dict`` replaces the model's own tensors (a sharded model's gathered weights).
     """
@@ -42,6 +45,8 @@ def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = Fals
     tokenizer.save_pretrained(out)
     if card is not None:
         (out / "README.md").write_text(card)
+    if run_record is not None:
+        write_run_record(run_record, out)
     return out
 
 
@@ -117,31 +122,48 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
-def _mixture(data: dict, plan_counts: Optional[list[int]]) -> tuple[list[tuple], set[str]]:
-    """Rows (stream, kind, language, direction, source, share, examples per epoch) and languages."""
+def _mixture(plan: dict) -> tuple[list[tuple], set[str]]:
+    """Rows (stream, kind, language, direction, source, share, examples per epoch) and languages
+    of the data plan the DataModule saved."""
+    rows = [
+        (s["name"], s["kind"], s["lang"], s.get("direction") or "", f"`{s['path']}`",
+         s["count"] if s.get("count") is not None else (s["weight"] if s.get("weight") is not None else 1.0),
+         s.get("epoch_examples") if s.get("epoch_examples") is not None else "")
+        for s in plan.get("streams") or []
+    ]
+    return rows, {row[2] for row in rows}
+
+
+def _mixture_from_settings(data: dict) -> tuple[list[tuple], set[str]]:
+    """The streams of a checkpoint saved before the data plan was (re-read from the DataModule's
+    settings, without epoch counts)."""
     if data.get("streams"):
         streams = [
-            (s.get("name") or f"{s['kind']}:{s['lang']}", s["kind"], s["lang"],
-             s.get("direction", "") if s["kind"] == "parallel" else "", s["path"],
-             s["count"] if s.get("count") is not None else s.get("weight", 1.0))
+            {"name": s.get("name") or f"{s['kind']}:{s['lang']}", "kind": s["kind"], "lang": s["lang"],
+             "direction": s.get("direction") if s["kind"] == "parallel" else None, "path": s["path"],
+             "weight": s.get("weight"), "count": s.get("count")}
             for s in data["streams"]
         ]
     elif "language" in data:  # CoITDataModule: English, translated and parallel streams
         weights = data.get("weights") or {"english": 1.0, "translated": 1.0, "parallel": 1.0}
         lang = data["language"]
         streams = [
-            ("english", "instructions", "en", "", data["english_instructions"], weights.get("english", 0.0)),
-            ("translated", "instructions", lang, "", data["translated_instructions"], weights.get("translated", 0.0)),
-            ("parallel", "parallel", lang, data.get("direction", "en-x"), data["parallel"], weights.get("parallel", 0.0)),
+            {"name": "english", "kind": "instructions", "lang": "en", "path": data["english_instructions"],
+             "weight": weights.get("english", 0.0)},
+            {"name": "translated", "kind": "instructions", "lang": lang, "path": data["translated_instructions"],
+             "weight": weights.get("translated", 0.0)},
+            {"name": "parallel", "kind": "parallel", "lang": lang, "direction": data.get("direction", "en-x"),
+             "path": data["parallel"], "weight": weights.get("parallel", 0.0)},
         ]
     else:
         return [], set()
-    counts = plan_counts if plan_counts and len(plan_counts) == len(streams) else [""] * len(streams)
-    rows = [
-        (name, kind, lang, direction, f"`{source}`", share, count)
-        for (name, kind, lang, direction, source, share), count in zip(streams, counts)
-    ]
-    return rows, {s[2] for s in streams}
+    return _mixture({"streams": streams})
+
+
+OLD_CHECKPOINT_MIXTURE = (
+    "This checkpoint holds no data plan (it was written before the DataModule saved one): the "
+    "streams are re-read from the data module's settings, without their epoch counts."
+)
 
 
 def model_card(checkpoint: dict) -> str:
@@ -149,10 +171,10 @@ def model_card(checkpoint: dict) -> str:
     base = checkpoint.get("base_model", "")
     hparams = checkpoint.get("hyper_parameters") or {}
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    plan = next((v["plan"] for v in checkpoint.values() if isinstance(v, dict) and isinstance(v.get("plan"), dict)), {})
+    plan = saved_data_plan(checkpoint)
     settings = checkpoint.get("training_settings") or {}
     scores = checkpoint.get("evaluation") or {}
-    rows, languages = _mixture(data, plan.get("counts"))
+    rows, languages = _mixture(plan) if plan is not None else _mixture_from_settings(data)
     multilingual = len(languages - {"en"}) > 1
     kind = "m-LLaMA (multilingual instruction tuning)" if multilingual else "x-LLaMA (cross-lingual instruction tuning)"
     front = ["---", f"base_model: {base}", "library_name: transformers", "tags: [lightning_xllama, instruction-tuning]"]
@@ -179,7 +201,8 @@ def model_card(checkpoint: dict) -> str:
         "English instructions, the same instructions in the target language(s) and translation "
         "pairs turned into instructions; the loss is on the response tokens only.",
         "## Data mixture",
-        _table(("stream", "kind", "language", "direction", "source", "weight or count", "examples per epoch"), rows)
+        (_table(("stream", "kind", "language", "direction", "source", "weight or count", "examples per epoch"), rows)
+         + ("" if plan is not None else "\n\n" + OLD_CHECKPOINT_MIXTURE))
         if rows else "Not recorded in the checkpoint.",
         "## Training",
         _table(("setting", "value"), training),
@@ -207,7 +230,14 @@ def export_checkpoint(
     if dtype is not None:
         hf_model.to(DTYPES[dtype])
     tokenizer = load_tokenizer(checkpoint["base_model"])
-    return save_hf_folder(hf_model, tokenizer, target, overwrite, card=model_card(checkpoint))
+    plan = saved_data_plan(checkpoint)
+    if plan is None:
+        print(f"note: {ckpt} holds no data plan (written before the DataModule saved one); the model card's "
+              "mixture is re-read from the data module's settings and run.json has no data_plan")
+    return save_hf_folder(
+        hf_model, tokenizer, target, overwrite, card=model_card(checkpoint),
+        run_record=checkpoint_run_record(checkpoint, plan),
+    )
 
 
 def export(

@@ -46,13 +46,25 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str
 
     check_model_path(name, kind="tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    reason = "the tokenizer's own pad token"
     if tokenizer.pad_token is None:
         if tokenizer.unk_token is not None:
             tokenizer.pad_token = tokenizer.unk_token
+            reason = "the tokenizer has no pad token; its UNK token pads (padding is masked out of the loss)"
         else:
             tokenizer.pad_token = tokenizer.eos_token
+            reason = "the tokenizer has no pad token nor UNK; its EOS token pads (padding is masked out of the loss)"
         log.info("tokenizer %s has no pad token; using %r (padding is masked out)", name, tokenizer.pad_token)
+    tokenizer.pad_token_reason = reason
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name!r} has no EOS token; responses must end with one")
     tokenizer.padding_side = padding_side
     return tokenizer
+
+
+def pad_token_choice(tokenizer) -> dict:
+    """Which token pads and why (``token``, ``id``, ``reason``), as :func:`load_tokenizer` chose it."""
+    reason = getattr(tokenizer, "pad_token_reason", None)
+    if reason is None:
+        reason = "the tokenizer's own pad token" if tokenizer.pad_token is not None else "no pad token"
+    return {"token": tokenizer.pad_token, "id": tokenizer.pad_token_id, "reason": reason}

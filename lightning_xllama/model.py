@@ -11,59 +11,32 @@ the ranks; the module returns summed losses and, once the step's gradients are c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import math
-import random
-from typing import Callable, Literal, Optional, get_args
+from typing import Literal, Optional, get_args
 
 import lightning as L
-import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torchmetrics import MeanMetric
 
+from lightning_xllama import distributed, rng_state
 from lightning_xllama.attention import packed_attention_inputs, register_attention
-from lightning_xllama.chunked_loss import ChunkedLossHead, install_chunked_loss_head
+from lightning_xllama.building import ModelSettings, build_model
+from lightning_xllama.chunked_loss import ChunkedLossHead
+from lightning_xllama.clipping import clip_grad_norm
 from lightning_xllama.data.encoding import IGNORE_INDEX
 from lightning_xllama.evaluation.generation import generate
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
-from lightning_xllama.strategies import compare_shapes, decoder_layers, empty_model, load_into_shards, shard_fsdp2
+from lightning_xllama.schedule import WarmupCosine
+from lightning_xllama.strategies import compare_shapes
 
 log = logging.getLogger(__name__)
 
 AttnImplementation = Literal["sdpa", "eager", "flex_attention", "sdpa_varlen", "flash_attention_2", "flash_attention_3"]
 ATTN_IMPLEMENTATIONS = get_args(AttnImplementation)
-
-
-class WarmupCosine:
-    """LR factor: linear warm-up from 0, then cosine decay to ``min_ratio``.
-
-    ``total_steps`` is called at the first step, not in ``configure_optimizers``: asking the
-    trainer for its step count there resets a restored data loader.
-    """
-
-    def __init__(self, warmup_ratio: float, min_ratio: float, total_steps: Callable[[], float]):
-        self.warmup_ratio, self.min_ratio = warmup_ratio, min_ratio
-        self._total_steps_fn = total_steps
-        self._total: Optional[int] = None
-
-    @property
-    def total_steps(self) -> int:
-        if self._total is None:
-            self._total = max(1, int(self._total_steps_fn()))
-        return self._total
-
-    def __call__(self, step: int) -> float:
-        if step == 0:
-            return 0.0 if self.warmup_ratio > 0 else 1.0
-        warmup = math.ceil(self.warmup_ratio * self.total_steps)
-        if step < warmup:
-            return step / warmup
-        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class XLlamaModule(L.LightningModule):
@@ -135,69 +108,14 @@ class XLlamaModule(L.LightningModule):
         return self._tokenizer
 
     def configure_model(self) -> None:
-        """Build the model where the strategy needs it, without a full copy of the weights per rank.
-
-        - ``ModelParallelStrategy`` (FSDP2): every rank builds the model on the meta device, shards
-          it per decoder layer and then at the root, and receives its shards of rank 0's weights.
-        - ``DecoderFSDPStrategy`` (FSDP1): rank 0 loads the weights on CPU, the others build on the
-          meta device; FSDP broadcasts rank 0's weights as it wraps the layers.
-        - otherwise (one device, DDP): ``from_pretrained`` on every rank.
-        """
+        """Build the model where the strategy needs it, without a full copy of the weights per
+        rank (see :mod:`lightning_xllama.building`), and record its tensors' global shapes."""
         if self.model is not None:
             return
-        h = self.hparams
         strategy = self._trainer.strategy if self._trainer is not None else None
-        if isinstance(strategy, ModelParallelStrategy):
-            self.model = self._fsdp2_model(strategy)
-        elif isinstance(strategy, FSDPStrategy) and strategy.kwargs.get("sync_module_states") and strategy.global_rank:
-            self.model = empty_model(h.model_name_or_path, h.attn_implementation, h.trust_remote_code)
-        else:
-            from transformers import AutoModelForCausalLM
-
-            self.model = AutoModelForCausalLM.from_pretrained(
-                h.model_name_or_path,
-                attn_implementation=h.attn_implementation,
-                trust_remote_code=h.trust_remote_code,
-                use_safetensors=None,
-            )
-        self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per loop
-        if h.gradient_checkpointing and not self.model.is_gradient_checkpointing:
-            enable_gradient_checkpointing(self.model)
-        if not isinstance(strategy, ModelParallelStrategy):
-            self._prepare_for_training(self.model)
+        settings = ModelSettings(**{f.name: self.hparams[f.name] for f in dataclasses.fields(ModelSettings)})
+        self.model = build_model(settings, strategy, self.device_mesh)
         self.parameter_shapes = {f"model.{k}": tuple(v.shape) for k, v in self.model.state_dict().items()}
-
-    def _fsdp2_model(self, strategy: ModelParallelStrategy):
-        """FSDP2 over the data-parallel ranks: meta-device build, ``fully_shard``, weights into shards.
-
-        Settings come from :class:`~lightning_xllama.strategies.DecoderFSDP2Strategy`; under a plain
-        ``ModelParallelStrategy`` the layers compute in fp32.
-        """
-        h = self.hparams
-        if self.device_mesh["tensor_parallel"].size() > 1:
-            raise ValueError(
-                "XLlamaModule shards with FSDP2 only (no tensor parallelism), but the strategy's mesh has "
-                f"tensor_parallel_size {self.device_mesh['tensor_parallel'].size()}. Use "
-                "lightning_xllama.strategies.DecoderFSDP2Strategy, or ModelParallelStrategy with "
-                "tensor_parallel_size: 1 and data_parallel_size set to the number of devices."
-            )
-        model = empty_model(h.model_name_or_path, h.attn_implementation, h.trust_remote_code)
-        if getattr(strategy, "activation_checkpointing", False):
-            enable_gradient_checkpointing(model)
-        self._prepare_for_training(model)  # before sharding, as FSDP2 expects
-        shard_fsdp2(
-            model, self.device_mesh["data_parallel"],
-            getattr(strategy, "param_dtype", "fp32"), getattr(strategy, "reduce_dtype", "fp32"),
-        )
-        load_into_shards(model, h.model_name_or_path, strategy.root_device, h.trust_remote_code)
-        return model
-
-    def _prepare_for_training(self, model) -> None:
-        """The chunked-loss head and compiled layers, on the unsharded model."""
-        if self.hparams.loss_chunk_size is not None:
-            install_chunked_loss_head(model)
-        if self.hparams.compile_layers:
-            compile_decoder_layers(model)
 
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -287,7 +205,7 @@ class XLlamaModule(L.LightningModule):
         responses = generate(
             self.model, self.tokenizer, [r["prompt"] for r in batch], batch_size=len(batch),
             max_new_tokens=h.max_new_tokens, num_beams=h.num_beams,
-            synced_gpus=self.trainer.world_size > 1 and self.trainer.strategy.__class__.__name__ != "DDPStrategy",
+            synced_gpus=distributed.shards_model(self.trainer),
         )
         return [
             {"id": r["id"], "instruction": r["instruction"], "input": r["input"], "response": text}
@@ -318,7 +236,7 @@ class XLlamaModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Add every rank's RNG state (Lightning saves none) and :meth:`training_record` (the
         export's model card reads it). Every rank runs this hook."""
-        checkpoint["rng_states"] = _gather(_rng_state())
+        checkpoint["rng_states"] = rng_state.gather()
         checkpoint.update(self.training_record())
 
     def training_record(self) -> dict:
@@ -363,65 +281,5 @@ class XLlamaModule(L.LightningModule):
         """Restore the RNG state of a resumed run here, just before its first step: starting the
         data loader draws from the global generator, which the uninterrupted run did earlier."""
         if self._rng_to_restore is not None:
-            _set_rng_state(self._rng_to_restore)
+            rng_state.restore(self._rng_to_restore)
             self._rng_to_restore = None
-
-
-def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Scale the gradients so their global L2 norm is at most ``max_norm``; return the norm before.
-
-    Sharded (DTensor) gradients give a partial norm per rank: ``full_tensor`` reduces it to the
-    global one. Foreach kernels, no host sync.
-    """
-    from torch.distributed.tensor import DTensor
-
-    grads = [p.grad for p in parameters]
-    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
-    if isinstance(norm, DTensor):
-        norm = norm.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm, foreach=True)
-    return norm
-
-
-def compile_decoder_layers(model) -> None:
-    """``torch.compile`` each decoder layer in place (parameter names unchanged): one graph per
-    layer class, reused by every layer, fusing its element-wise kernels."""
-    for layer in decoder_layers(model):
-        layer.compile()
-
-
-def enable_gradient_checkpointing(model) -> None:
-    """Hugging Face's per-decoder-layer checkpointing, non-reentrant (parameter names unchanged)."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.config.use_cache = False
-
-
-def _rng_state() -> dict:
-    """This process's random generators, as plain values and tensors (loadable with weights_only)."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), position, has_gauss, cached],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    kind, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _gather(obj) -> list:
-    """``obj`` of every rank, in rank order (a collective: every rank must call it)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from lightning_xllama.demo.layout import DemoLayout
+
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "helpers"))  # the code the tests share, and the scripts they launch
 TINY_DEMO = dict(
     pretraining=1500, instructions=120, parallel=200, vocab_size=900,
     hidden_size=32, num_layers=2, num_heads=4, pretrain_steps=4, pretrain_learning_rate=3e-3, seed=0,
@@ -24,7 +27,7 @@ TINY_DEMO = dict(
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A working directory laid out like the repo after ``prepare-demo`` (tiny sizes)."""
-    from lightning_xllama.demo import prepare_demo
+    from lightning_xllama.demo.prepare import prepare_demo
 
     root = tmp_path_factory.mktemp("demo_root")
     prepare_demo(output_dir=str(root / "artifacts" / "demo"), **TINY_DEMO)
@@ -35,7 +38,7 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(demo_root) -> str:
-    return str(demo_root / "artifacts" / "demo" / "base_model")
+    return str(DemoLayout(demo_root / "artifacts" / "demo").base_model)
 
 
 @pytest.fixture(scope="session")

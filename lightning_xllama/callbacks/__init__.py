@@ -7,6 +7,7 @@ from lightning_xllama.callbacks.export import HFExport
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
 from lightning_xllama.callbacks.probe import RepresentationProbe
 from lightning_xllama.callbacks.qa import QAEvaluation
+from lightning_xllama.callbacks.run_record import RunRecord
 from lightning_xllama.callbacks.summary import MetricsSummary
 from lightning_xllama.callbacks.translation import TranslationEvaluation
 
@@ -20,5 +21,6 @@ __all__ = [
     "QAEvaluation",
     "RepresentationProbe",
     "ResumableCheckpoint",
+    "RunRecord",
     "TranslationEvaluation",
 ]

@@ -12,21 +12,19 @@ updated with each rank's own share, and corpus-level scores are computed on gath
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, Mapping, Optional
 
 import lightning as L
 import torch
-import torch.distributed as dist
 
-from lightning_xllama.callbacks.off_target import OffTargetRate, build_identifier
+from lightning_xllama import distributed
 from lightning_xllama.evaluation.generation import generate_on_all_ranks
-
-T = TypeVar("T")
+from lightning_xllama.evaluation.markdown import cell_text, markdown_table
+from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
 
 
 @dataclass
@@ -47,56 +45,6 @@ def publish_metrics(trainer: L.Trainer, metrics: dict[str, float], step: int) ->
     if trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
-
-
-def evenly_spaced(items: Sequence[T], count: Optional[int]) -> list[T]:
-    """``count`` items spread over the whole sequence (all of them when ``count`` is None).
-
-    Test sets are ordered by document: the first N items would all come from a few documents.
-    """
-    if count is not None and count < 1:
-        raise ValueError(f"expected a subset size of at least 1, got {count}")
-    if count is None or count >= len(items):
-        return list(items)
-    return [items[i * len(items) // count] for i in range(count)]
-
-
-def local_indices(count: int) -> range:
-    """The indices of ``count`` items that this rank generated (as ``generate_on_all_ranks`` splits)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return range(count)
-    share = -(-count // dist.get_world_size())
-    start = dist.get_rank() * share
-    return range(min(start, count), min(start + share, count))
-
-
-def on_rank_zero(compute: Callable[[], T]) -> T:
-    """``compute()`` run once, on rank 0, and its result sent to every rank."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return compute()
-    box = [compute() if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def cell_text(value: Any) -> str:
-    """One table cell as one line of text: floats to 4 digits, lists joined by `` | ``."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return " | ".join(map(cell_text, value))
-    return " ".join(str(value).split())
-
-
-def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table of :func:`cell_text` cells, with ``|`` escaped."""
-
-    def cell(value: Any) -> str:
-        return cell_text(value).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(map(cell, columns)) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 class EvaluationCallback(L.Callback, ABC):
@@ -171,7 +119,7 @@ class EvaluationCallback(L.Callback, ABC):
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Run the evaluation on the module's model and publish its outputs (files in the
         logger's folder, tables and images to loggers; nothing without a logger); ``val/`` scores."""
-        sharded = trainer.world_size > 1 and type(trainer.strategy).__name__ != "DDPStrategy"
+        sharded = distributed.shards_model(trainer)
         result = self.run(pl_module.model, pl_module.tokenizer, sharded=sharded)
         if trainer.loggers:
             log_dir = trainer.log_dir  # a collective under DDP: every rank asks
@@ -181,28 +129,41 @@ class EvaluationCallback(L.Callback, ABC):
         return {f"val/{key}": value for key, value in result.metrics.items()}
 
 
+@dataclass(frozen=True)
+class GenerationSettings:
+    """The arguments every generation evaluation takes (documented on each of them): how much to
+    evaluate, how to generate, the off-target rate, when to run and what outputs to write."""
+
+    max_samples: Optional[int]
+    batch_size: int
+    max_new_tokens: int
+    num_beams: int
+    off_target: bool
+    language_id_candidates: Optional[list[str]]
+    every_n_validations: int
+    before_training: bool
+    write_samples: bool
+    table_rows: int
+
+    @classmethod
+    def from_arguments(cls, arguments: Mapping[str, Any]) -> "GenerationSettings":
+        """The settings among a constructor's ``arguments`` (its ``locals()``), by name."""
+        return cls(**{f.name: arguments[f.name] for f in fields(cls)})
+
+
 class GenerationEvaluation(EvaluationCallback):
     """An evaluation that generates answers to prompts: generation settings, the off-target rate,
-    and the outputs written as JSONL and as a sample table."""
+    and the outputs written as JSONL and as a sample table.
 
-    def __init__(
-        self,
-        name: str,
-        max_samples: Optional[int],
-        batch_size: int,
-        max_new_tokens: int,
-        num_beams: int,
-        off_target: bool,
-        language_id_candidates: Optional[list[str]],
-        every_n_validations: int,
-        before_training: bool,
-        write_samples: bool,
-        table_rows: int,
-    ):
-        super().__init__(name, every_n_validations, before_training)
-        self.max_samples, self.batch_size, self.max_new_tokens = max_samples, batch_size, max_new_tokens
-        self.num_beams, self.off_target, self.language_id_candidates = num_beams, off_target, language_id_candidates
-        self.write_samples, self.table_rows = write_samples, table_rows
+    A subclass takes the :class:`GenerationSettings` as flat arguments of its own (the keys users
+    write in a config, with the subclass's defaults) and passes them on with
+    ``GenerationSettings.from_arguments(locals())``; they become attributes of the same names.
+    """
+
+    def __init__(self, name: str, settings: GenerationSettings):
+        super().__init__(name, settings.every_n_validations, settings.before_training)
+        for setting in fields(settings):
+            setattr(self, setting.name, getattr(settings, setting.name))
         self.identifier = None
 
     def prepare_identifier(self, languages: list[str]) -> None:
@@ -220,7 +181,7 @@ class GenerationEvaluation(EvaluationCallback):
         if self.identifier is None:
             return {}
         metric = OffTargetRate(self.identifier, expected_lang).to(device)
-        metric.update([outputs[i] for i in local_indices(len(outputs))])
+        metric.update([outputs[i] for i in distributed.rank_share(len(outputs))])
         return metric.compute()
 
     def identify(self, outputs: list[str]) -> list[Optional[str]]:

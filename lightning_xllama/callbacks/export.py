@@ -8,12 +8,14 @@ import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_xllama.callbacks.run_record import RunRecord
 from lightning_xllama.export import MODEL_PREFIX, model_card, save_hf_folder
+from lightning_xllama.run_record import build_run_record
 
 
 class HFExport(L.Callback):
-    """At the end of ``fit``, write ``output_dir`` (config, safetensors, tokenizer, model card),
-    gathering the weights first when the model is sharded.
+    """At the end of ``fit``, write ``output_dir`` (config, safetensors, tokenizer, model card and
+    the run record ``run.json``), gathering the weights first when the model is sharded.
 
     Args:
         output_dir: folder to write; it must not exist unless ``overwrite`` is set.
@@ -48,10 +50,15 @@ class HFExport(L.Callback):
             datamodule = trainer.datamodule
             if datamodule is not None:
                 record["datamodule_hyper_parameters"] = dict(datamodule.hparams)
-                record["datamodule_state"] = datamodule.state_dict()
+                record[type(datamodule).__qualname__] = datamodule.state_dict()  # as a checkpoint holds it
+            recorder = next((c for c in trainer.callbacks if isinstance(c, RunRecord)), None)
+            run_record = (
+                recorder.update(trainer, pl_module, "finished") if recorder is not None
+                else build_run_record(trainer, pl_module, None, None, "finished")
+            )
             out = save_hf_folder(
                 pl_module.model, pl_module.tokenizer, self.output_dir, self.overwrite, state_dict=state,
-                card=model_card(record),
+                card=model_card(record), run_record=run_record,
             )
             rank_zero_info(f"Hugging Face model folder written to {out}")
         trainer.strategy.barrier("hf_export")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
+
+from lightning_xllama import distributed
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
@@ -22,10 +23,7 @@ class JsonlPredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         records = [record for batch in predictions for record in batch]
-        if dist.is_available() and dist.is_initialized():
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, records)
-            records = [r for part in gathered for r in part]
+        records = [r for part in distributed.gather_object(records) for r in part]
         if not trainer.is_global_zero:
             return
         unique = {r["id"]: r for r in records}  # the distributed sampler repeats a few to even out ranks

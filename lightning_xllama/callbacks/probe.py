@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult, evenly_spaced, markdown_table
-from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction, read_test_pairs
+from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult
+from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion
+from lightning_xllama.evaluation.markdown import markdown_table
 from lightning_xllama.evaluation.probe import Alignment, plot_alignment, probe
+from lightning_xllama.evaluation.test_sets import ParallelTestSets
 
 
 class RepresentationProbe(EvaluationCallback):
@@ -49,30 +51,22 @@ class RepresentationProbe(EvaluationCallback):
         plot: bool = True,
     ):
         super().__init__(name, every_n_validations, before_training)
-        if not directions:
-            raise ValueError("RepresentationProbe needs at least one direction, e.g. [en-zh]")
+        self.test_sets_spec = ParallelTestSets(
+            directions, test_prefix, flores_dir, flores_split, flores_version, user="RepresentationProbe"
+        )
         if num_sentences < 2:
             raise ValueError(
                 "the probe compares parallel with non-parallel pairs: num_sentences must be at least 2, "
                 f"got {num_sentences}"
             )
-        self.directions = list(directions)
-        self.test_prefix, self.flores_dir = test_prefix, flores_dir
-        self.flores_split, self.flores_version = flores_split, flores_version
+        self.directions = self.test_sets_spec.directions
         self.num_sentences, self.batch_size, self.plot = num_sentences, batch_size, plot
         self.pairs: dict[str, list[tuple[str, str]]] = {}
 
     def prepare(self) -> None:
         if self.pairs:
             return
-        pairs_by_direction = {}
-        for direction in self.directions:
-            src, tgt = parse_direction(direction)
-            pairs = read_test_pairs(src, tgt, self.test_prefix, self.flores_dir, self.flores_split, self.flores_version)
-            if len(pairs) < 2:
-                raise ValueError(f"{direction}: the probe needs at least 2 sentence pairs, the set has {len(pairs)}")
-            pairs_by_direction[direction] = evenly_spaced(pairs, self.num_sentences)
-        self.pairs = pairs_by_direction
+        self.pairs = self.test_sets_spec.read(self.num_sentences, min_pairs=2, why="the probe")
 
     def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
         result = EvaluationResult({})

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, evenly_spaced, local_indices
+from lightning_xllama import distributed
+from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, GenerationSettings
 from lightning_xllama.data.eval_sets import MLQASplit, QAExample, mlqa_file, read_squad, xquad_file
 from lightning_xllama.evaluation.qa_metrics import RULES, QAScores, Rules, extract_answer
+from lightning_xllama.evaluation.test_sets import evenly_spaced
 from lightning_xllama.languages import get_language
 from lightning_xllama.prompts import alpaca_prompt
 
@@ -112,12 +114,7 @@ class QAEvaluation(GenerationEvaluation):
         write_samples: bool = True,
         table_rows: int = 8,
     ):
-        super().__init__(
-            name=name, max_samples=max_samples, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            num_beams=num_beams, off_target=off_target, language_id_candidates=language_id_candidates,
-            every_n_validations=every_n_validations, before_training=before_training,
-            write_samples=write_samples, table_rows=table_rows,
-        )
+        super().__init__(name, GenerationSettings.from_arguments(locals()))
         self.languages, self.files = list(languages or []), dict(files or {})
         self.xquad_dir, self.mlqa_dir, self.mlqa_split = xquad_dir, mlqa_dir, mlqa_split
         if files_rules not in RULES:
@@ -160,7 +157,7 @@ class QAEvaluation(GenerationEvaluation):
             prompts = [qa_prompt(example, self.prompt_style) for example in qa_set.examples]
             outputs = self.generate(model, tokenizer, prompts, sharded)
             answers = [qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)]
-            mine = local_indices(len(answers))
+            mine = distributed.rank_share(len(answers))
             key = f"{self.name}/{set_name}"
             scores = {}
             for rules in RULES:

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Literal, Optional
 
-import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, evenly_spaced, on_rank_zero
-from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction, read_test_pairs
+from lightning_xllama import distributed
+from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, GenerationSettings
+from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction
 from lightning_xllama.data.tasks import translation_prompt_instruction
+from lightning_xllama.evaluation.test_sets import ParallelTestSets
 from lightning_xllama.evaluation.translation_metrics import comet_score, corpus_scores, load_comet
 from lightning_xllama.prompts import alpaca_prompt
 
@@ -79,17 +80,11 @@ class TranslationEvaluation(GenerationEvaluation):
         write_samples: bool = True,
         table_rows: int = 8,
     ):
-        super().__init__(
-            name=name, max_samples=max_samples, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            num_beams=num_beams, off_target=off_target, language_id_candidates=language_id_candidates,
-            every_n_validations=every_n_validations, before_training=before_training,
-            write_samples=write_samples, table_rows=table_rows,
+        super().__init__(name, GenerationSettings.from_arguments(locals()))
+        self.test_sets_spec = ParallelTestSets(
+            directions, test_prefix, flores_dir, flores_split, flores_version, user="TranslationEvaluation"
         )
-        if not directions:
-            raise ValueError("TranslationEvaluation needs at least one direction, e.g. [en-zh]")
-        self.directions = list(directions)
-        self.test_prefix, self.flores_dir = test_prefix, flores_dir
-        self.flores_split, self.flores_version = flores_split, flores_version
+        self.directions = self.test_sets_spec.directions
         self.spm_model, self.spm_name = spm_model, spm_name
         self.comet_model, self.comet_batch_size = comet_model, comet_batch_size
         self.test_sets: dict[str, list[tuple[str, str]]] = {}
@@ -100,24 +95,17 @@ class TranslationEvaluation(GenerationEvaluation):
         """Read every test set and load COMET, so a missing file fails before training starts."""
         if self.test_sets:
             return
-        test_sets, languages = {}, []
-        for direction in self.directions:
-            src, tgt = parse_direction(direction)
-            pairs = read_test_pairs(
-                src, tgt, self.test_prefix, self.flores_dir, self.flores_split, self.flores_version
-            )
-            test_sets[direction] = evenly_spaced(pairs, self.max_samples)
-            languages += [src, tgt]
+        test_sets = self.test_sets_spec.read(self.max_samples)
         if self.spm_model is not None and not Path(self.spm_model).is_file():
             raise FileNotFoundError(f"SentencePiece model for BLEU not found: {self.spm_model}")
-        self.prepare_identifier(languages)
+        self.prepare_identifier(self.test_sets_spec.languages())
         if self.comet_model is not None:
             self.comet = self._load_comet()
         self.test_sets = test_sets
 
     def _load_comet(self):
         """The COMET model on rank 0; the other ranks only check that the path exists."""
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        if distributed.rank() != 0:
             if not Path(self.comet_model).exists():
                 raise FileNotFoundError(f"COMET checkpoint not found: {self.comet_model}")
             return None
@@ -144,7 +132,7 @@ class TranslationEvaluation(GenerationEvaluation):
                 for s, r, h, lang in zip(sources, references, hypotheses, self.identify(hypotheses))
             ]
             if self.comet_model is not None:
-                system, segments = on_rank_zero(
+                system, segments = distributed.on_rank_zero(
                     lambda: comet_score(self.comet, sources, hypotheses, references, self.comet_batch_size)
                 )
                 result.metrics[f"{key}/comet"] = system

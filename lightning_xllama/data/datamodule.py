@@ -33,9 +33,12 @@ from lightning_xllama.data.tasks import Direction, translation_prompt_instructio
 from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import import_language_modules
 from lightning_xllama.prompts import Template, render_prompt
-from lightning_xllama.scaling import read_allocation
+from lightning_xllama.data.allocation import read_allocation
 
 log = logging.getLogger(__name__)
+
+DATA_PLAN_KEY = "data_plan"
+"""Where the DataModule's ``state_dict`` (so each checkpoint) holds :meth:`MuITDataModule.data_plan`."""
 
 
 class MuITDataModule(L.LightningDataModule):
@@ -145,6 +148,7 @@ class MuITDataModule(L.LightningDataModule):
         self.val_set: list[dict] = []
         self.predict_set: list[dict] = []
         self.val_report = EncodingReport()
+        self.val_reports: dict[str, EncodingReport] = {}  # per stream label
         self.train_report = EncodingReport()
         self.position = DataPosition()
         self._tokenizer = None
@@ -190,7 +194,7 @@ class MuITDataModule(L.LightningDataModule):
         if self.readers:
             return
         h = self.hparams
-        self.val_set, self.val_report = [], EncodingReport()
+        self.val_set, self.val_report, self.val_reports = [], EncodingReport(), {}
         for stream in self.streams:
             source = stream.open(h.cache_dir)
             index = stream.index(source, h.dedupe, h.cache_dir)
@@ -204,8 +208,10 @@ class MuITDataModule(L.LightningDataModule):
                 for unit, record in reader.records(np.packbits(bits))
                 for which in range(stream.multiplicity)
             ]
+            stream_report = self.val_reports[stream.label] = EncodingReport()
             for encoded in self.encode(val):
                 self.val_report.add(encoded)
+                stream_report.add(encoded)
                 if "dropped" not in encoded:
                     self.val_set.append(encoded)
             skipped = ", ".join(f"{n} {reason}" for reason, n in index.skipped.items()) or "none"
@@ -333,7 +339,60 @@ class MuITDataModule(L.LightningDataModule):
         }
 
     def state_dict(self) -> dict:
-        return {"epoch": self.position.epoch, "batches": self.position.batches, "plan": self._plan()}
+        """The data position, what it means (``plan``, compared on resume) and the whole
+        :meth:`data_plan` (under :data:`DATA_PLAN_KEY`, read by ``export``)."""
+        plan = self._plan()
+        return {
+            "epoch": self.position.epoch, "batches": self.position.batches, "plan": plan,
+            DATA_PLAN_KEY: self.data_plan(plan["batches_per_epoch"]),
+        }
+
+    # --- the run record -----------------------------------------------------------------------
+    def data_plan(self, batches_per_epoch: Optional[int] = None) -> dict:
+        """What this module trains on: streams and shares, epoch counts, stop rule, seed and
+        batching, as plain values (``run_record.DataPlan``; the counts after ``setup``).
+        ``batches_per_epoch``: this rank's, when the caller has counted them already."""
+        h = self.hparams
+        planned = bool(self.readers) and len(self.counts) == len(self.streams)
+        counts = list(self.counts) if planned else [None] * len(self.streams)
+        counted = any(s.count is not None for s in self.streams)
+        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        return {
+            "datamodule": f"{type(self).__module__}.{type(self).__qualname__}",
+            "streams": [
+                {"name": s.label, "kind": s.kind, "lang": s.lang, "path": s.path, "format": s.format,
+                 "direction": s.direction if s.kind == "parallel" else None, "weight": s.weight, "count": s.count,
+                 "epoch_examples": count}
+                for s, count in zip(self.streams, counts)
+            ],
+            "epoch_examples": sum(counts) if planned else None,
+            "stop": None if counted else h.stop,
+            "examples_per_epoch": h.examples_per_epoch,
+            "seed": h.seed, "max_length": h.max_length, "overflow": h.overflow, "dedupe": h.dedupe,
+            "val_examples_per_stream": h.val_examples_per_stream,
+            "batching": {
+                "mode": h.batching, "batch_size": h.batch_size, "group_batches": h.group_batches,
+                "pack_length": h.pack_length, "pad_to_multiple_of": h.pad_to_multiple_of,
+                "num_workers": h.num_workers, "world_size": world_size,
+                "batches_per_epoch": batches_per_epoch if batches_per_epoch is not None or not planned
+                else len(self.train_dataset(rank, world_size)),
+            },
+        }
+
+    def data_report(self) -> dict:
+        """What reading and encoding did so far (``run_record.DataReport``): per stream the units
+        read, skipped (by reason) and held out, and the validation examples truncated or dropped;
+        the training examples this process consumed."""
+        streams = []
+        for reader in self.readers:
+            index, label = reader.index, reader.stream.label
+            streams.append({
+                "name": label, "units": index.units, "usable": index.usable_units, "skipped": dict(index.skipped),
+                "held_out": index.usable_units - reader.size // reader.stream.multiplicity,
+                "pass_examples": reader.size,
+                "validation": _counts(self.val_reports.get(label, EncodingReport())),
+            })
+        return {"streams": streams, "validation": _counts(self.val_report), "training": _counts(self.train_report)}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the position. Under another plan (other devices, workers, batch size, batching
@@ -361,6 +420,26 @@ class MuITDataModule(L.LightningDataModule):
 
 def _records(records: list[dict]) -> list[dict]:
     return records
+
+
+def _counts(report: EncodingReport) -> dict:
+    return {"encoded": report.encoded, "truncated": report.truncated, "dropped": dict(report.dropped)}
+
+
+def saved_data_plan(checkpoint: dict) -> Optional[dict]:
+    """The data plan a checkpoint's DataModule saved, or None (a checkpoint written before plans
+    were saved, or without this package's DataModules). Lightning keeps a DataModule's
+    ``state_dict`` under its class name: :class:`MuITDataModule` and its subclasses."""
+    classes, names = [MuITDataModule], set()
+    while classes:
+        cls = classes.pop()
+        names.add(cls.__qualname__)
+        classes += cls.__subclasses__()
+    for name in sorted(names & set(checkpoint)):
+        state = checkpoint[name]
+        if isinstance(state, dict) and isinstance(state.get(DATA_PLAN_KEY), dict):
+            return state[DATA_PLAN_KEY]
+    return None
 
 
 def apply_allocation(streams: list[Stream], path: str) -> list[Stream]:

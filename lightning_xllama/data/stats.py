@@ -12,25 +12,30 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
+from lightning_xllama.cli import XLlamaCLI
 from lightning_xllama.data.encoding import IGNORE_INDEX
 from lightning_xllama.data.packing import pack_rows
 from lightning_xllama.data.sources import read_parallel
 
 
 def load_datamodule(data: dict, model: Optional[dict] = None):
-    """The data module of a ``fit`` config's ``data`` section, with the model's tokenizer linked
-    as the CLI links it, validated and instantiated by the same parser machinery."""
+    """The data module of a ``fit`` config's ``data`` section, validated, linked to the model
+    section by the CLI's own links (:meth:`XLlamaCLI.add_arguments_to_parser`: the tokenizer is
+    the model's) and instantiated by the same parser machinery. Nothing of the model is built."""
     import lightning as L
-    from jsonargparse import ArgumentParser
+    from lightning.pytorch.cli import LightningArgumentParser
 
-    data = {**data, "init_args": dict(data.get("init_args") or {})}
-    model_path = ((model or {}).get("init_args") or {}).get("model_name_or_path")
-    data["init_args"].setdefault("tokenizer", model_path)
-    parser = ArgumentParser()
+    from lightning_xllama.model import XLlamaModule
+
+    parser = LightningArgumentParser()
+    parser.add_subclass_arguments(XLlamaModule, "model", required=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
-    return parser.instantiate_classes(parser.parse_object({"data": data})).data
+    XLlamaCLI.add_arguments_to_parser(XLlamaCLI.__new__(XLlamaCLI), parser)  # the links, not a copy of them
+    config = parser.parse_object({"data": data, "model": model or {"init_args": {}}})
+    config.model = None  # parsed for its links only
+    return parser.instantiate_classes(config).data
 
 
 def evaluation_sets(trainer: Optional[dict]) -> dict[str, list[tuple[str, str]]]:
@@ -126,18 +131,13 @@ def stats_command(
     limit_batches: Optional[int] = None,
     show: int = 2,
     out: Optional[str] = None,
-    seed_everything: Union[bool, int] = True,
-    optimizer: Optional[dict] = None,
-    lr_scheduler: Optional[dict] = None,
-    ckpt_path: Optional[str] = None,
-    weights_only: Optional[bool] = None,
 ) -> dict:
     """Report examples, tokens, mixture, filtering, padding and overlap of a training config's data.
 
-    Run it on a ``fit`` config: ``data stats --config run.yaml``. The config's sections are this
-    command's arguments: ``data`` is built as ``fit`` builds it, ``model`` gives the tokenizer,
-    ``trainer.callbacks`` the evaluation sets; the other sections of a fit config are accepted
-    and not used.
+    Run it on a ``fit`` config: ``data stats --config run.yaml``. The command line reads the
+    config with the ``fit`` command's own parser (:class:`StatsCLI`: its sections, links and
+    checks); ``data`` is built as ``fit`` builds it, ``model`` gives the tokenizer,
+    ``trainer.callbacks`` the evaluation sets, and nothing else is built.
 
     Args:
         data: the data module (``class_path`` and ``init_args``).
@@ -147,11 +147,6 @@ def stats_command(
         limit_batches: tokenise only the first N batches of epoch 0 (default: the whole epoch).
         show: examples shown rendered with their loss masks (at most one per stream).
         out: also write the numbers to this JSON file.
-        seed_everything: a fit config's section (not used).
-        optimizer: a fit config's section (not used).
-        lr_scheduler: a fit config's section (not used).
-        ckpt_path: a fit config's section (not used).
-        weights_only: a fit config's section (not used).
     """
     datamodule = load_datamodule(data, model)
     datamodule.prepare_data()
@@ -225,3 +220,33 @@ def stats_command(
     if out:
         Path(out).write_text(json.dumps(report, indent=1, ensure_ascii=False))
     return report
+
+
+class StatsCLI(XLlamaCLI):
+    """``data stats``: the ``fit`` command's parser (a fit config, its links and checks) with this
+    command's flags; only the data module is built and nothing trains."""
+
+    def _prepare_subcommand_parser(self, klass, subcommand, **kwargs):
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument("--limit_batches", type=Optional[int], default=None,
+                                help="tokenise only the first N batches of epoch 0 (default: the whole epoch)")
+            parser.add_argument("--show", type=int, default=2,
+                                help="examples shown rendered with their loss masks (at most one per stream)")
+            parser.add_argument("--out", type=Optional[str], default=None, help="also write the numbers to this JSON file")
+        return parser
+
+    def instantiate_classes(self) -> None:
+        """Nothing here: :func:`stats_command` builds the data module alone."""
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        config = self.config["fit"].as_dict()
+        self.report = stats_command(
+            config["data"], config["model"], config.get("trainer"), config["limit_batches"], config["show"], config["out"],
+        )
+
+
+def stats_main(args: list[str]) -> dict:
+    """``data stats ARGS`` (``--config run.yaml`` and the ``fit`` flags, plus ``--limit_batches``,
+    ``--show`` and ``--out``); the report."""
+    return StatsCLI(args=["fit", *args]).report

@@ -9,10 +9,9 @@ since a rank that skips a forward hangs the others.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
-import torch.distributed as dist
+
+from lightning_xllama import distributed
 
 
 @torch.no_grad()
@@ -85,17 +84,14 @@ def generate_on_all_ranks(
     num_beams: int = 1,
     sharded: bool = False,
 ) -> list[str]:
-    """:func:`generate` with the prompts split across ranks and the outputs gathered to all."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    """:func:`generate` with the prompts split across ranks (:func:`~lightning_xllama.distributed.rank_share`)
+    and the outputs gathered to all."""
+    if distributed.world_size() == 1:
         return generate(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams)
-    world, rank = dist.get_world_size(), dist.get_rank()
-    share = -(-len(prompts) // world)
-    mine = prompts[rank * share : (rank + 1) * share]
-    batches_per_rank = -(-share // batch_size)
+    share = distributed.rank_share(len(prompts))
+    batches_per_rank = -(-distributed.share_size(len(prompts)) // batch_size)
     local = generate(
-        model, tokenizer, mine, batch_size, max_new_tokens, num_beams,
+        model, tokenizer, prompts[share.start : share.stop], batch_size, max_new_tokens, num_beams,
         synced_gpus=sharded, min_batches=batches_per_rank,
     )
-    gathered: list[Optional[list[str]]] = [None] * world
-    dist.all_gather_object(gathered, local)
-    return [text for part in gathered for text in part]
+    return [text for part in distributed.gather_object(local) for text in part]

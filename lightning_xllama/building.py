@@ -1,0 +1,106 @@
+"""Building the Hugging Face model where the strategy needs it, without a full copy of the
+weights per rank, and preparing it for training (chunked-loss head, compiled layers, activation
+checkpointing).
+
+- ``ModelParallelStrategy`` (FSDP2): every rank builds the model on the meta device, shards it
+  per decoder layer and then at the root, and receives its shards of rank 0's weights.
+- ``DecoderFSDPStrategy`` (FSDP1): rank 0 loads the weights on CPU, the others build on the
+  meta device; FSDP broadcasts rank 0's weights as it wraps the layers.
+- otherwise (one device, DDP): ``from_pretrained`` on every rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from torch import nn
+
+from lightning_xllama.chunked_loss import install_chunked_loss_head
+from lightning_xllama.strategies import decoder_layers, empty_model, load_into_shards, shard_fsdp2
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What :func:`build_model` needs of ``XLlamaModule``'s arguments (same names)."""
+
+    model_name_or_path: str
+    attn_implementation: str = "sdpa"
+    trust_remote_code: bool = False
+    gradient_checkpointing: bool = False
+    loss_chunk_size: Optional[int] = 1024
+    compile_layers: bool = False
+
+
+def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.Module:
+    """The model of ``settings`` in training mode, built for ``strategy`` (None: one process);
+    ``device_mesh`` is the module's mesh under ``ModelParallelStrategy``."""
+    s = settings
+    if isinstance(strategy, ModelParallelStrategy):
+        model = fsdp2_model(s, strategy, device_mesh)
+    elif isinstance(strategy, FSDPStrategy) and strategy.kwargs.get("sync_module_states") and strategy.global_rank:
+        model = empty_model(s.model_name_or_path, s.attn_implementation, s.trust_remote_code)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(
+            s.model_name_or_path,
+            attn_implementation=s.attn_implementation,
+            trust_remote_code=s.trust_remote_code,
+            use_safetensors=None,
+        )
+    model.train()  # from_pretrained returns eval mode; Lightning switches modes per loop
+    if s.gradient_checkpointing and not model.is_gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    if not isinstance(strategy, ModelParallelStrategy):
+        prepare_for_training(model, s)
+    return model
+
+
+def fsdp2_model(settings: ModelSettings, strategy: ModelParallelStrategy, device_mesh) -> nn.Module:
+    """FSDP2 over the data-parallel ranks: meta-device build, ``fully_shard``, weights into shards.
+
+    Settings come from :class:`~lightning_xllama.strategies.DecoderFSDP2Strategy`; under a plain
+    ``ModelParallelStrategy`` the layers compute in fp32.
+    """
+    s = settings
+    if device_mesh["tensor_parallel"].size() > 1:
+        raise ValueError(
+            "XLlamaModule shards with FSDP2 only (no tensor parallelism), but the strategy's mesh has "
+            f"tensor_parallel_size {device_mesh['tensor_parallel'].size()}. Use "
+            "lightning_xllama.strategies.DecoderFSDP2Strategy, or ModelParallelStrategy with "
+            "tensor_parallel_size: 1 and data_parallel_size set to the number of devices."
+        )
+    model = empty_model(s.model_name_or_path, s.attn_implementation, s.trust_remote_code)
+    if getattr(strategy, "activation_checkpointing", False):
+        enable_gradient_checkpointing(model)
+    prepare_for_training(model, s)  # before sharding, as FSDP2 expects
+    shard_fsdp2(
+        model, device_mesh["data_parallel"],
+        getattr(strategy, "param_dtype", "fp32"), getattr(strategy, "reduce_dtype", "fp32"),
+    )
+    load_into_shards(model, s.model_name_or_path, strategy.root_device, s.trust_remote_code)
+    return model
+
+
+def prepare_for_training(model: nn.Module, settings: ModelSettings) -> None:
+    """The chunked-loss head and compiled layers, on the unsharded model."""
+    if settings.loss_chunk_size is not None:
+        install_chunked_loss_head(model)
+    if settings.compile_layers:
+        compile_decoder_layers(model)
+
+
+def compile_decoder_layers(model) -> None:
+    """``torch.compile`` each decoder layer in place (parameter names unchanged): one graph per
+    layer class, reused by every layer, fusing its element-wise kernels."""
+    for layer in decoder_layers(model):
+        layer.compile()
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Hugging Face's per-decoder-layer checkpointing, non-reentrant (parameter names unchanged)."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+

@@ -1,0 +1,48 @@
+"""Scaling laws for parallel data, and the split of a pair budget across languages they imply.
+
+Translation quality grows with the number of parallel pairs, with decreasing returns whose pace
+depends on the language (how close it is to English). The flow, one module per step:
+
+    sweep       train per language x pair count, append the scores to a results table
+    results     that table's one schema (read by the fit, appended to by the sweep)
+    law         the law S(n) = S_max - A (1 + n/n0)^-alpha and its fitted form (fit.json)
+    fit         fitting it per language or with a shared exponent, with bootstrap bands
+    plots       the fit's figure (fit.png)
+    allocation  a pair budget split across languages (allocation.yaml), which
+                lightning_xllama.data.allocation reads back for the MuIT DataModule
+    commands    the CLI's ``scaling sweep``, ``scaling fit`` and ``scaling allocate``
+
+This package imports scipy and matplotlib; ``lightning_xllama.scaling.sweep`` (training) is left
+out of it so that fitting does not load Lightning's training stack.
+"""
+
+from lightning_xllama.data.allocation import ALLOCATION_HEADER, read_allocation
+from lightning_xllama.scaling.allocation import (
+    MAX_BRUTE_FORCE,
+    Allocation,
+    allocate,
+    write_allocation,
+)
+from lightning_xllama.scaling.commands import allocate_command, fit_command
+from lightning_xllama.scaling.fit import ALPHA_BOUNDS, fit_scaling
+from lightning_xllama.scaling.law import (
+    Estimate,
+    LanguageFit,
+    ScalingFit,
+    inverse_power_law,
+    power_law,
+)
+from lightning_xllama.scaling.plots import plot_fits
+from lightning_xllama.scaling.results import (
+    REQUIRED_FIELDS,
+    RESULT_FIELDS,
+    Points,
+    read_results,
+)
+
+__all__ = [
+    "ALLOCATION_HEADER", "ALPHA_BOUNDS", "Allocation", "Estimate", "LanguageFit", "MAX_BRUTE_FORCE",
+    "Points", "REQUIRED_FIELDS", "RESULT_FIELDS", "ScalingFit", "allocate", "allocate_command",
+    "fit_command", "fit_scaling", "inverse_power_law", "plot_fits", "power_law", "read_allocation",
+    "read_results", "write_allocation",
+]

@@ -1,0 +1,233 @@
+"""Splitting a budget of parallel pairs across languages from their fitted laws (``allocation.yaml``).
+
+The file is read back by :func:`lightning_xllama.data.allocation.read_allocation`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+
+from lightning_xllama.data.allocation import ALLOCATION_HEADER
+from lightning_xllama.scaling.law import ScalingFit, power_law
+
+MAX_BRUTE_FORCE = 2_000_000
+"""Most allocations the brute-force search will enumerate."""
+
+
+@dataclass
+class Allocation:
+    """Pairs per language chosen by the optimiser, beside the uniform split it is judged against."""
+
+    metric: str
+    objective: Literal["sum", "min"]
+    counts: dict[str, int]
+    scores: dict[str, float]
+    uniform_counts: dict[str, int]
+    uniform_scores: dict[str, float]
+
+    @property
+    def budget(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def predicted_total(self) -> float:
+        return sum(self.scores.values())
+
+    @property
+    def uniform_total(self) -> float:
+        return sum(self.uniform_scores.values())
+
+    @property
+    def objective_value(self) -> float:
+        return _objective(self.scores, self.objective)
+
+
+def _objective(scores: dict[str, float], objective: str) -> float:
+    return sum(scores.values()) if objective == "sum" else min(scores.values())
+
+
+def allocate(
+    fit: ScalingFit,
+    budget: int,
+    objective: Literal["sum", "min"] = "sum",
+    caps: Optional[dict[str, int]] = None,
+    minimums: Optional[dict[str, int]] = None,
+    step: Optional[int] = None,
+    languages: Optional[list[str]] = None,
+    search: Literal["greedy", "brute_force"] = "greedy",
+    if_caps_short: Literal["error", "use_all"] = "error",
+) -> Allocation:
+    """Split ``budget`` pairs across languages to maximise the summed or the worst predicted score.
+
+    Greedy hands out ``step`` pairs at a time to the language that gains most (``sum``) or scores
+    lowest (``min``); with concave, increasing laws both are optimal on the step grid.
+    ``brute_force`` enumerates that grid and exists to check the greedy on small cases.
+    """
+    if objective not in ("sum", "min"):
+        raise ValueError(f"objective must be 'sum' or 'min', got {objective!r}")
+    if budget < 0 or (step is not None and step <= 0):
+        raise ValueError(f"budget must be >= 0 and step > 0 pairs, got budget {budget}, step {step}")
+    languages = list(languages or fit.languages)
+    for language in languages:
+        fit.law(language)
+    caps = _per_language(caps, languages, "caps", default=budget)
+    minimums = _per_language(minimums, languages, "minimums", default=0)
+    for language in languages:
+        if minimums[language] > caps[language]:
+            raise ValueError(
+                f"language {language!r}: minimum {minimums[language]} is above its cap {caps[language]}"
+            )
+    if sum(minimums.values()) > budget:
+        raise ValueError(
+            f"budget {budget} is below the sum of the minimums {sum(minimums.values())} ({minimums})"
+        )
+    if sum(caps.values()) < budget:
+        message = f"the caps add up to {sum(caps.values())} pairs, fewer than the budget {budget} ({caps})"
+        if if_caps_short == "error":
+            raise ValueError(f"{message}: infeasible; lower the budget or pass if_caps_short='use_all'")
+        warnings.warn(f"{message}: allocating every pair that exists", stacklevel=2)
+        budget = sum(caps.values())
+    step = step or max(1, budget // 1000)
+
+    def score(language: str, n: int) -> float:
+        return float(power_law(n, *fit.languages[language].params))
+
+    search_function = _greedy if search == "greedy" else _brute_force
+    counts = search_function(score, languages, budget, caps, minimums, step, objective)
+    uniform = _uniform_split(languages, budget, caps, minimums)
+    return Allocation(
+        fit.metric,
+        objective,
+        counts,
+        {language: score(language, count) for language, count in counts.items()},
+        uniform,
+        {language: score(language, count) for language, count in uniform.items()},
+    )
+
+
+def _per_language(
+    values: Optional[dict[str, int]], languages: list[str], what: str, default: int
+) -> dict[str, int]:
+    values = values or {}
+    unknown = sorted(set(values) - set(languages))
+    if unknown:
+        raise ValueError(f"{what} name {unknown}, which are not among the languages allocated {languages}")
+    for language, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{what}[{language!r}] must be a non-negative whole number, got {value!r}")
+    return {language: values.get(language, default) for language in languages}
+
+
+def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
+    counts = dict(minimums)
+    remaining = budget - sum(counts.values())
+
+    def increment(language: str) -> int:
+        return min(step, caps[language] - counts[language], remaining)
+
+    def priority(language: str) -> tuple:
+        now = counts[language]
+        gain = (score(language, now + increment(language)) - score(language, now)) / increment(language)
+        # "min": raise the lowest score among languages that can still improve
+        return (gain,) if objective == "sum" else (gain > 0, -score(language, now), gain)
+
+    while remaining > 0:
+        chosen = max((language for language in languages if counts[language] < caps[language]), key=priority)
+        given = increment(chosen)
+        counts[chosen] += given
+        remaining -= given
+    return counts
+
+
+def _brute_force(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
+    """Every allocation on the step grid (the last language takes the rest); best objective, then sum."""
+    options = [range(minimums[language], caps[language] + 1, step) for language in languages[:-1]]
+    size = math.prod(len(option) for option in options)
+    if size > MAX_BRUTE_FORCE:
+        raise ValueError(
+            f"brute force would enumerate {size} allocations (limit {MAX_BRUTE_FORCE}); "
+            "use search='greedy' or a larger step"
+        )
+    last, best, best_value = languages[-1], None, None
+    for head in itertools.product(*options):
+        rest = budget - sum(head)
+        if not minimums[last] <= rest <= caps[last]:
+            continue
+        counts = dict(zip(languages, (*head, rest)))
+        scores = {language: score(language, count) for language, count in counts.items()}
+        value = (_objective(scores, objective), sum(scores.values()))
+        if best is None or value > best_value:
+            best, best_value = counts, value
+    return best
+
+
+def _uniform_split(
+    languages: list[str], budget: int, caps: dict[str, int], minimums: dict[str, int]
+) -> dict[str, int]:
+    """The even split: one common level clipped to each language's [minimum, cap].
+
+    What a capped language cannot take goes to the others, so the budget is spent in full.
+    """
+
+    def at_level(level: int) -> dict[str, int]:
+        return {language: min(max(level, minimums[language]), caps[language]) for language in languages}
+
+    low, high = 0, max(caps.values())
+    while low < high:  # the highest level whose clipped counts still fit the budget
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if sum(at_level(middle).values()) <= budget else (low, middle - 1)
+    counts = at_level(low)
+    short = budget - sum(counts.values())
+    for language in languages:  # the remainder: one more pair to languages still below their cap
+        if short and minimums[language] <= low < caps[language]:
+            counts[language] += 1
+            short -= 1
+    return counts
+
+
+def write_allocation(
+    path: Union[str, Path], allocation: Allocation, direction: Literal["en-x", "x-en"] = "en-x"
+) -> Path:
+    """Write the allocation YAML the MuIT data module reads (one parallel stream per language)."""
+    streams = [
+        {
+            "kind": "parallel",
+            "lang": language,
+            "direction": f"en-{language}" if direction == "en-x" else f"{language}-en",
+            "count": count,
+            "predicted_score": round(allocation.scores[language], 4),
+        }
+        for language, count in allocation.counts.items()
+    ]
+    head = {
+        "kind": "allocation",
+        "metric": allocation.metric,
+        "objective": allocation.objective,
+        "budget": allocation.budget,
+    }
+    totals = {
+        "uniform": {
+            "counts": allocation.uniform_counts,
+            "predicted_total": round(allocation.uniform_total, 4),
+            "predicted_min": round(min(allocation.uniform_scores.values()), 4),
+        },
+        "optimised": {
+            "predicted_total": round(allocation.predicted_total, 4),
+            "predicted_min": round(min(allocation.scores.values()), 4),
+        },
+    }
+    path = Path(path)
+    path.write_text(
+        ALLOCATION_HEADER
+        + yaml.safe_dump(head, sort_keys=False)
+        + yaml.safe_dump({"streams": streams}, sort_keys=False, default_flow_style=None)  # a line each
+        + yaml.safe_dump(totals, sort_keys=False)
+    )
+    return path

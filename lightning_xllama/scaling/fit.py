@@ -1,0 +1,246 @@
+"""Fitting the law to a results table: per language or with a shared exponent, with bootstrap bands."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Callable, Literal
+
+import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.stats import spearmanr
+
+from lightning_xllama.scaling.law import (
+    LanguageFit,
+    ScalingFit,
+    _finite_or_none,
+    power_law,
+)
+from lightning_xllama.scaling.results import Points
+
+ALPHA_BOUNDS = (0.01, 3.0)
+
+
+def fit_scaling(
+    points: Points,
+    metric: str,
+    shared_exponent: bool = False,
+    n_bootstrap: int = 200,
+    seed: int = 0,
+    on_non_increasing: Literal["error", "flat"] = "error",
+    level: float = 0.95,
+) -> ScalingFit:
+    """Fit the law per language (or jointly with a shared exponent) with bootstrap bands.
+
+    The bands come from a residual bootstrap: each resample adds the language's own residuals,
+    drawn with replacement by a seeded generator, to the fitted curve and refits. Unlike
+    resampling whole points it keeps every data size in every resample, so each refit stays
+    identifiable when a language has only a handful of sizes.
+    """
+    rng = np.random.default_rng(seed)
+    growing = [
+        language
+        for language, (n, y) in points.items()
+        if _grows(language, n, y, metric, on_non_increasing)
+    ]
+    fits = {
+        language: _fit_flat(language, *points[language], metric, n_bootstrap, rng)
+        for language in points
+        if language not in growing
+    }
+    groups = [growing] if shared_exponent and growing else [[language] for language in growing]
+    for group in groups:
+        fits.update(_fit_power(group, points, metric, n_bootstrap, rng))
+    return ScalingFit(metric, {language: fits[language] for language in points}, shared_exponent, level)
+
+
+def _grows(language: str, n: np.ndarray, y: np.ndarray, metric: str, on_non_increasing: str) -> bool:
+    """Whether scores rise with pairs (Spearman rho > 0): a law fitted otherwise is nonsense.
+
+    The law itself cannot decrease (A > 0, alpha > 0), so this check on the data is the one
+    that catches a table where more pairs did not help.
+    """
+    if len(np.unique(n)) < 2:
+        return True  # nothing to judge: the parameter count check reports it
+    rho = spearmanr(n, y).statistic if np.ptp(y) > 0 else 0.0
+    if rho > 0:
+        return True
+    message = (
+        f"language {language!r}: {metric} does not grow with the number of pairs "
+        f"(Spearman rho {rho:.2f} over {len(n)} points)"
+    )
+    if on_non_increasing == "error":
+        raise ValueError(
+            f"{message}; check the results table, or pass on_non_increasing='flat' "
+            "to model it as a constant"
+        )
+    warnings.warn(f"{message}; modelled as a flat score at its mean", stacklevel=3)
+    return False
+
+
+def _fit_flat(language: str, n: np.ndarray, y: np.ndarray, metric: str, n_bootstrap: int, rng) -> LanguageFit:
+    """The constant model standing in for a language whose scores do not grow."""
+    mean = float(y.mean())
+    means = rng.choice(y, size=(n_bootstrap, len(y))).mean(axis=1)
+    return LanguageFit(
+        language, metric, s_max=mean, a=0.0, alpha=0.0, n0=1.0, model="flat",
+        stderr={"s_max": _finite_or_none(y.std(ddof=1) / math.sqrt(len(y))) if len(y) > 1 else None},
+        r2=0.0 if np.ptp(y) > 0 else None,
+        pairs=n.tolist(), scores=y.tolist(), residuals=(y - mean).tolist(),
+        bootstrap=[[float(m), 0.0, 0.0, 1.0] for m in means],
+    )
+
+
+def _fit_power(
+    languages: list[str], points: Points, metric: str, n_bootstrap: int, rng
+) -> dict[str, LanguageFit]:
+    """Fit one law per language, jointly when several languages share A and alpha.
+
+    The parameter vector is (log10 A, alpha, S_max per language, log10 n0 per language): A and
+    n0 span orders of magnitude, and logs keep them well scaled for the optimiser.
+    """
+    count = len(languages)
+    ns, ys = [points[language][0] for language in languages], [points[language][1] for language in languages]
+    _check_sizes(languages, ns, metric)
+    n, y = np.concatenate(ns), np.concatenate(ys)
+    index = np.repeat(np.arange(count), [len(sizes) for sizes in ns])
+
+    def model(x, log_a, alpha, *rest):
+        s_max, log_n0 = np.asarray(rest[:count]), np.asarray(rest[count:])
+        return power_law(x, s_max[index], 10.0**log_a, alpha, 10.0 ** log_n0[index])
+
+    bounds, starts = _bounds_and_starts(ns, ys)
+    theta, covariance = _best_fit(model, n, y, starts, bounds)
+    if theta is None:
+        raise RuntimeError(f"the scaling law fit did not converge for {languages} ({metric})")
+    fitted = model(n, *theta)
+    resampled = _bootstrap(model, n, fitted - y, fitted, index, theta, bounds, n_bootstrap, rng, languages)
+
+    # standard errors of A and n0 from those of their logs (delta method)
+    stderr = np.sqrt(np.diag(covariance)) if np.all(np.isfinite(covariance)) else np.full(len(theta), np.nan)
+    fits = {}
+    for position, (language, sizes, scores) in enumerate(zip(languages, ns, ys)):
+        s_max, a, alpha, n0 = _unpack(theta, count)[position]
+        s_max_upper = bounds[1][2 + position]
+        if math.isclose(s_max, s_max_upper, rel_tol=1e-4):
+            warnings.warn(
+                f"language {language!r}: the ceiling S_max reached its upper bound {s_max_upper:.4g}; "
+                f"{metric} has not started to saturate within the data, so extrapolation is unreliable",
+                stacklevel=3,
+            )
+        residuals = scores - fitted[index == position]
+        total = ((scores - scores.mean()) ** 2).sum()
+        fits[language] = LanguageFit(
+            language, metric, float(s_max), float(a), float(alpha), float(n0),
+            stderr={
+                "s_max": _finite_or_none(stderr[2 + position]),
+                "a": _finite_or_none(a * math.log(10) * stderr[0]),
+                "alpha": _finite_or_none(stderr[1]),
+                "n0": _finite_or_none(n0 * math.log(10) * stderr[2 + count + position]),
+            },
+            r2=float(1 - (residuals**2).sum() / total) if total > 0 else None,
+            pairs=sizes.tolist(), scores=scores.tolist(), residuals=residuals.tolist(),
+            bootstrap=resampled[:, position, :].tolist(),
+        )
+    return fits
+
+
+def _check_sizes(languages: list[str], ns: list[np.ndarray], metric: str) -> None:
+    """Refuse a fit with fewer distinct data sizes than parameters: it would be underdetermined."""
+    own = 2 if len(languages) > 1 else 4  # parameters each language must pin down by itself
+    for language, sizes in zip(languages, ns):
+        distinct = np.unique(sizes).astype(int).tolist()
+        if len(distinct) < own:
+            raise ValueError(
+                f"language {language!r} has {len(distinct)} distinct pair count(s) {distinct} for "
+                f"{metric}, fewer than the {own} parameters its law needs; add results at more "
+                "data sizes" + ("" if len(languages) > 1 else " or fit with shared_exponent=True")
+            )
+    distinct_points = sum(len(np.unique(sizes)) for sizes in ns)
+    if distinct_points < 2 + 2 * len(languages):
+        raise ValueError(
+            f"the shared fit has {distinct_points} distinct (language, pairs) points "
+            f"for {2 + 2 * len(languages)} parameters"
+        )
+
+
+def _bounds_and_starts(ns: list[np.ndarray], ys: list[np.ndarray]) -> tuple:
+    """Parameter bounds and a small grid of starting points, both read off the data.
+
+    S_max lies between the lowest score and the highest plus max(|highest|, 2 x span); n0
+    between 1 pair and 1000x the largest size; alpha in ALPHA_BOUNDS. Each start sets S_max a
+    little or well above the best score, n0 near the typical size, and A so the curve passes
+    through the scores at the smallest size.
+    """
+    count = len(ns)
+    high, low = np.array([y.max() for y in ys]), np.array([y.min() for y in ys])
+    span = np.maximum(high - low, 1e-9 * np.maximum(1.0, np.abs(high)))
+    log_scale = math.log10(max(span.max(), np.abs(high).max()))
+    log_n0_upper = np.log10([max(n.max(), 1.0) for n in ns]) + 3
+    lower = np.concatenate([[log_scale - 6, ALPHA_BOUNDS[0]], low, np.zeros(count)])
+    upper = np.concatenate(
+        [[log_scale + 12, ALPHA_BOUNDS[1]], high + np.maximum(np.abs(high), 2 * span), log_n0_upper]
+    )
+    n_first = np.array([n.min() for n in ns])
+    first = np.array([y[n == n.min()].mean() for n, y in zip(ns, ys)])
+    typical = np.array([np.exp(np.log(np.maximum(n, 1.0)).mean()) for n in ns])
+    starts = []
+    for alpha, headroom, scale in itertools.product((0.3, 0.8, 1.5), (0.05, 0.5), (0.1, 1.0)):
+        s_max, n0 = high + headroom * span, np.maximum(scale * typical, 1.0)
+        a = np.median((s_max - first) * (1 + n_first / n0) ** alpha)
+        start = np.concatenate([[math.log10(a), alpha], s_max, np.log10(n0)])
+        starts.append(np.clip(start, lower, upper))
+    return (lower, upper), starts
+
+
+def _unpack(theta: np.ndarray, count: int) -> np.ndarray:
+    """Optimiser parameters -> one (s_max, a, alpha, n0) row per language."""
+    a, alpha = np.full(count, 10.0 ** theta[0]), np.full(count, theta[1])
+    return np.column_stack([theta[2 : 2 + count], a, alpha, 10.0 ** theta[2 + count :]])
+
+
+def _best_fit(model: Callable, n: np.ndarray, y: np.ndarray, starts: list, bounds: tuple) -> tuple:
+    """curve_fit from each start; keep the lowest squared error (the surface has several basins)."""
+    best = (math.inf, None, None)
+    for start in starts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)  # infinite covariance -> stderr None
+            try:
+                theta, covariance = curve_fit(model, n, y, p0=start, bounds=bounds)
+            except (RuntimeError, ValueError):
+                continue
+        error = float(((model(n, *theta) - y) ** 2).sum())
+        if error < best[0]:
+            best = (error, theta, covariance)
+    return best[1], best[2]
+
+
+def _bootstrap(model, n, errors, fitted, index, theta, bounds, n_bootstrap, rng, languages) -> np.ndarray:
+    """Refit on fitted + resampled residuals (drawn within each language): (B, languages, 4)."""
+    count, dof = len(languages), len(n) - len(theta)
+    if dof <= 0 and n_bootstrap:
+        warnings.warn(
+            f"{languages}: as many data points as parameters, the fit is exact "
+            "and its bootstrap band has zero width",
+            stacklevel=4,
+        )
+    centred = [errors[index == position] - errors[index == position].mean() for position in range(count)]
+    inflation = math.sqrt(len(n) / dof) if dof > 0 else 0.0  # residuals shrink the noise by (m-p)/m
+    rows, failures = [], 0
+    for _ in range(n_bootstrap):
+        noise = np.concatenate([rng.choice(r, size=len(r)) for r in centred])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            try:
+                refit = curve_fit(model, n, fitted + inflation * noise, p0=theta, bounds=bounds)[0]
+            except (RuntimeError, ValueError):
+                failures += 1
+                continue
+        rows.append(_unpack(refit, count))
+    if failures:
+        warnings.warn(
+            f"{languages}: {failures} of {n_bootstrap} bootstrap refits did not converge and were left out",
+            stacklevel=4,
+        )
+    return np.array(rows).reshape(len(rows), count, 4)

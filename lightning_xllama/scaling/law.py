@@ -1,0 +1,156 @@
+"""The scaling law of translation quality in parallel pairs, and its fitted form (``fit.json``).
+
+The law, per language::
+
+    S(n) = S_max - A * (1 + n / n0) ** (-alpha)
+
+``S_max`` is the ceiling, ``A`` the gap between the ceiling and the score with no pairs,
+``alpha`` the pace of decreasing returns and ``n0`` the number of pairs at which returns start
+to diminish. It is the textbook ``S_max - A' * (n + n0) ** (-alpha)`` with ``A' = A * n0**alpha``;
+this form keeps ``A`` in the metric's own units, which keeps the fit well conditioned. The
+shared-exponent variant ties ``A`` and ``alpha`` across languages and keeps a per-language
+ceiling and similarity factor ``k_l = 1 / n0_l``:
+``S_l(n) = S_max_l - A * (1 + k_l * n) ** (-alpha)``; a language close to English (large ``k_l``)
+gets more out of each pair. It needs two data sizes per language instead of four.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple, Optional, Union
+
+import numpy as np
+
+
+def power_law(n, s_max, a, alpha, n0):
+    """S(n) = S_max - A (1 + n/n0)^-alpha, vectorised over ``n`` and the parameters."""
+    return s_max - a * (1.0 + np.asarray(n, dtype=float) / n0) ** (-alpha)
+
+
+def inverse_power_law(score: float, s_max: float, a: float, alpha: float, n0: float) -> float:
+    """Pairs at which the law reaches ``score``: 0 when no pairs are needed, inf when never."""
+    if score >= s_max:
+        return math.inf
+    if score <= s_max - a:
+        return 0.0
+    return n0 * (((s_max - score) / a) ** (-1.0 / alpha) - 1.0)
+
+
+class Estimate(NamedTuple):
+    """A point estimate with its bootstrap interval (NaN bounds when no bootstrap was run)."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass
+class LanguageFit:
+    """The fitted law of one language, with the data and resamples needed to judge and reuse it."""
+
+    language: str
+    metric: str
+    s_max: float
+    a: float
+    alpha: float
+    n0: float
+    model: Literal["power", "flat"] = "power"
+    """``flat``: the scores did not grow with the pairs and a constant ``s_max`` stands in."""
+    stderr: dict[str, Optional[float]] = field(default_factory=dict)
+    """Standard errors from the fit's covariance; None where it could not be estimated."""
+    r2: Optional[float] = None
+    """Coefficient of determination on this language's points (None for constant scores)."""
+    pairs: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    residuals: list[float] = field(default_factory=list)
+    """Observed minus fitted score, point by point."""
+    bootstrap: list[list[float]] = field(default_factory=list)
+    """(s_max, a, alpha, n0) refitted on each bootstrap resample."""
+
+    @property
+    def params(self) -> tuple[float, float, float, float]:
+        return self.s_max, self.a, self.alpha, self.n0
+
+    @property
+    def n_range(self) -> tuple[float, float]:
+        return min(self.pairs), max(self.pairs)
+
+
+@dataclass
+class ScalingFit:
+    """Fitted laws for every language of one metric; saved as ``fit.json``."""
+
+    metric: str
+    languages: dict[str, LanguageFit]
+    shared_exponent: bool = False
+    level: float = 0.95
+    """Coverage of the bootstrap intervals."""
+
+    def law(self, language: str) -> LanguageFit:
+        if language not in self.languages:
+            raise ValueError(
+                f"no fitted law for language {language!r}; fitted: {sorted(self.languages)}"
+            )
+        return self.languages[language]
+
+    def predict(self, language: str, n) -> Estimate:
+        """Predicted score after ``n`` pairs (scalar or array), with its bootstrap interval."""
+        law = self.law(language)
+        value = power_law(n, *law.params)
+        if not law.bootstrap:
+            unknown = _plain(np.full_like(value, np.nan))
+            return Estimate(_plain(value), unknown, unknown)
+        curves = power_law(np.asarray(n, dtype=float)[..., None], *np.array(law.bootstrap).T)
+        low, high = np.quantile(curves, self._quantiles, axis=-1)
+        return Estimate(_plain(value), _plain(low), _plain(high))
+
+    def pairs_needed(self, language: str, target: float) -> Estimate:
+        """Pairs needed to reach ``target``; the high end is inf when some resamples never do."""
+        law = self.law(language)
+        if target >= law.s_max:
+            raise ValueError(
+                f"{self.metric} {target} is unreachable for {language!r}: "
+                f"the fitted ceiling S_max is {law.s_max:.4g}"
+            )
+        value = inverse_power_law(target, *law.params)
+        if not law.bootstrap:
+            return Estimate(value, math.nan, math.nan)
+        needed = [inverse_power_law(target, *params) for params in law.bootstrap]
+        # "nearest": interpolating between inf values would give NaN
+        low, high = np.quantile(needed, self._quantiles, method="nearest")
+        return Estimate(value, float(low), float(high))
+
+    @property
+    def _quantiles(self) -> tuple[float, float]:
+        return (1 - self.level) / 2, (1 + self.level) / 2
+
+    def save(self, path: Union[str, Path]) -> Path:
+        path = Path(path)
+        document = {"kind": "scaling_fit", **asdict(self)}
+        path.write_text(json.dumps(document, indent=1, allow_nan=False))
+        return path
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "ScalingFit":
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from None
+        if not isinstance(data, dict) or data.pop("kind", None) != "scaling_fit":
+            raise ValueError(f"{path}: not a scaling fit (expected a JSON object with kind: scaling_fit)")
+        try:
+            data["languages"] = {name: LanguageFit(**law) for name, law in data["languages"].items()}
+            return cls(**data)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"{path}: malformed scaling fit: {error}") from None
+
+
+def _plain(x):
+    return float(x) if np.ndim(x) == 0 else x
+
+
+def _finite_or_none(x: float) -> Optional[float]:
+    return float(x) if np.isfinite(x) else None
