@@ -54,14 +54,29 @@ LANGUAGE = "de"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="parallel pairs per run")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="parallel pairs per run"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="examples per micro-batch")
     parser.add_argument("--max-length", type=int, default=512, help="longest example in tokens")
-    parser.add_argument("--pack-length", type=int, help="longest packed row in tokens (default: max-length)")
-    parser.add_argument("--group-batches", type=int, default=64, help="micro-batches packed together in one buffer")
-    parser.add_argument("--workers", type=int, default=0, help="the data module's num_workers (0: in process, as timed)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated corpora and of the data order")
-    parser.add_argument("--cache-dir", type=Path, default=REPO / "artifacts" / "bench" / "data_pipeline")
+    parser.add_argument(
+        "--pack-length", type=int, help="longest packed row in tokens (default: max-length)"
+    )
+    parser.add_argument(
+        "--group-batches", type=int, default=64, help="micro-batches packed together in one buffer"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="the data module's num_workers (0: in process, as timed)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the generated corpora and of the data order"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=REPO / "artifacts" / "bench" / "data_pipeline"
+    )
     parser.add_argument("--out", type=Path, help="also write the table: .json or markdown")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # the size, in a subprocess
     return parser.parse_args(argv)
@@ -70,7 +85,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- generated corpora -----------------------------------------------------------------------
 def vocabulary(rng: random.Random, size: int = 6000) -> list[str]:
     syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
-    return list(dict.fromkeys("".join(rng.choices(syllables, k=rng.choice((1, 2, 2, 3, 3, 4)))) for _ in range(size * 2)))[:size]
+    return list(
+        dict.fromkeys(
+            "".join(rng.choices(syllables, k=rng.choice((1, 2, 2, 3, 3, 4))))
+            for _ in range(size * 2)
+        )
+    )[:size]
 
 
 def words(rng: random.Random, vocab: list[str], mean: float, sigma: float, cap: int) -> str:
@@ -92,7 +112,9 @@ def generate(folder: Path, pairs: int, seed: int) -> dict[str, str]:
             en.write(words(rng, en_vocab, 2.5, 0.5, 120) + ".\n")
             de.write(words(rng, de_vocab, 2.5, 0.5, 120) + ".\n")
     with open(folder / "alpaca.jsonl", "w") as out:
-        for _ in range(pairs // 20):  # Alpaca: short instructions, inputs on about 40%, long-tailed outputs
+        for _ in range(
+            pairs // 20
+        ):  # Alpaca: short instructions, inputs on about 40%, long-tailed outputs
             record = {
                 "instruction": words(rng, en_vocab, 2.3, 0.4, 60) + "?",
                 "input": words(rng, en_vocab, 2.8, 0.7, 200) if rng.random() < 0.4 else "",
@@ -117,7 +139,9 @@ def tokenizer_folder(cache: Path, seed: int) -> str:
         en_vocab, de_vocab = vocabulary(rng), vocabulary(rng)
         texts = [words(rng, v, 2.5, 0.5, 60) for _ in range(20000) for v in (en_vocab, de_vocab)]
         # the prompt wording, as a real tokenizer has seen ordinary English
-        prompts = [ALPACA_WITH_INPUT, ALPACA_NO_INPUT] + [t.format(src="English", tgt="German") for t in TRANSLATION_INSTRUCTIONS]
+        prompts = [ALPACA_WITH_INPUT, ALPACA_NO_INPUT] + [
+            t.format(src="English", tgt="German") for t in TRANSLATION_INSTRUCTIONS
+        ]
         texts += [line for text in prompts for line in text.splitlines() if line] * 200
         train_tokenizer(texts, folder, vocab_size=4000)
     return str(folder)
@@ -144,9 +168,16 @@ def worker(args: argparse.Namespace) -> dict:
     ]
     pack_length = args.pack_length or args.max_length
     datamodule = MuITDataModule(
-        streams, stop="all_exhausted_without_replacement", batching="pack", batch_size=args.batch_size,
-        max_length=args.max_length, pack_length=pack_length, group_batches=args.group_batches,
-        num_workers=args.workers, seed=args.seed, tokenizer=paths["tokenizer"],
+        streams,
+        stop="all_exhausted_without_replacement",
+        batching="pack",
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        pack_length=pack_length,
+        group_batches=args.group_batches,
+        num_workers=args.workers,
+        seed=args.seed,
+        tokenizer=paths["tokenizer"],
         cache_dir=str(folder / f"cache-{os.getpid()}"),  # a fresh index: the first pass is measured
     )
     datamodule.tokenizer  # loaded before the baseline RSS is read
@@ -210,13 +241,19 @@ def worker(args: argparse.Namespace) -> dict:
         "batch_tokens_mean": real / len(tokens),
         "batch_tokens_max": max(tokens),
         "mixture": mixture,
-        "alpaca": shares([alpaca[i : i + group] for i in range(0, len(alpaca), group)], args.batch_size,
-                         args.group_batches, pack_length),
+        "alpaca": shares(
+            [alpaca[i : i + group] for i in range(0, len(alpaca), group)],
+            args.batch_size,
+            args.group_batches,
+            pack_length,
+        ),
         "truncated": datamodule.train_report.truncated,
     }
 
 
-def shares(buffers: list[Sequence[int]], batch_size: int, group_batches: int, pack_length: int) -> dict[str, float]:
+def shares(
+    buffers: list[Sequence[int]], batch_size: int, group_batches: int, pack_length: int
+) -> dict[str, float]:
     """Non-padding share of the batch tensors' tokens under each batching, the same examples cut
     by the loader's own :func:`~lightning_xllama.data.loader.cut_buffer`. ``buffers``: example
     lengths (-1: dropped) in buffers of ``group_batches * batch_size`` (a worker's last may be
@@ -232,7 +269,9 @@ def shares(buffers: list[Sequence[int]], batch_size: int, group_batches: int, pa
         total = 0
         for number, chunk in enumerate(chunks):
             encoded = [{"input_ids": range(n)} if n >= 0 else {"dropped": "-"} for n in chunk]
-            for batch in cut_buffer(encoded, batch_size, batching, length, np.random.default_rng(number)):
+            for batch in cut_buffer(
+                encoded, batch_size, batching, length, np.random.default_rng(number)
+            ):
                 kept = [e for e in batch if "dropped" not in e]
                 if not kept:
                     total += 1  # the one-token stand-in
@@ -284,10 +323,15 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
         f"buffers of {args.group_batches} |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, key in (("the mixture (pairs + instructions)", "mixture"), ("Alpaca-like instructions alone", "alpaca")):
+    for name, key in (
+        ("the mixture (pairs + instructions)", "mixture"),
+        ("Alpaca-like instructions alone", "alpaca"),
+    ):
         s = last[key]
-        lines.append(f"| {name} | {s['pad']:.1%} | {s['group_by_length']:.1%} | {s['pack']:.1%} "
-                     f"| {s['pack_single']:.1%} | {s['pack_buffer']:.1%} |")
+        lines.append(
+            f"| {name} | {s['pad']:.1%} | {s['group_by_length']:.1%} | {s['pack']:.1%} "
+            f"| {s['pack_single']:.1%} | {s['pack_buffer']:.1%} |"
+        )
     lines.append(
         f"(measured on the timed run's tensors, the last column's setting: {last['share_packed_measured']:.1%}; "
         f"{last['rows_per_batch']:.2f} rows a micro-batch, {last['batch_tokens_mean']:,.0f} real tokens a "
@@ -296,8 +340,11 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
     if len(results) > 1:
         ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
         verdict = "within" if ratio <= 1.2 else "NOT within"
-        lines += ["", f"peak RSS at {results[-1]['pairs']:,} / at {results[0]['pairs']:,} pairs: {ratio:.2f}x "
-                      f"({verdict} 1.2x)"]
+        lines += [
+            "",
+            f"peak RSS at {results[-1]['pairs']:,} / at {results[0]['pairs']:,} pairs: {ratio:.2f}x "
+            f"({verdict} 1.2x)",
+        ]
     return "\n".join(lines)
 
 
@@ -312,24 +359,43 @@ def main(argv: list[str] | None = None) -> None:
         folder = args.cache_dir / f"pairs{size}"
         paths = generate(folder, size, args.seed)
         (folder / "paths.json").write_text(json.dumps({**paths, "tokenizer": tokenizer}))
-        command = [sys.executable, __file__, "--worker", str(size), "--batch-size", str(args.batch_size),
-                   "--max-length", str(args.max_length), "--group-batches", str(args.group_batches),
-                   "--workers", str(args.workers), "--seed", str(args.seed),
-                   "--cache-dir", str(args.cache_dir)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(size),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-length",
+            str(args.max_length),
+            "--group-batches",
+            str(args.group_batches),
+            "--workers",
+            str(args.workers),
+            "--seed",
+            str(args.seed),
+            "--cache-dir",
+            str(args.cache_dir),
+        ]
         if args.pack_length:
             command += ["--pack-length", str(args.pack_length)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"the run with {size} pairs failed:\n{done.stderr[-3000:]}")
-        line = next(l for l in done.stdout.splitlines() if l.startswith(RESULT_PREFIX))
+        line = next(row for row in done.stdout.splitlines() if row.startswith(RESULT_PREFIX))
         results.append(json.loads(line[len(RESULT_PREFIX) :]))
-        print(f"{size:,} pairs: {results[-1]['examples_per_s']:,.0f} examples/s, "
-              f"peak RSS {results[-1]['peak_rss_mb']:.0f} MB", file=sys.stderr)
+        print(
+            f"{size:,} pairs: {results[-1]['examples_per_s']:,.0f} examples/s, "
+            f"peak RSS {results[-1]['peak_rss_mb']:.0f} MB",
+            file=sys.stderr,
+        )
     text = table(results, args)
     print(text)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n")
+        args.out.write_text(
+            json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n"
+        )
 
 
 if __name__ == "__main__":

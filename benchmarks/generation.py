@@ -60,25 +60,57 @@ from lightning_xllama.demo.layout import DataLayout, DemoLayout
 
 LANGUAGE = "syn_far"
 # As train_throughput.py: smaller corpora than the demo's, so the first build stays short.
-PATHS = {"batched": "lightning_xllama generate (batched)", "single": "model.generate, one prompt at a time"}
+PATHS = {
+    "batched": "lightning_xllama generate (batched)",
+    "single": "model.generate, one prompt at a time",
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=64,
-                        help="translation prompts (at most 400: 200 test pairs x 2 directions)")
-    parser.add_argument("--batch-size", type=int, default=32, help="prompts per batch of the batched path")
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="most tokens generated per prompt (both paths)")
-    parser.add_argument("--min-new-tokens", type=int, default=0,
-                        help="suppress EOS until this many tokens (both paths, via the model's generation config): "
-                             "stands in for a tuned model's longer answers; 0 keeps the model's own lengths")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each path, in alternating order")
-    add_asset_arguments(parser, 200, "pretraining steps of the cached model (200, as the demo: it writes words, then EOS)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads; 1 by default because on a shared machine several threads "
-                             "spin-wait for a busy core and the timings swing")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the corpora and of the pretraining")
-    parser.add_argument("--out", type=Path, help="also write the summary, every run and the outputs as JSON")
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=64,
+        help="translation prompts (at most 400: 200 test pairs x 2 directions)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="prompts per batch of the batched path"
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=40,
+        help="most tokens generated per prompt (both paths)",
+    )
+    parser.add_argument(
+        "--min-new-tokens",
+        type=int,
+        default=0,
+        help="suppress EOS until this many tokens (both paths, via the model's generation config): "
+        "stands in for a tuned model's longer answers; 0 keeps the model's own lengths",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="timed runs of each path, in alternating order"
+    )
+    add_asset_arguments(
+        parser,
+        200,
+        "pretraining steps of the cached model (200, as the demo: it writes words, then EOS)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads; 1 by default because on a shared machine several threads "
+        "spin-wait for a busy core and the timings swing",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the corpora and of the pretraining"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="also write the summary, every run and the outputs as JSON"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= 400:
         parser.error("--prompts must be between 1 and 400")
@@ -96,11 +128,17 @@ def translation_prompts(assets: Path, count: int) -> list[str]:
     pairs = read_parallel(DataLayout(assets / "data").translation_test(LANGUAGE), "en", LANGUAGE)
     to_target = translation_prompt_instruction("en", LANGUAGE)
     to_english = translation_prompt_instruction(LANGUAGE, "en")
-    prompts = [p for en, tgt in pairs for p in (alpaca_prompt(to_target, en), alpaca_prompt(to_english, tgt))]
+    prompts = [
+        p
+        for en, tgt in pairs
+        for p in (alpaca_prompt(to_target, en), alpaca_prompt(to_english, tgt))
+    ]
     return prompts[:count]
 
 
-def one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> tuple[list[str], list[int]]:
+def one_at_a_time(
+    model, tokenizer, prompts: list[str], max_new_tokens: int
+) -> tuple[list[str], list[int]]:
     """The plain loop: each prompt alone, the same greedy settings as the project's generator.
 
     Also returns how many tokens each response took (EOS included): a batch of one has no
@@ -122,13 +160,15 @@ def one_at_a_time(model, tokenizer, prompts: list[str], max_new_tokens: int) -> 
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
-            new = generated[0, input_ids.shape[1]:]
+            new = generated[0, input_ids.shape[1] :]
             outputs.append(tokenizer.decode(new, skip_special_tokens=True).strip())
             counts.append(len(new))
     return outputs, counts
 
 
-def timed(path: str, model, tokenizer, prompts: list[str], args: argparse.Namespace) -> tuple[float, list[str]]:
+def timed(
+    path: str, model, tokenizer, prompts: list[str], args: argparse.Namespace
+) -> tuple[float, list[str]]:
     from lightning_xllama.evaluation.generation import generate
 
     start = time.perf_counter()
@@ -161,7 +201,9 @@ def main() -> None:
 
     from lightning_xllama.hf_loading import load_tokenizer
 
-    torch.set_num_threads(args.threads)  # before the build too: its pretraining crawls with threads fighting for cores
+    torch.set_num_threads(
+        args.threads
+    )  # before the build too: its pretraining crawls with threads fighting for cores
     assets = build_assets(args)
     tokenizer = load_tokenizer(str(DemoLayout(assets).base_model))
     model = AutoModelForCausalLM.from_pretrained(
@@ -169,7 +211,9 @@ def main() -> None:
     )
     model.eval()
     if args.min_new_tokens:
-        model.generation_config.min_new_tokens = args.min_new_tokens  # generate() merges it: both paths get it
+        model.generation_config.min_new_tokens = (
+            args.min_new_tokens
+        )  # generate() merges it: both paths get it
     prompts = translation_prompts(assets, args.prompts)
 
     load_before = os.getloadavg()[0]
@@ -183,9 +227,14 @@ def main() -> None:
             wall, texts = timed(path, model, tokenizer, prompts, args)
             walls[path].append(wall)
             if texts != outputs[path]:
-                print(f"WARNING: the {path} path gave other outputs in repeat {repeat + 1} than in its warm-up")
-        print(f"repeat {repeat + 1}/{args.repeats}: batched {walls['batched'][-1]:.2f} s, "
-              f"one at a time {walls['single'][-1]:.2f} s", flush=True)
+                print(
+                    f"WARNING: the {path} path gave other outputs in repeat {repeat + 1} than in its warm-up"
+                )
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: batched {walls['batched'][-1]:.2f} s, "
+            f"one at a time {walls['single'][-1]:.2f} s",
+            flush=True,
+        )
 
     # Both paths are credited with the same useful work: the one-at-a-time responses' tokens.
     tokens = sum(counts)
@@ -195,9 +244,16 @@ def main() -> None:
         wall = statistics.median(walls[path])
         ratios = speedups if path == "batched" else [1.0]
         summary[path] = {
-            "prompts": len(prompts), "wall_s": wall, "wall_s_min": min(walls[path]), "wall_s_max": max(walls[path]),
-            "prompts_per_s": len(prompts) / wall, "generated_tokens": tokens, "tokens_per_s": tokens / wall,
-            "speedup": statistics.median(ratios), "speedup_min": min(ratios), "speedup_max": max(ratios),
+            "prompts": len(prompts),
+            "wall_s": wall,
+            "wall_s_min": min(walls[path]),
+            "wall_s_max": max(walls[path]),
+            "prompts_per_s": len(prompts) / wall,
+            "generated_tokens": tokens,
+            "tokens_per_s": tokens / wall,
+            "speedup": statistics.median(ratios),
+            "speedup_min": min(ratios),
+            "speedup_max": max(ratios),
         }
 
     identical = sum(a == b for a, b in zip(outputs["batched"], outputs["single"]))
@@ -218,9 +274,15 @@ def main() -> None:
     print("\n" + header + "\n" + markdown_table(summary))
     first_difference = None
     if identical < len(prompts):
-        index = next(i for i, (a, b) in enumerate(zip(outputs["batched"], outputs["single"])) if a != b)
-        first_difference = {"index": index, "prompt": prompts[index],
-                            "batched": outputs["batched"][index], "single": outputs["single"][index]}
+        index = next(
+            i for i, (a, b) in enumerate(zip(outputs["batched"], outputs["single"])) if a != b
+        )
+        first_difference = {
+            "index": index,
+            "prompt": prompts[index],
+            "batched": outputs["batched"][index],
+            "single": outputs["single"][index],
+        }
         print(
             f"\nOUTPUTS DIFFER for {len(prompts) - identical} prompt(s). First, prompt {index}:\n{prompts[index]}\n"
             f"  batched:       {outputs['batched'][index]!r}\n  one at a time: {outputs['single'][index]!r}\n"
@@ -231,11 +293,22 @@ def main() -> None:
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "args": {k: str(v) for k, v in vars(args).items()}, "summary": summary, "walls_s": walls,
-            "identical_outputs": identical, "first_difference": first_difference,
-            "prompts": prompts, "outputs": outputs, "response_tokens": counts,
-        }, indent=1, ensure_ascii=False))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "summary": summary,
+                    "walls_s": walls,
+                    "identical_outputs": identical,
+                    "first_difference": first_difference,
+                    "prompts": prompts,
+                    "outputs": outputs,
+                    "response_tokens": counts,
+                },
+                indent=1,
+                ensure_ascii=False,
+            )
+        )
         print(f"written to {args.out}")
 
 

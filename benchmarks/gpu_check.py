@@ -53,38 +53,78 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_throughput import llama_config, save_random_llama  # noqa: E402
 
-from lightning_xllama.demo.layout import DataLayout, DemoLayout
+from lightning_xllama.demo.layout import DataLayout, DemoLayout  # noqa: E402
 
-CHECK_SHAPE = dict(hidden_size=1024, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=8)
-DRY_SHAPE = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4)
-DEMO_SETTINGS = dict(  # small: the corpora and tokenizer only matter here, the pretrained model does not
-    targets=["syn_far"], pretraining=2000, instructions=400, parallel=800, vocab_size=2048,
-    hidden_size=32, num_layers=1, num_heads=2, pretrain_steps=1,
+CHECK_SHAPE = dict(
+    hidden_size=1024, intermediate_size=2752, num_hidden_layers=8, num_attention_heads=8
 )
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+DRY_SHAPE = dict(hidden_size=64, intermediate_size=172, num_hidden_layers=2, num_attention_heads=4)
+DEMO_SETTINGS = (
+    dict(  # small: the corpora and tokenizer only matter here, the pretrained model does not
+        targets=["syn_far"],
+        pretraining=2000,
+        instructions=400,
+        parallel=800,
+        vocab_size=2048,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        pretrain_steps=1,
+    )
+)
+TOKENIZER_FILES = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
 THROUGHPUT_VARIANTS = ["padded", "packed-flex", "packed-flex-chunked"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model, FSDP2 with 1 process, sdpa_varlen")
-    parser.add_argument("--full", action="store_true", help="run only the whole throughput table (no time bound)")
-    parser.add_argument("--work-dir", type=Path, default=REPO / "artifacts" / "gpu_check",
-                        help="assets, logs and results (reused: the demo assets are cached by their settings)")
-    parser.add_argument("--steps", type=int, help="optimizer steps of each CLI run (default 30; dry run 12)")
-    parser.add_argument("--bench-steps", type=int, default=8, help="steps of each throughput variant")
-    parser.add_argument("--bench-warmup", type=int, default=3, help="steps left out of the throughput timing")
-    parser.add_argument("--bench-tokens", type=int,
-                        help="example tokens per micro-batch of the throughput check (default: 8192 on a GPU of "
-                             "100 GiB or more, else 4096, so the padded baseline fits without checkpointing)")
-    parser.add_argument("--learning-rate", type=float, default=5e-4, help="of the CLI runs (a random model)")
-    parser.add_argument("--run-timeout", type=float, default=300, help="seconds one CLI run may take (dry run: x4)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="CPU, tiny model, FSDP2 with 1 process, sdpa_varlen"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="run only the whole throughput table (no time bound)"
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO / "artifacts" / "gpu_check",
+        help="assets, logs and results (reused: the demo assets are cached by their settings)",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="optimizer steps of each CLI run (default 30; dry run 12)"
+    )
+    parser.add_argument(
+        "--bench-steps", type=int, default=8, help="steps of each throughput variant"
+    )
+    parser.add_argument(
+        "--bench-warmup", type=int, default=3, help="steps left out of the throughput timing"
+    )
+    parser.add_argument(
+        "--bench-tokens",
+        type=int,
+        help="example tokens per micro-batch of the throughput check (default: 8192 on a GPU of "
+        "100 GiB or more, else 4096, so the padded baseline fits without checkpointing)",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=5e-4, help="of the CLI runs (a random model)"
+    )
+    parser.add_argument(
+        "--run-timeout", type=float, default=300, help="seconds one CLI run may take (dry run: x4)"
+    )
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = 12 if args.dry_run else 30
     if args.steps < 8:
-        parser.error("--steps must be at least 8 (the loss check compares the first 3 and the last 5 steps)")
+        parser.error(
+            "--steps must be at least 8 (the loss check compares the first 3 and the last 5 steps)"
+        )
     if args.dry_run:
         args.run_timeout *= 4
     return args
@@ -105,7 +145,9 @@ class Report:
         print("\n== summary ==")
         for name, outcome, detail, seconds in self.rows:
             print(f"{outcome:4}  {name:48} {seconds:6.0f} s  {detail}")
-        print(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped in {total:.0f} s")
+        print(
+            f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped in {total:.0f} s"
+        )
         return 1 if counts["FAIL"] or not counts["PASS"] else 0
 
 
@@ -121,9 +163,13 @@ def environment(dry_run: bool) -> tuple[str, float]:
         memory = props.total_memory / 2**30
         device = f"{props.name}, {memory:.0f} GiB, CUDA {torch.version.cuda}"
     elif not dry_run:
-        raise SystemExit("FAIL: no CUDA device (torch.cuda.is_available() is False); use --dry-run on a CPU")
-    return (f"device: {device}\nversions: python {platform.python_version()}, torch {torch.__version__}, "
-            f"lightning {lightning.__version__}, transformers {transformers.__version__}"), memory
+        raise SystemExit(
+            "FAIL: no CUDA device (torch.cuda.is_available() is False); use --dry-run on a CPU"
+        )
+    return (
+        f"device: {device}\nversions: python {platform.python_version()}, torch {torch.__version__}, "
+        f"lightning {lightning.__version__}, transformers {transformers.__version__}"
+    ), memory
 
 
 # --- (a) assets -------------------------------------------------------------------------------
@@ -139,8 +185,13 @@ def build_assets(work: Path, dry_run: bool) -> tuple[Path, Path, int]:
     model_dir = work / ("model-tiny" if dry_run else "model")
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    config = llama_config(shape, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = llama_config(
+        shape,
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     save_random_llama(model_dir, config, seed=0, dtype="float16", device="cpu")
     for name in TOKENIZER_FILES:
         if (DemoLayout(demo).base_model / name).is_file():
@@ -155,16 +206,23 @@ def check_model_folder(model_dir: Path, vocab: int) -> str:
     config = AutoConfig.from_pretrained(model_dir)
     problems = []
     if not config.use_cache or config.rms_norm_eps != 1e-6 or config.model_type != "llama":
-        problems.append(f"config fields differ from LLaMA-7B's: use_cache {config.use_cache}, "
-                        f"rms_norm_eps {config.rms_norm_eps}, model_type {config.model_type}")
+        problems.append(
+            f"config fields differ from LLaMA-7B's: use_cache {config.use_cache}, "
+            f"rms_norm_eps {config.rms_norm_eps}, model_type {config.model_type}"
+        )
     if not list(model_dir.glob("*.safetensors")):
         problems.append("no safetensors weights")
-    if len(AutoTokenizer.from_pretrained(model_dir)) != config.vocab_size or config.vocab_size != vocab:
+    if (
+        len(AutoTokenizer.from_pretrained(model_dir)) != config.vocab_size
+        or config.vocab_size != vocab
+    ):
         problems.append("tokenizer and vocab_size differ")
     if problems:
         raise ValueError("; ".join(problems))
-    return (f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}, "
-            f"use_cache {config.use_cache}, rms_norm_eps {config.rms_norm_eps}")
+    return (
+        f"hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}, "
+        f"use_cache {config.use_cache}, rms_norm_eps {config.rms_norm_eps}"
+    )
 
 
 # --- (b) training through the CLI -------------------------------------------------------------
@@ -177,8 +235,10 @@ def training_runs(dry_run: bool) -> list[tuple[str, list[str], str | None]]:
     # the recipes' packing line (configs/x-llama-7b-*.yaml): one row per micro-batch, flex attention,
     # the module's default loss (chunked)
     packed = [
-        "--data.init_args.batching", "pack",
-        "--model.init_args.attn_implementation", "sdpa_varlen" if dry_run else "flex_attention",
+        "--data.init_args.batching",
+        "pack",
+        "--model.init_args.attn_implementation",
+        "sdpa_varlen" if dry_run else "flex_attention",
     ]
     packed += ["--data.init_args.pad_to_multiple_of", "64"]  # fewer row widths: fewer recompiles
     no_fsdp1 = "DecoderFSDPStrategy (FSDP1) needs CUDA" if dry_run else None
@@ -187,30 +247,69 @@ def training_runs(dry_run: bool) -> list[tuple[str, list[str], str | None]]:
         ("fit DecoderFSDPStrategy", fsdp1, no_fsdp1),
         ("fit DecoderFSDP2Strategy", fsdp2, None),
         # the 7B recipes' strategy: FSDP1 (FSDP2 on CPU, where FSDP1 cannot run)
-        ("fit packed + " + ("sdpa_varlen" if dry_run else "flex_attention"), (fsdp2 if dry_run else fsdp1) + packed,
-         None),
+        (
+            "fit packed + " + ("sdpa_varlen" if dry_run else "flex_attention"),
+            (fsdp2 if dry_run else fsdp1) + packed,
+            None,
+        ),
     ]
 
 
-def fit_command(name: str, extra: list[str], demo: Path, model_dir: Path, logs: Path, args) -> list[str]:
+def fit_command(
+    name: str, extra: list[str], demo: Path, model_dir: Path, logs: Path, args
+) -> list[str]:
     data = demo / "data"
     return [
-        sys.executable, "-m", "lightning_xllama", "fit", "--config", str(REPO / "configs" / "demo.yaml"),
-        "--model.init_args.model_name_or_path", str(model_dir),
-        "--model.init_args.learning_rate", str(args.learning_rate),
-        "--data.init_args.english_instructions", str(DataLayout(data).instructions("en")),
-        "--data.init_args.translated_instructions", str(DataLayout(data).instructions("syn_far")),
-        "--data.init_args.parallel", str(DataLayout(data).parallel("syn_far")),
-        "--data.init_args.num_workers", "0" if args.dry_run else "2",
-        "--trainer.accelerator", "cpu" if args.dry_run else "gpu", "--trainer.devices", "1",
-        "--trainer.precision", "32-true" if args.dry_run else "bf16-mixed",
-        "--trainer.gradient_clip_val", "1.0", "--trainer.max_steps", str(args.steps),
-        "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
-        "--trainer.callbacks", "null", "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
-        "--trainer.default_root_dir", str(logs),
-        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(logs),
-        "--trainer.logger.name", name, "--trainer.logger.version", "0",
+        sys.executable,
+        "-m",
+        "lightning_xllama",
+        "fit",
+        "--config",
+        str(REPO / "configs" / "demo.yaml"),
+        "--model.init_args.model_name_or_path",
+        str(model_dir),
+        "--model.init_args.learning_rate",
+        str(args.learning_rate),
+        "--data.init_args.english_instructions",
+        str(DataLayout(data).instructions("en")),
+        "--data.init_args.translated_instructions",
+        str(DataLayout(data).instructions("syn_far")),
+        "--data.init_args.parallel",
+        str(DataLayout(data).parallel("syn_far")),
+        "--data.init_args.num_workers",
+        "0" if args.dry_run else "2",
+        "--trainer.accelerator",
+        "cpu" if args.dry_run else "gpu",
+        "--trainer.devices",
+        "1",
+        "--trainer.precision",
+        "32-true" if args.dry_run else "bf16-mixed",
+        "--trainer.gradient_clip_val",
+        "1.0",
+        "--trainer.max_steps",
+        str(args.steps),
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.num_sanity_val_steps",
+        "0",
+        "--trainer.callbacks",
+        "null",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.default_root_dir",
+        str(logs),
+        "--trainer.logger",
+        "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir",
+        str(logs),
+        "--trainer.logger.name",
+        name,
+        "--trainer.logger.version",
+        "0",
         *extra,
     ]
 
@@ -266,8 +365,14 @@ def run_training(report: Report, demo: Path, model_dir: Path, work: Path, args, 
             with log_file.open("w") as out:
                 out.write(" ".join(command) + "\n\n")
                 out.flush()
-                process = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
-                                         timeout=args.run_timeout)
+                process = subprocess.run(
+                    command,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=REPO,
+                    timeout=args.run_timeout,
+                )
             returncode = process.returncode
         except subprocess.TimeoutExpired:
             returncode = -1
@@ -275,7 +380,9 @@ def run_training(report: Report, demo: Path, model_dir: Path, work: Path, args, 
         if returncode == -1:
             ok, detail = False, f"timed out after {args.run_timeout:.0f} s"
         else:
-            ok, detail = judge_training(returncode, logs / name / "version_0" / "metrics.csv", args.steps)
+            ok, detail = judge_training(
+                returncode, logs / name / "version_0" / "metrics.csv", args.steps
+            )
         if not ok:
             tail = log_file.read_text(errors="replace").splitlines()[-25:]
             print("\n".join(f"    | {line}" for line in tail), flush=True)
@@ -287,8 +394,14 @@ def run_training(report: Report, demo: Path, model_dir: Path, work: Path, args, 
 def run_throughput(report: Report, work: Path, args, env: dict, memory_gib: float) -> None:
     out = work / "throughput.json"
     out.unlink(missing_ok=True)
-    command = [sys.executable, str(REPO / "benchmarks" / "gpu_throughput.py"), "--out", str(out),
-               "--model-dir", str(work / "bench_models")]
+    command = [
+        sys.executable,
+        str(REPO / "benchmarks" / "gpu_throughput.py"),
+        "--out",
+        str(out),
+        "--model-dir",
+        str(work / "bench_models"),
+    ]
     if args.dry_run:
         command += ["--dry-run"]
     if args.full:
@@ -297,15 +410,28 @@ def run_throughput(report: Report, work: Path, args, env: dict, memory_gib: floa
         tokens = args.bench_tokens or (8192 if memory_gib >= 100 else 4096)
         if not args.dry_run:
             command += ["--tokens-per-batch", str(tokens)]
-        command += ["--shapes", "1b", "--strategies", "fsdp2", "--variants", *THROUGHPUT_VARIANTS,
-                    "--steps", str(args.bench_steps), "--warmup-steps", str(args.bench_warmup),
-                    "--run-timeout", "300"]
+        command += [
+            "--shapes",
+            "1b",
+            "--strategies",
+            "fsdp2",
+            "--variants",
+            *THROUGHPUT_VARIANTS,
+            "--steps",
+            str(args.bench_steps),
+            "--warmup-steps",
+            str(args.bench_warmup),
+            "--run-timeout",
+            "300",
+        ]
     print("$ " + " ".join(command), flush=True)
     started = time.perf_counter()
     process = subprocess.run(command, env=env, cwd=REPO)
     seconds = time.perf_counter() - started
     if not out.is_file():
-        report.add("throughput table", "FAIL", f"exit code {process.returncode}, no results", seconds)
+        report.add(
+            "throughput table", "FAIL", f"exit code {process.returncode}, no results", seconds
+        )
         return
     results = json.loads(out.read_text())
     for r in results:
@@ -313,14 +439,26 @@ def run_throughput(report: Report, work: Path, args, env: dict, memory_gib: floa
         if r.get("skipped"):
             report.add(name, "SKIP", r["skipped"])
         elif r.get("error"):
-            report.add(name, "FAIL", r["error"].strip().splitlines()[-1] if r["error"].strip() else "failed")
+            report.add(
+                name,
+                "FAIL",
+                r["error"].strip().splitlines()[-1] if r["error"].strip() else "failed",
+            )
         elif r.get("oom"):
             report.add(name, "FAIL", "out of memory")
         else:
-            report.add(name, "PASS", f"{r['tokens'] / r['seconds']:,.0f} tokens/s, final loss {r['final_loss']:.3f}"
-                       + (f", peak {r['peak_memory_gb']:.1f} GB" if r.get("peak_memory_gb") else ""))
-    report.add("throughput table", "PASS" if process.returncode == 0 else "FAIL",
-               f"exit code {process.returncode}; results in {out}", seconds)
+            report.add(
+                name,
+                "PASS",
+                f"{r['tokens'] / r['seconds']:,.0f} tokens/s, final loss {r['final_loss']:.3f}"
+                + (f", peak {r['peak_memory_gb']:.1f} GB" if r.get("peak_memory_gb") else ""),
+            )
+    report.add(
+        "throughput table",
+        "PASS" if process.returncode == 0 else "FAIL",
+        f"exit code {process.returncode}; results in {out}",
+        seconds,
+    )
 
 
 def main() -> None:
@@ -331,8 +469,13 @@ def main() -> None:
     print(text, flush=True)
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+    }
     if not args.full:
         t = time.perf_counter()
         try:

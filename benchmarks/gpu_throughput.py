@@ -57,29 +57,57 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 RESULT_PREFIX = "GPU_BENCH_RESULT "
 SHAPES = {  # LLaMA-1/2 family shapes (full multi-head attention)
-    "1b": dict(hidden_size=2048, intermediate_size=5504, num_hidden_layers=22, num_attention_heads=16),
-    "3b": dict(hidden_size=3200, intermediate_size=8640, num_hidden_layers=26, num_attention_heads=32),
-    "7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32),
-    "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4),  # --dry-run
+    "1b": dict(
+        hidden_size=2048, intermediate_size=5504, num_hidden_layers=22, num_attention_heads=16
+    ),
+    "3b": dict(
+        hidden_size=3200, intermediate_size=8640, num_hidden_layers=26, num_attention_heads=32
+    ),
+    "7b": dict(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32
+    ),
+    "tiny": dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+    ),  # --dry-run
 }
 VOCAB = {"tiny": 2048}  # every other shape: LLaMA's 32000
 DEFAULT_TOKENS = {"1b": 16384, "3b": 8192, "7b": 4096, "tiny": 1024}
 """Example tokens per micro-batch when ``--tokens-per-batch`` is not given."""
 LLAMA_7B_CONFIG = dict(
     # the config.json of a LLaMA-7B Hugging Face folder (huggyllama/llama-7b), less its shape
-    architectures=["LlamaForCausalLM"], model_type="llama", hidden_act="silu", initializer_range=0.02,
-    max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0, rope_scaling=None,
-    attention_bias=False, mlp_bias=False, pretraining_tp=1, tie_word_embeddings=False,
-    bos_token_id=1, eos_token_id=2, pad_token_id=0, use_cache=True,
-    hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-    num_key_value_heads=32, vocab_size=32000,
+    architectures=["LlamaForCausalLM"],
+    model_type="llama",
+    hidden_act="silu",
+    initializer_range=0.02,
+    max_position_embeddings=2048,
+    rms_norm_eps=1e-6,
+    rope_theta=10000.0,
+    rope_scaling=None,
+    attention_bias=False,
+    mlp_bias=False,
+    pretraining_tp=1,
+    tie_word_embeddings=False,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+    use_cache=True,
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    vocab_size=32000,
 )
 VARIANTS = {  # name -> (packing, attention, chunked loss, compile_layers)
     "padded": dict(packing=False, attention="sdpa", chunked=False, compile=False),
     "packed-sdpa": dict(packing=True, attention="sdpa", chunked=False, compile=False),
     "packed-flex": dict(packing=True, attention="flex_attention", chunked=False, compile=False),
-    "packed-flex-chunked": dict(packing=True, attention="flex_attention", chunked=True, compile=False),
-    "packed-flex-chunked-compile": dict(packing=True, attention="flex_attention", chunked=True, compile=True),
+    "packed-flex-chunked": dict(
+        packing=True, attention="flex_attention", chunked=True, compile=False
+    ),
+    "packed-flex-chunked-compile": dict(
+        packing=True, attention="flex_attention", chunked=True, compile=True
+    ),
 }
 CKPT = "+ckpt"
 DEFAULT_VARIANTS = [*VARIANTS, "padded+ckpt", "packed-flex-chunked-compile+ckpt"]
@@ -90,37 +118,90 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", nargs="+", default=["1b", "3b"], choices=[s for s in SHAPES if s != "tiny"],
-                        help="7b runs its variants with activation checkpointing only")
-    parser.add_argument("--strategies", nargs="+", default=["fsdp", "fsdp2"], choices=["fsdp", "fsdp2"],
-                        help="fsdp: DecoderFSDPStrategy (FSDP1, the recipes'); fsdp2: DecoderFSDP2Strategy")
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="NAME",
-                        help=f"among {', '.join(VARIANTS)}, each optionally with {CKPT} (default: %(default)s)")
-    parser.add_argument("--tokens-per-batch", type=int,
-                        help="example tokens per micro-batch (default: " +
-                             ", ".join(f"{k} {v}" for k, v in DEFAULT_TOKENS.items() if k != "tiny") + ")")
-    parser.add_argument("--pad-multiple", type=int, default=64, help="row width rounded up to a multiple of this")
-    parser.add_argument("--loss-chunk-size", type=int, default=1024, help="rows of logits at once (chunked variants)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["1b", "3b"],
+        choices=[s for s in SHAPES if s != "tiny"],
+        help="7b runs its variants with activation checkpointing only",
+    )
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        default=["fsdp", "fsdp2"],
+        choices=["fsdp", "fsdp2"],
+        help="fsdp: DecoderFSDPStrategy (FSDP1, the recipes'); fsdp2: DecoderFSDP2Strategy",
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=DEFAULT_VARIANTS,
+        metavar="NAME",
+        help=f"among {', '.join(VARIANTS)}, each optionally with {CKPT} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tokens-per-batch",
+        type=int,
+        help="example tokens per micro-batch (default: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_TOKENS.items() if k != "tiny")
+        + ")",
+    )
+    parser.add_argument(
+        "--pad-multiple", type=int, default=64, help="row width rounded up to a multiple of this"
+    )
+    parser.add_argument(
+        "--loss-chunk-size",
+        type=int,
+        default=1024,
+        help="rows of logits at once (chunked variants)",
+    )
     parser.add_argument("--steps", type=int, default=20, help="optimizer steps per run (N)")
-    parser.add_argument("--warmup-steps", type=int, default=5, help="steps left out of the timing (W); compile needs a few")
-    parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
-    parser.add_argument("--max-length", type=int, default=512, help="longest example (the recipes: 512)")
-    parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: from its name)")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=5,
+        help="steps left out of the timing (W); compile needs a few",
+    )
+    parser.add_argument(
+        "--accumulate", type=int, default=1, help="micro-batches per optimizer step"
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=512, help="longest example (the recipes: 512)"
+    )
+    parser.add_argument(
+        "--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: from its name)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts" / "gpu_bench",
-                        help="where the random models are saved, one folder per shape and seed (reused)")
-    parser.add_argument("--run-timeout", type=float, default=1800, help="seconds one variant may take")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="CPU, tiny shape, 3 steps, FSDP2 only, sdpa_varlen for flex: checks the path runs")
-    parser.add_argument("--out", type=Path, help="also write the table (.md) or every result (.json)")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)  # JSON settings of one run, for the subprocess
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=REPO / "artifacts" / "gpu_bench",
+        help="where the random models are saved, one folder per shape and seed (reused)",
+    )
+    parser.add_argument(
+        "--run-timeout", type=float, default=1800, help="seconds one variant may take"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="CPU, tiny shape, 3 steps, FSDP2 only, sdpa_varlen for flex: checks the path runs",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="also write the table (.md) or every result (.json)"
+    )
+    parser.add_argument(
+        "--worker", help=argparse.SUPPRESS
+    )  # JSON settings of one run, for the subprocess
     parser.add_argument("--build-model", help=argparse.SUPPRESS)  # JSON settings of a model to save
     args = parser.parse_args(argv)
     for name in args.variants:
         if name.removesuffix(CKPT) not in VARIANTS:
-            parser.error(f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}, optionally with {CKPT}")
+            parser.error(
+                f"unknown variant {name!r}: expected one of {', '.join(VARIANTS)}, optionally with {CKPT}"
+            )
     if args.dry_run:
         args.shapes, args.strategies = ["tiny"], ["fsdp2"]
         args.steps, args.warmup_steps, args.max_length = 3, 1, 256
@@ -155,7 +236,9 @@ def llama_config(shape: dict, vocab_size: int, **overrides):
     return LlamaConfig(**fields)
 
 
-def save_random_llama(out_dir: Path, config, seed: int = 0, dtype: str = "bfloat16", device: str = "cpu") -> Path:
+def save_random_llama(
+    out_dir: Path, config, seed: int = 0, dtype: str = "bfloat16", device: str = "cpu"
+) -> Path:
     """A randomly initialised ``LlamaForCausalLM`` saved as a Hugging Face folder (safetensors).
 
     Built on ``device`` (a GPU initialises a 7B in seconds) and stored in ``dtype``, as real
@@ -168,8 +251,11 @@ def save_random_llama(out_dir: Path, config, seed: int = 0, dtype: str = "bfloat
     with torch.device(device):
         model = LlamaForCausalLM(config)
     model.to(getattr(torch, dtype))
-    model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                                               pad_token_id=config.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     return out_dir
@@ -180,29 +266,46 @@ def ensure_model(shape: str, seed: int, root: Path, cpu: bool) -> Path:
     GPU), reused while its stamp matches."""
     out = root / f"random-{shape}-s{seed}"
     stamp = out / "bench_model.json"
-    wanted = {"shape": SHAPES[shape], "vocab": VOCAB.get(shape, 32000), "seed": seed, "config": LLAMA_7B_CONFIG}
+    wanted = {
+        "shape": SHAPES[shape],
+        "vocab": VOCAB.get(shape, 32000),
+        "seed": seed,
+        "config": LLAMA_7B_CONFIG,
+    }
     if stamp.is_file() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
         return out
     if out.exists():
         shutil.rmtree(out)
     started = time.perf_counter()
     settings = {"shape": shape, "seed": seed, "out": str(out), "device": "cpu" if cpu else "cuda"}
-    process = subprocess.run([sys.executable, __file__, "--build-model", json.dumps(settings)],
-                             capture_output=True, text=True)
+    process = subprocess.run(
+        [sys.executable, __file__, "--build-model", json.dumps(settings)],
+        capture_output=True,
+        text=True,
+    )
     if process.returncode != 0:
         sys.exit(f"building the {shape} model failed:\n{process.stderr[-4000:]}")
     stamp.write_text(json.dumps(wanted))
-    print(f"saved a random {shape} LLaMA to {out} ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(
+        f"saved a random {shape} LLaMA to {out} ({time.perf_counter() - started:.0f} s)", flush=True
+    )
     return out
 
 
 def build_model(settings: dict) -> None:
     import torch
 
-    device = settings["device"] if settings["device"] == "cpu" or torch.cuda.is_available() else "cpu"
+    device = (
+        settings["device"] if settings["device"] == "cpu" or torch.cuda.is_available() else "cpu"
+    )
     shape = settings["shape"]
-    save_random_llama(Path(settings["out"]), llama_config(SHAPES[shape], VOCAB.get(shape, 32000)),
-                      settings["seed"], "bfloat16", device)
+    save_random_llama(
+        Path(settings["out"]),
+        llama_config(SHAPES[shape], VOCAB.get(shape, 32000)),
+        settings["seed"],
+        "bfloat16",
+        device,
+    )
 
 
 # --- the data -------------------------------------------------------------------------------
@@ -218,11 +321,15 @@ def example_stream(vocab: int, max_length: int, seed: int):
         yield {"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]}
 
 
-def micro_batches(count: int, tokens_per_batch: int, vocab: int, max_length: int, seed: int) -> list[list[dict]]:
+def micro_batches(
+    count: int, tokens_per_batch: int, vocab: int, max_length: int, seed: int
+) -> list[list[dict]]:
     """``count`` micro-batches: examples in order, each batch filled until the next example
     would pass ``tokens_per_batch`` example tokens."""
     if max_length > tokens_per_batch:
-        raise ValueError(f"--tokens-per-batch {tokens_per_batch} cannot hold an example of {max_length} tokens")
+        raise ValueError(
+            f"--tokens-per-batch {tokens_per_batch} cannot hold an example of {max_length} tokens"
+        )
     batches: list[list[dict]] = []
     current: list[dict] = []
     used = 0
@@ -251,8 +358,13 @@ def run_one(settings: dict) -> dict:
 
     cpu = settings["dry_run"]
     variant = describe(settings["variant"], cpu)
-    batches = micro_batches(settings["steps"] * settings["accumulate"], settings["tokens_per_batch"],
-                            VOCAB.get(settings["shape"], 32000), settings["max_length"], settings["seed"])
+    batches = micro_batches(
+        settings["steps"] * settings["accumulate"],
+        settings["tokens_per_batch"],
+        VOCAB.get(settings["shape"], 32000),
+        settings["max_length"],
+        settings["seed"],
+    )
     example_tokens = [sum(len(e["input_ids"]) for e in batch) for batch in batches]
 
     class Meter(L.Callback):
@@ -264,7 +376,9 @@ def run_one(settings: dict) -> dict:
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             if trainer.global_step >= settings["warmup_steps"]:
-                self.tokens += example_tokens[batch_idx]  # the examples' own, whatever the collator adds
+                self.tokens += example_tokens[
+                    batch_idx
+                ]  # the examples' own, whatever the collator adds
                 self.examples += len(batches[batch_idx])
                 self.row_tokens += batch["input_ids"].numel()
 
@@ -280,25 +394,45 @@ def run_one(settings: dict) -> dict:
 
     checkpointing = variant["checkpointing"]
     if settings["strategy"] == "fsdp2":
-        strategy = DecoderFSDP2Strategy(param_dtype="fp32" if cpu else "bf16", activation_checkpointing=checkpointing)
+        strategy = DecoderFSDP2Strategy(
+            param_dtype="fp32" if cpu else "bf16", activation_checkpointing=checkpointing
+        )
     else:
-        strategy = DecoderFSDPStrategy(activation_checkpointing=checkpointing, state_dict_type="full")
+        strategy = DecoderFSDPStrategy(
+            activation_checkpointing=checkpointing, state_dict_type="full"
+        )
     pad = settings["pad_multiple"]
-    collate = PackCollator(0, None, pad_to_multiple_of=pad) if variant["packing"] else PadCollator(0, pad_to_multiple_of=pad)
+    collate = (
+        PackCollator(0, None, pad_to_multiple_of=pad)
+        if variant["packing"]
+        else PadCollator(0, pad_to_multiple_of=pad)
+    )
     # batch_size None: each item (a micro-batch's examples) goes to the collator as it is
     loader = DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=2, shuffle=False)
     meter = Meter()
     L.seed_everything(settings["seed"])
     trainer = L.Trainer(
-        accelerator="cpu" if cpu else "gpu", devices=1, strategy=strategy,
-        precision="32-true" if cpu else "bf16-mixed", max_steps=settings["steps"],
-        accumulate_grad_batches=settings["accumulate"], gradient_clip_val=1.0, callbacks=[meter], logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu" if cpu else "gpu",
+        devices=1,
+        strategy=strategy,
+        precision="32-true" if cpu else "bf16-mixed",
+        max_steps=settings["steps"],
+        accumulate_grad_batches=settings["accumulate"],
+        gradient_clip_val=1.0,
+        callbacks=[meter],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         use_distributed_sampler=False,  # one device: keep the micro-batches in order (the meter indexes them)
     )
     module = XLlamaModule(
-        settings["model_dir"], learning_rate=2e-5, warmup_ratio=0.03, attn_implementation=variant["attention"],
-        compile_layers=variant["compile"], loss_chunk_size=settings["loss_chunk_size"] if variant["chunked"] else None,
+        settings["model_dir"],
+        learning_rate=2e-5,
+        warmup_ratio=0.03,
+        attn_implementation=variant["attention"],
+        compile_layers=variant["compile"],
+        loss_chunk_size=settings["loss_chunk_size"] if variant["chunked"] else None,
     )
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -308,10 +442,17 @@ def run_one(settings: dict) -> dict:
         return {**settings, "oom": True}
     params = sum(p.numel() for n, p in module.model.named_parameters() if "embed_tokens" not in n)
     return {
-        **settings, "oom": False, "seconds": meter.end - meter.start, "tokens": meter.tokens,
-        "row_tokens": meter.row_tokens, "examples": meter.examples,
-        "parameters": sum(p.numel() for p in module.model.parameters()), "flop_parameters": params,
-        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        **settings,
+        "oom": False,
+        "seconds": meter.end - meter.start,
+        "tokens": meter.tokens,
+        "row_tokens": meter.row_tokens,
+        "examples": meter.examples,
+        "parameters": sum(p.numel() for p in module.model.parameters()),
+        "flop_parameters": params,
+        "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30
+        if torch.cuda.is_available()
+        else None,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "versions": {m: __import__(m).__version__ for m in ("torch", "lightning", "transformers")},
         "final_loss": float(trainer.callback_metrics["train/loss"]),
@@ -322,7 +463,9 @@ def run_one(settings: dict) -> dict:
 def peak_flops(device: str, override: float | None) -> float | None:
     if override is not None:
         return override * 1e12
-    return next((tflops * 1e12 for name, tflops in PEAK_BF16_TFLOPS.items() if name in device), None)
+    return next(
+        (tflops * 1e12 for name, tflops in PEAK_BF16_TFLOPS.items() if name in device), None
+    )
 
 
 def ran(result: dict) -> bool:
@@ -334,9 +477,15 @@ def summarise(result: dict, peak: float | None, mean_length: float) -> dict:
         return {"tokens_s": None, "mfu": None, "memory": None}
     tokens_s = result["tokens"] / result["seconds"]
     shape = SHAPES[result["shape"]]
-    flops_per_token = 6 * result["flop_parameters"] + 12 * shape["num_hidden_layers"] * shape["hidden_size"] * mean_length
-    return {"tokens_s": tokens_s, "mfu": tokens_s * flops_per_token / peak if peak else None,
-            "memory": result["peak_memory_gb"]}
+    flops_per_token = (
+        6 * result["flop_parameters"]
+        + 12 * shape["num_hidden_layers"] * shape["hidden_size"] * mean_length
+    )
+    return {
+        "tokens_s": tokens_s,
+        "mfu": tokens_s * flops_per_token / peak if peak else None,
+        "memory": result["peak_memory_gb"],
+    }
 
 
 def status(result: dict) -> str | None:
@@ -366,7 +515,9 @@ def baselines(results: list[dict]) -> str:
     groups = dict.fromkeys((r["shape"], r["strategy"]) for r in results)
     named = []
     for shape, strategy in groups:
-        reference = baseline([r for r in results if (r["shape"], r["strategy"]) == (shape, strategy)])
+        reference = baseline(
+            [r for r in results if (r["shape"], r["strategy"]) == (shape, strategy)]
+        )
         named.append(f"{shape} {strategy}: {reference['variant'] if reference else 'none ran'}")
     return "; ".join(named)
 
@@ -375,8 +526,20 @@ def table(results: list[dict], peak: float | None, mean_lengths: dict[str, float
     def cell(value, fmt, why):
         return why if why else "n/a" if value is None else format(value, fmt)
 
-    head = ["shape", "strategy", "variant", "attention", "ckpt", "tokens/s", "x base", "MFU", "peak GB", "x base",
-            "padding", "final loss"]
+    head = [
+        "shape",
+        "strategy",
+        "variant",
+        "attention",
+        "ckpt",
+        "tokens/s",
+        "x base",
+        "MFU",
+        "peak GB",
+        "x base",
+        "padding",
+        "final loss",
+    ]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---|---|" + "---:|" * 7]
     for group in dict.fromkeys((r["shape"], r["strategy"]) for r in results):
         runs = [r for r in results if (r["shape"], r["strategy"]) == group]
@@ -387,16 +550,31 @@ def table(results: list[dict], peak: float | None, mean_lengths: dict[str, float
             s, why = summarise(run, peak, mean_length), status(run)
             variant = describe(run["variant"], run["dry_run"])
             speed = s["tokens_s"] / base["tokens_s"] if base and s["tokens_s"] else None
-            memory = s["memory"] / base["memory"] if base and s["memory"] and base["memory"] else None
+            memory = (
+                s["memory"] / base["memory"] if base and s["memory"] and base["memory"] else None
+            )
             padding = 1 - run["tokens"] / run["row_tokens"] if ran(run) else None
             loss = run.get("final_loss")
-            rows.append("| " + " | ".join([
-                run["shape"], run["strategy"], run["variant"], variant["attention"],
-                "on" if variant["checkpointing"] else "off",
-                cell(s["tokens_s"], ",.0f", why), cell(speed, ".2f", why), cell(s["mfu"], ".1%", why),
-                cell(s["memory"], ".1f", why), cell(memory, ".2f", why), cell(padding, ".0%", why),
-                cell(loss, ".3f", why),
-            ]) + " |")
+            rows.append(
+                "| "
+                + " | ".join(
+                    [
+                        run["shape"],
+                        run["strategy"],
+                        run["variant"],
+                        variant["attention"],
+                        "on" if variant["checkpointing"] else "off",
+                        cell(s["tokens_s"], ",.0f", why),
+                        cell(speed, ".2f", why),
+                        cell(s["mfu"], ".1%", why),
+                        cell(s["memory"], ".1f", why),
+                        cell(memory, ".2f", why),
+                        cell(padding, ".0%", why),
+                        cell(loss, ".3f", why),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(rows)
 
 
@@ -409,36 +587,65 @@ def main() -> None:
         print(RESULT_PREFIX + json.dumps(run_one(json.loads(args.worker))), flush=True)
         return
     if args.dry_run:
-        print("note: dry run on CPU: FSDP2 only (FSDP1 needs CUDA), sdpa_varlen in place of flex_attention "
-              "(FlexAttention has no CPU backward), fp32", flush=True)
+        print(
+            "note: dry run on CPU: FSDP2 only (FSDP1 needs CUDA), sdpa_varlen in place of flex_attention "
+            "(FlexAttention has no CPU backward), fp32",
+            flush=True,
+        )
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     temp = tempfile.mkdtemp(prefix="gpu_bench_") if args.dry_run else None
     results, mean_lengths, failed = [], {}, 0
     for shape in args.shapes:
         tokens_per_batch = args.tokens_per_batch or DEFAULT_TOKENS[shape]
-        batches = micro_batches(args.steps * args.accumulate, tokens_per_batch, VOCAB.get(shape, 32000),
-                                args.max_length, args.seed)
+        batches = micro_batches(
+            args.steps * args.accumulate,
+            tokens_per_batch,
+            VOCAB.get(shape, 32000),
+            args.max_length,
+            args.seed,
+        )
         lengths = [len(e["input_ids"]) for b in batches for e in b]
         mean_lengths[shape] = sum(lengths) / len(lengths)
-        print(f"{shape}: {len(batches)} micro-batches of {tokens_per_batch} example tokens at most, "
-              f"{len(lengths) / len(batches):.1f} examples each, mean length {mean_lengths[shape]:.0f}", flush=True)
-        model_dir = ensure_model(shape, args.seed, Path(temp) if temp else args.model_dir, args.dry_run)
+        print(
+            f"{shape}: {len(batches)} micro-batches of {tokens_per_batch} example tokens at most, "
+            f"{len(lengths) / len(batches):.1f} examples each, mean length {mean_lengths[shape]:.0f}",
+            flush=True,
+        )
+        model_dir = ensure_model(
+            shape, args.seed, Path(temp) if temp else args.model_dir, args.dry_run
+        )
         for strategy in args.strategies:
             for name in variant_list(args.variants, shape):
                 settings = dict(
-                    shape=shape, strategy=strategy, variant=name, model_dir=str(model_dir),
-                    tokens_per_batch=tokens_per_batch, pad_multiple=args.pad_multiple,
-                    loss_chunk_size=args.loss_chunk_size, steps=args.steps, warmup_steps=args.warmup_steps,
-                    accumulate=args.accumulate, max_length=args.max_length, seed=args.seed, dry_run=args.dry_run,
+                    shape=shape,
+                    strategy=strategy,
+                    variant=name,
+                    model_dir=str(model_dir),
+                    tokens_per_batch=tokens_per_batch,
+                    pad_multiple=args.pad_multiple,
+                    loss_chunk_size=args.loss_chunk_size,
+                    steps=args.steps,
+                    warmup_steps=args.warmup_steps,
+                    accumulate=args.accumulate,
+                    max_length=args.max_length,
+                    seed=args.seed,
+                    dry_run=args.dry_run,
                 )
                 started = time.perf_counter()
                 try:
                     process = subprocess.run(
-                        [sys.executable, __file__, "--worker", json.dumps(settings)], capture_output=True, text=True,
-                        env=env, timeout=args.run_timeout,
+                        [sys.executable, __file__, "--worker", json.dumps(settings)],
+                        capture_output=True,
+                        text=True,
+                        env=env,
+                        timeout=args.run_timeout,
                     )
-                    lines = [line for line in process.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+                    lines = [
+                        line
+                        for line in process.stdout.splitlines()
+                        if line.startswith(RESULT_PREFIX)
+                    ]
                     error = None if process.returncode == 0 and lines else process.stderr[-3000:]
                 except subprocess.TimeoutExpired:
                     lines, error = [], f"timed out after {args.run_timeout:.0f} s"
@@ -447,10 +654,16 @@ def main() -> None:
                     results.append({**settings, "error": error})
                     print(f"{shape} {strategy} {name}: FAILED\n{error}", flush=True)
                     continue
-                results.append(json.loads(lines[0][len(RESULT_PREFIX):]))
-                label = "OOM" if results[-1]["oom"] else f"{results[-1]['tokens'] / results[-1]['seconds']:,.0f} tokens/s"
-                print(f"{shape} {strategy} {name}: {label} ({time.perf_counter() - started:.0f} s with start-up)",
-                      flush=True)
+                results.append(json.loads(lines[0][len(RESULT_PREFIX) :]))
+                label = (
+                    "OOM"
+                    if results[-1]["oom"]
+                    else f"{results[-1]['tokens'] / results[-1]['seconds']:,.0f} tokens/s"
+                )
+                print(
+                    f"{shape} {strategy} {name}: {label} ({time.perf_counter() - started:.0f} s with start-up)",
+                    flush=True,
+                )
     if temp:
         shutil.rmtree(temp, ignore_errors=True)
     done = next((r for r in results if ran(r)), {})
@@ -462,8 +675,10 @@ def main() -> None:
         f"{', '.join(f'{k} {v}' for k, v in done.get('versions', {}).items())}; "
         f"peak {peak / 1e12 if peak else 'unknown'} TFLOP/s\n"
         f"- micro-batches: examples up to {args.max_length} tokens, "
-        + ", ".join(f"{s} {args.tokens_per_batch or DEFAULT_TOKENS[s]} example tokens (mean length {mean_lengths[s]:.0f})"
-                    for s in args.shapes)
+        + ", ".join(
+            f"{s} {args.tokens_per_batch or DEFAULT_TOKENS[s]} example tokens (mean length {mean_lengths[s]:.0f})"
+            for s in args.shapes
+        )
         + f"; packed = one row, width a multiple of {args.pad_multiple}; x {args.accumulate} accumulation; "
         f"chunked loss {args.loss_chunk_size} rows; steps {args.steps}, timed {args.warmup_steps + 1}-{args.steps}\n"
         "- tokens/s: the examples' tokens (no padding); padding: share of the computed row tokens that are padding; "
@@ -473,7 +688,9 @@ def main() -> None:
     print("\n" + text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n")
+        args.out.write_text(
+            json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n"
+        )
         print(f"written to {args.out}")
     if failed:
         sys.exit(f"{failed} run(s) failed")

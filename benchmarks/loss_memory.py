@@ -41,14 +41,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--hidden", type=int, default=2048)
-    parser.add_argument("--tokens", type=int, default=8192, help="rows of the loss (batch x sequence)")
+    parser.add_argument(
+        "--tokens", type=int, default=8192, help="rows of the loss (batch x sequence)"
+    )
     parser.add_argument("--chunk-size", type=int, default=1024)
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda where there is one)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="of hidden states and weight; auto: bfloat16 on CUDA, float32 on CPU "
-                             "(CPU bf16 matmuls are several times slower on most CPUs)")
+    parser.add_argument(
+        "--device", default="auto", help="cpu, cuda or auto (cuda where there is one)"
+    )
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="of hidden states and weight; auto: bfloat16 on CUDA, float32 on CPU "
+        "(CPU bf16 matmuls are several times slower on most CPUs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the table (.md) or the results (.json)")
+    parser.add_argument(
+        "--out", type=Path, help="also write the table (.md) or the results (.json)"
+    )
     parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -60,7 +70,11 @@ def rss_status() -> dict[str, int]:
         lines = Path("/proc/self/status").read_text().splitlines()
     except OSError:
         return {}
-    return {line.split(":")[0]: int(line.split()[1]) * 1024 for line in lines if line.startswith(("VmRSS:", "VmHWM:"))}
+    return {
+        line.split(":")[0]: int(line.split()[1]) * 1024
+        for line in lines
+        if line.startswith(("VmRSS:", "VmHWM:"))
+    }
 
 
 def reset_rss_peak() -> bool:
@@ -85,20 +99,31 @@ def worker(args: argparse.Namespace) -> dict:
 
     from lightning_xllama.chunked_loss import chunked_cross_entropy
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    dtype_name = args.dtype if args.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    dtype_name = (
+        args.dtype if args.dtype != "auto" else ("bfloat16" if device.type == "cuda" else "float32")
+    )
     dtype = getattr(torch, dtype_name)
     g = torch.Generator(device=device).manual_seed(args.seed)
-    hidden = torch.randn(args.tokens, args.hidden, generator=g, device=device, dtype=dtype).requires_grad_()
-    weight = (torch.randn(args.vocab, args.hidden, generator=g, device=device, dtype=dtype)
-              * args.hidden**-0.5).requires_grad_()
+    hidden = torch.randn(
+        args.tokens, args.hidden, generator=g, device=device, dtype=dtype
+    ).requires_grad_()
+    weight = (
+        torch.randn(args.vocab, args.hidden, generator=g, device=device, dtype=dtype)
+        * args.hidden**-0.5
+    ).requires_grad_()
     labels = torch.randint(0, args.vocab, (args.tokens,), generator=g, device=device)
     labels[torch.rand(args.tokens, generator=g, device=device) < 0.1] = -100
 
     def step() -> torch.Tensor:
         if args.worker == "reference":
-            loss = F.cross_entropy(F.linear(hidden, weight).float(), labels, ignore_index=-100, reduction="sum")
+            loss = F.cross_entropy(
+                F.linear(hidden, weight).float(), labels, ignore_index=-100, reduction="sum"
+            )
         else:
             loss = chunked_cross_entropy(hidden, weight, labels, chunk_size=args.chunk_size)
         loss.backward()
@@ -133,9 +158,15 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         peak = rss_status()["VmHWM"]
     return {
-        "method": args.worker, "device": str(device), "dtype": dtype_name, "memory_measure": method,
-        "peak_mib": (peak - baseline) / MIB, "seconds": seconds, "loss": loss.item(),
-        "weight_grad_norm": weight.grad.float().norm().item(), "hidden_grad_norm": hidden.grad.float().norm().item(),
+        "method": args.worker,
+        "device": str(device),
+        "dtype": dtype_name,
+        "memory_measure": method,
+        "peak_mib": (peak - baseline) / MIB,
+        "seconds": seconds,
+        "loss": loss.item(),
+        "weight_grad_norm": weight.grad.float().norm().item(),
+        "hidden_grad_norm": hidden.grad.float().norm().item(),
         "threads": torch.get_num_threads(),
     }
 
@@ -177,20 +208,41 @@ def main(argv: list[str] | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     results = {}
     for method in METHODS:
-        command = [sys.executable, __file__, "--worker", method, "--vocab", str(args.vocab), "--hidden",
-                   str(args.hidden), "--tokens", str(args.tokens), "--chunk-size", str(args.chunk_size),
-                   "--device", args.device, "--dtype", args.dtype, "--seed", str(args.seed)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            method,
+            "--vocab",
+            str(args.vocab),
+            "--hidden",
+            str(args.hidden),
+            "--tokens",
+            str(args.tokens),
+            "--chunk-size",
+            str(args.chunk_size),
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--seed",
+            str(args.seed),
+        ]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"the {method} run failed:\n{done.stderr[-3000:]}")
-        line = next(l for l in done.stdout.splitlines() if l.startswith(RESULT_PREFIX))
-        results[method] = json.loads(line[len(RESULT_PREFIX):])
-        print(f"{method}: peak {results[method]['peak_mib']:,.0f} MiB, {results[method]['seconds']:.2f} s",
-              file=sys.stderr)
+        line = next(row for row in done.stdout.splitlines() if row.startswith(RESULT_PREFIX))
+        results[method] = json.loads(line[len(RESULT_PREFIX) :])
+        print(
+            f"{method}: peak {results[method]['peak_mib']:,.0f} MiB, {results[method]['seconds']:.2f} s",
+            file=sys.stderr,
+        )
     text = table(results, args)
     print(text)
     if args.out:
-        args.out.write_text(json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n")
+        args.out.write_text(
+            json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n"
+        )
 
 
 if __name__ == "__main__":

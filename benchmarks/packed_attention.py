@@ -76,8 +76,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp(prefix="packed_attention_"))
     config = LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden_size, intermediate_size=args.hidden_size * 8 // 3,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.heads,
+        vocab_size=args.vocab,
+        hidden_size=args.hidden_size,
+        intermediate_size=args.hidden_size * 8 // 3,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
         max_position_embeddings=max(2048, args.max_length * args.batch_size),
     )
     LlamaForCausalLM(config).save_pretrained(folder)
@@ -94,7 +98,10 @@ def main() -> None:
         module = XLlamaModule(str(folder), attn_implementation=implementation)
         module.configure_model()
         modules[name] = module.to(device)
-        batches[name] = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(g).items()} for g in groups]
+        batches[name] = [
+            {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(g).items()}
+            for g in groups
+        ]
     tokens = sum(len(e["input_ids"]) for e in examples)
     cells = {name: sum(b["input_ids"].numel() for b in batches[name]) for name in variants}
 
@@ -114,12 +121,14 @@ def main() -> None:
         run(name)
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     for repeat in range(args.repeats):
-        for name in (variants if repeat % 2 == 0 else reversed(list(variants))):
+        for name in variants if repeat % 2 == 0 else reversed(list(variants)):
             seconds[name].append(run(name))
     base = tokens / statistics.median(seconds[next(iter(variants))])
-    print(f"- {device}; {sum(p.numel() for p in modules[next(iter(variants))].parameters()) / 1e6:.1f}M parameters; "
-          f"{len(examples)} examples in micro-batches of {args.batch_size}, mean length {tokens / len(examples):.0f}, "
-          f"max {args.max_length}; median of {args.repeats} repeats; torch {torch.__version__}\n")
+    print(
+        f"- {device}; {sum(p.numel() for p in modules[next(iter(variants))].parameters()) / 1e6:.1f}M parameters; "
+        f"{len(examples)} examples in micro-batches of {args.batch_size}, mean length {tokens / len(examples):.0f}, "
+        f"max {args.max_length}; median of {args.repeats} repeats; torch {torch.__version__}\n"
+    )
     print("| variant | tokens/s | x padded | real tokens in the batch tensors |")
     print("|---|---:|---:|---:|")
     for name in variants:

@@ -69,22 +69,47 @@ PATHS = {"lightning": "lightning_xllama (Lightning)", "hf": "HF transformers.Tra
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per run (N)")
-    parser.add_argument("--warmup-steps", type=int, default=10, help="steps left out of the timing (W)")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=10, help="steps left out of the timing (W)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="examples per optimizer step")
-    add_asset_arguments(parser, 20, "pretraining steps of the cached base model (only its shapes matter)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate (as configs/demo.yaml)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of each path, in alternating order; medians are shown")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads of every run; 1 by default because on a shared machine "
-                             "several threads spin-wait for a busy core and the timings swing by 2-5x")
-    parser.add_argument("--seed", type=int, default=42, help="seed of the data order and of both trainers")
-    parser.add_argument("--out", type=Path, help="also write the table: .json (with every run) or markdown")
-    parser.add_argument("--worker", choices=sorted(PATHS), help=argparse.SUPPRESS)  # set for the subprocesses
+    add_asset_arguments(
+        parser, 20, "pretraining steps of the cached base model (only its shapes matter)"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak learning rate (as configs/demo.yaml)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each path, in alternating order; medians are shown",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads of every run; 1 by default because on a shared machine "
+        "several threads spin-wait for a busy core and the timings swing by 2-5x",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the data order and of both trainers"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="also write the table: .json (with every run) or markdown"
+    )
+    parser.add_argument(
+        "--worker", choices=sorted(PATHS), help=argparse.SUPPRESS
+    )  # set for the subprocesses
     parser.add_argument("--assets", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.warmup_steps < args.steps:
-        parser.error("--warmup-steps must be at least 1 (timing starts at the end of a step) and less than --steps")
+        parser.error(
+            "--warmup-steps must be at least 1 (timing starts at the end of a step) and less than --steps"
+        )
     return args
 
 
@@ -112,7 +137,9 @@ class Meter:
     def result(self, final_loss: float, optimizer) -> dict:
         import torch
 
-        flags = f"fused={optimizer.defaults.get('fused')}, foreach={optimizer.defaults.get('foreach')}"
+        flags = (
+            f"fused={optimizer.defaults.get('fused')}, foreach={optimizer.defaults.get('foreach')}"
+        )
         return {
             "wall_s": self.end - self.start,
             "cpu_s": self.end_cpu - self.start_cpu,
@@ -161,7 +188,9 @@ def first_epoch_examples(datamodule, args: argparse.Namespace) -> list[dict]:
     needed = args.steps * args.batch_size
     examples = datamodule.train_examples(needed)
     if len(examples) < needed:
-        sys.exit(f"--steps x --batch-size = {needed} examples, more than one epoch ({len(examples)})")
+        sys.exit(
+            f"--steps x --batch-size = {needed} examples, more than one epoch ({len(examples)})"
+        )
     return examples
 
 
@@ -183,14 +212,29 @@ def run_lightning(args: argparse.Namespace) -> dict:
     first_epoch_examples(datamodule, args)  # the baseline's check, made before any training
     loader_s = time_loader(datamodule, args)
     L.seed_everything(args.seed, verbose=False)
-    module = XLlamaModule(str(DemoLayout(args.assets).base_model), learning_rate=args.learning_rate, warmup_ratio=WARMUP_RATIO)
+    module = XLlamaModule(
+        str(DemoLayout(args.assets).base_model),
+        learning_rate=args.learning_rate,
+        warmup_ratio=WARMUP_RATIO,
+    )
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=args.steps, gradient_clip_val=MAX_GRAD_NORM,
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Timing()],
+        accelerator="cpu",
+        devices=1,
+        max_steps=args.steps,
+        gradient_clip_val=MAX_GRAD_NORM,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[Timing()],
     )
     trainer.fit(module, datamodule=datamodule)
-    return {**meter.result(float(trainer.callback_metrics["train/loss"]), trainer.optimizers[0]), "loader_s": loader_s}
+    return {
+        **meter.result(float(trainer.callback_metrics["train/loss"]), trainer.optimizers[0]),
+        "loader_s": loader_s,
+    }
 
 
 def time_loader(datamodule, args: argparse.Namespace) -> float:
@@ -223,7 +267,9 @@ def run_hf(args: argparse.Namespace) -> dict:
         """Reads the list in order (``Trainer`` would shuffle it) and shows the meter each batch."""
 
         def _get_train_sampler(self, train_dataset=None):
-            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+            return SequentialSampler(
+                train_dataset if train_dataset is not None else self.train_dataset
+            )
 
         def training_step(self, model, inputs, num_items_in_batch=None):
             meter.batch(self.state.global_step, inputs)
@@ -239,17 +285,33 @@ def run_hf(args: argparse.Namespace) -> dict:
     examples = first_epoch_examples(datamodule, args)
 
     set_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(str(DemoLayout(args.assets).base_model), attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(DemoLayout(args.assets).base_model), attn_implementation="sdpa"
+    )
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = TrainingArguments(
-            output_dir=output_dir, per_device_train_batch_size=args.batch_size, max_steps=args.steps,
-            learning_rate=args.learning_rate, lr_scheduler_type="cosine", warmup_ratio=WARMUP_RATIO,
-            weight_decay=0.0, max_grad_norm=MAX_GRAD_NORM, logging_steps=args.steps, report_to=[],
-            save_strategy="no", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=args.seed,
+            output_dir=output_dir,
+            per_device_train_batch_size=args.batch_size,
+            max_steps=args.steps,
+            learning_rate=args.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_ratio=WARMUP_RATIO,
+            weight_decay=0.0,
+            max_grad_norm=MAX_GRAD_NORM,
+            logging_steps=args.steps,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            seed=args.seed,
         )
         trainer = OrderedTrainer(
-            model=model, args=training_args, train_dataset=examples,
-            data_collator=PadCollator(datamodule.tokenizer.pad_token_id), callbacks=[Timing()],
+            model=model,
+            args=training_args,
+            train_dataset=examples,
+            data_collator=PadCollator(datamodule.tokenizer.pad_token_id),
+            callbacks=[Timing()],
         )
         trainer.train()
     return meter.result(float(last_loss[0]), trainer.optimizer.optimizer)
@@ -270,8 +332,10 @@ def run_subprocess(path: str, assets: Path) -> dict:
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode or not lines:
-        sys.exit(f"the {path} run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len(RESULT_PREFIX):])
+        sys.exit(
+            f"the {path} run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1][len(RESULT_PREFIX) :])
 
 
 def summarise(runs: list[dict], timed_steps: int) -> dict:
@@ -286,7 +350,9 @@ def summarise(runs: list[dict], timed_steps: int) -> dict:
         "wall_s_max": max(walls),
         "cpu_s": median("cpu_s"),
         "examples_per_s": statistics.median(r["examples"] / r["wall_s"] for r in runs),
-        "response_tokens_per_s": statistics.median(r["response_tokens"] / r["wall_s"] for r in runs),
+        "response_tokens_per_s": statistics.median(
+            r["response_tokens"] / r["wall_s"] for r in runs
+        ),
         "all_tokens_per_s": statistics.median(r["all_tokens"] / r["wall_s"] for r in runs),
         "peak_rss_mb": median("peak_rss_mb"),
         "final_loss": median("final_loss"),
@@ -329,11 +395,19 @@ def main() -> None:
         for path in order:
             started = time.perf_counter()
             runs[path].append(run_subprocess(path, assets))
-            print(f"repeat {repeat + 1}/{args.repeats} {path}: {runs[path][-1]['wall_s']:.2f} s timed "
-                  f"({time.perf_counter() - started:.0f} s with start-up)", flush=True)
-    summary = {path: summarise(path_runs, args.steps - args.warmup_steps) for path, path_runs in runs.items()}
+            print(
+                f"repeat {repeat + 1}/{args.repeats} {path}: {runs[path][-1]['wall_s']:.2f} s timed "
+                f"({time.perf_counter() - started:.0f} s with start-up)",
+                flush=True,
+            )
+    summary = {
+        path: summarise(path_runs, args.steps - args.warmup_steps)
+        for path, path_runs in runs.items()
+    }
     table = markdown_table(summary)
-    versions = ", ".join(f"{name} {version(name)}" for name in ("torch", "lightning", "transformers", "accelerate"))
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ("torch", "lightning", "transformers", "accelerate")
+    )
     header = (
         f"- tiny LLaMA hidden {args.hidden_size}, {args.layers} layers; batch {args.batch_size}; "
         f"steps {args.steps}, timed {args.warmup_steps + 1}-{args.steps}; repeats {args.repeats}; "
@@ -350,8 +424,16 @@ def main() -> None:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.out.suffix == ".json":
-            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                            "summary": summary, "runs": runs}, indent=1))
+            args.out.write_text(
+                json.dumps(
+                    {
+                        "args": {k: str(v) for k, v in vars(args).items()},
+                        "summary": summary,
+                        "runs": runs,
+                    },
+                    indent=1,
+                )
+            )
         else:
             args.out.write_text(header + "\n" + table + "\n")
         print(f"written to {args.out}")

@@ -24,7 +24,9 @@ class PrintSamples(L.Callback):
         header: printed above the answers, to tell several instances apart.
     """
 
-    def __init__(self, prompts: list[str], max_new_tokens: int = 32, header: str = "sample answers"):
+    def __init__(
+        self, prompts: list[str], max_new_tokens: int = 32, header: str = "sample answers"
+    ):
         if not prompts:
             raise ValueError("PrintSamples needs at least one prompt")
         self.prompts, self.max_new_tokens, self.header = list(prompts), max_new_tokens, header
@@ -34,7 +36,9 @@ class PrintSamples(L.Callback):
             return
         # every rank generates (a rank that skipped the forward passes would hang the others) ...
         answers = generate_on_all_ranks(
-            pl_module.model, pl_module.tokenizer, [alpaca_prompt(p) for p in self.prompts],
+            pl_module.model,
+            pl_module.tokenizer,
+            [alpaca_prompt(p) for p in self.prompts],
             max_new_tokens=self.max_new_tokens,
         )
         # ... and one prints

@@ -52,20 +52,37 @@ def sdpa_varlen_forward(
 
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=dropout,
+            scaling=scaling,
+            is_causal=is_causal,
+            **kwargs,
         )
     groups = getattr(module, "num_key_value_groups", 1)
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     batch, heads, length, head_dim = query.shape
 
-    def flat(x: torch.Tensor) -> torch.Tensor:  # (batch, heads, length, d) -> (heads, batch * length, d)
+    def flat(
+        x: torch.Tensor,
+    ) -> torch.Tensor:  # (batch, heads, length, d) -> (heads, batch * length, d)
         return x.transpose(0, 1).reshape(heads, batch * length, x.shape[-1])
 
     q, k, v = flat(query), flat(key), flat(value)
-    bounds = cu_seq_lens_q.tolist()  # the packed batch's boundaries live on the host's side of a CPU run
+    bounds = (
+        cu_seq_lens_q.tolist()
+    )  # the packed batch's boundaries live on the host's side of a CPU run
     pieces = [
         F.scaled_dot_product_attention(
-            q[:, start:end], k[:, start:end], v[:, start:end], dropout_p=dropout, scale=scaling, is_causal=True
+            q[:, start:end],
+            k[:, start:end],
+            v[:, start:end],
+            dropout_p=dropout,
+            scale=scaling,
+            is_causal=True,
         )
         for start, end in zip(bounds[:-1], bounds[1:])
     ]
@@ -79,7 +96,11 @@ def register_attention() -> None:
     Its masks for padded batches and generation are sdpa's.
     """
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import (
+        ALL_MASK_ATTENTION_FUNCTIONS,
+        AttentionMaskInterface,
+        sdpa_mask,
+    )
 
     if SDPA_VARLEN not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
         AttentionInterface.register(SDPA_VARLEN, sdpa_varlen_forward)
@@ -94,7 +115,15 @@ def packed_attention_inputs(batch: dict, attn_implementation: str, dtype: torch.
         return inputs  # transformers builds the document block mask from the position ids
     if attn_implementation in VARLEN_IMPLEMENTATIONS:
         cu, longest = batch["cu_seq_lens"], batch["max_seq_len"]
-        return {**inputs, "cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
+        return {
+            **inputs,
+            "cu_seq_lens_q": cu,
+            "cu_seq_lens_k": cu,
+            "max_length_q": longest,
+            "max_length_k": longest,
+        }
     mask = block_causal_mask(batch["position_ids"])
-    inputs["attention_mask"] = additive_mask(mask, dtype) if attn_implementation == "eager" else mask
+    inputs["attention_mask"] = (
+        additive_mask(mask, dtype) if attn_implementation == "eager" else mask
+    )
     return inputs

@@ -39,7 +39,11 @@ def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.
     s = settings
     if isinstance(strategy, ModelParallelStrategy):
         model = fsdp2_model(s, strategy, device_mesh)
-    elif isinstance(strategy, FSDPStrategy) and strategy.kwargs.get("sync_module_states") and strategy.global_rank:
+    elif (
+        isinstance(strategy, FSDPStrategy)
+        and strategy.kwargs.get("sync_module_states")
+        and strategy.global_rank
+    ):
         model = empty_model(s.model_name_or_path, s.attn_implementation, s.trust_remote_code)
     else:
         from transformers import AutoModelForCausalLM
@@ -77,8 +81,10 @@ def fsdp2_model(settings: ModelSettings, strategy: ModelParallelStrategy, device
         enable_gradient_checkpointing(model)
     prepare_for_training(model, s)  # before sharding, as FSDP2 expects
     shard_fsdp2(
-        model, device_mesh["data_parallel"],
-        getattr(strategy, "param_dtype", "fp32"), getattr(strategy, "reduce_dtype", "fp32"),
+        model,
+        device_mesh["data_parallel"],
+        getattr(strategy, "param_dtype", "fp32"),
+        getattr(strategy, "reduce_dtype", "fp32"),
     )
     load_into_shards(model, s.model_name_or_path, strategy.root_device, s.trust_remote_code)
     return model
@@ -103,4 +109,3 @@ def enable_gradient_checkpointing(model) -> None:
     """Hugging Face's per-decoder-layer checkpointing, non-reentrant (parameter names unchanged)."""
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
-

@@ -39,8 +39,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     """Loss and all gradients in one chunked pass; backward only scales them."""
 
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, labels: Tensor, chunk_size: int,
-                softcap: Optional[float], bias: Optional[Tensor], grad_enabled: bool) -> Tensor:
+    def forward(
+        ctx,
+        hidden: Tensor,
+        weight: Tensor,
+        labels: Tensor,
+        chunk_size: int,
+        softcap: Optional[float],
+        bias: Optional[Tensor],
+        grad_enabled: bool,
+    ) -> Tensor:
         # The autocast dtype is applied here once, by hand, and the matmuls run with autocast off:
         # autocast would otherwise recast the whole weight for every chunk (its cast cache is off
         # without grad mode, which a Function's forward runs in).
@@ -56,8 +64,16 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
             b = bias.to(dtype) if bias is not None else None
             loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
             grad_hidden = torch.empty_like(hidden) if need_hidden else None
-            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
-            grad_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_bias else None
+            grad_weight = (
+                torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+                if need_weight
+                else None
+            )
+            grad_bias = (
+                torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
+                if need_bias
+                else None
+            )
             need_grad = grad_hidden is not None or grad_weight is not None or grad_bias is not None
             for start in range(0, n, chunk_size):
                 rows = slice(start, start + chunk_size)
@@ -112,14 +128,22 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         # The saved gradients are scaled in place (no second copy of the weight's gradient), so
         # they can serve one backward only.
         if ctx.used:
-            raise RuntimeError("chunked_cross_entropy's gradients were already used: no retain_graph")
+            raise RuntimeError(
+                "chunked_cross_entropy's gradients were already used: no retain_graph"
+            )
         ctx.used = True
         grads = [None if g is None else g.mul_(grad_output.to(g.dtype)) for g in ctx.saved_tensors]
         return grads[0], grads[1], None, None, None, grads[2], None
 
 
-def chunked_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_size: int = 1024,
-                          softcap: Optional[float] = None, bias: Optional[Tensor] = None) -> Tensor:
+def chunked_cross_entropy(
+    hidden: Tensor,
+    weight: Tensor,
+    labels: Tensor,
+    chunk_size: int = 1024,
+    softcap: Optional[float] = None,
+    bias: Optional[Tensor] = None,
+) -> Tensor:
     """Summed cross-entropy of ``hidden @ weight.T (+ bias)`` against ``labels`` (-100: ignored).
 
     Equal to ``F.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")``
@@ -138,7 +162,9 @@ def chunked_cross_entropy(hidden: Tensor, weight: Tensor, labels: Tensor, chunk_
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    return _ChunkedCrossEntropy.apply(hidden, weight, labels, chunk_size, softcap, bias, torch.is_grad_enabled())
+    return _ChunkedCrossEntropy.apply(
+        hidden, weight, labels, chunk_size, softcap, bias, torch.is_grad_enabled()
+    )
 
 
 class ChunkedLossHead(torch.nn.Linear):
@@ -159,7 +185,9 @@ class ChunkedLossHead(torch.nn.Linear):
 
     @contextlib.contextmanager
     def computing_loss(
-        self, labels: Tensor, chunk_size: int = 1024,
+        self,
+        labels: Tensor,
+        chunk_size: int = 1024,
         softcap: Optional[float] = _FROM_CONFIG,  # type: ignore[assignment]
         positions: Optional[Tensor] = None,
     ) -> Iterator[ChunkedLossHead]:
@@ -192,14 +220,23 @@ class ChunkedLossHead(torch.nn.Linear):
             raise RuntimeError("the previous forward's loss was not taken (head.take_loss())")
         labels, chunk_size, softcap, positions = self._loss_request
         if labels.shape != hidden.shape[:-1]:
-            raise ValueError(f"labels {tuple(labels.shape)} do not match hidden states {tuple(hidden.shape)}")
+            raise ValueError(
+                f"labels {tuple(labels.shape)} do not match hidden states {tuple(hidden.shape)}"
+            )
         # Shift the labels, not the hidden states: a view of ``hidden`` needs no copy.
-        shifted = torch.cat([labels[:, 1:], labels.new_full((labels.shape[0], 1), IGNORE_INDEX)], dim=1).reshape(-1)
+        shifted = torch.cat(
+            [labels[:, 1:], labels.new_full((labels.shape[0], 1), IGNORE_INDEX)], dim=1
+        ).reshape(-1)
         flat = hidden.reshape(-1, hidden.shape[-1])
         if positions is not None:
             flat, shifted = flat.index_select(0, positions), shifted.index_select(0, positions)
         self._loss = chunked_cross_entropy(
-            flat, self.weight, shifted, chunk_size=chunk_size, softcap=softcap, bias=self.bias,
+            flat,
+            self.weight,
+            shifted,
+            chunk_size=chunk_size,
+            softcap=softcap,
+            bias=self.bias,
         )
         return hidden.new_empty(*hidden.shape[:-1], 0)
 

@@ -27,27 +27,39 @@ class XLlamaCLI(LightningCLI):
 
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("trainer_defaults", {"callbacks": [RunRecord()]})  # run.json in the log dir
+        kwargs.setdefault(
+            "trainer_defaults", {"callbacks": [RunRecord()]}
+        )  # run.json in the log dir
         super().__init__(
-            XLlamaModule, MuITDataModule, subclass_mode_model=True, subclass_mode_data=True,
-            args=args, **kwargs,
+            XLlamaModule,
+            MuITDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            **kwargs,
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs
+    ) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "predict":
             parser.add_argument(
-                "--output", type=Optional[str], default=None,
+                "--output",
+                type=Optional[str],
+                default=None,
                 help="JSONL file for the predictions (default: predictions.jsonl in the log dir)",
             )
         return parser
 
     def before_instantiate_classes(self) -> None:
         """A missing model folder is reported plainly, before anything is built."""
-        config = self.config[self.subcommand] if self.subcommand else self.config  # run=False: no subcommand
+        config = (
+            self.config[self.subcommand] if self.subcommand else self.config
+        )  # run=False: no subcommand
         model_path = config.model.init_args.model_name_or_path
         try:
             check_model_path(model_path)
@@ -107,7 +119,9 @@ def main(args: Optional[list[str]] = None) -> None:
         print(_overview())
         return
     commands = _function_commands()
-    if argv[:2] == ["data", "stats"] and not {"-h", "--help"} & set(argv[2:]):  # a fit config: fit's parser
+    if argv[:2] == ["data", "stats"] and not {"-h", "--help"} & set(
+        argv[2:]
+    ):  # a fit config: fit's parser
         from lightning_xllama.data.stats import stats_main
 
         stats_main(argv[2:])

@@ -17,7 +17,9 @@ from typing import Literal, Optional
 
 import torch
 
-from lightning_xllama.callbacks import EvaluationCallback  # imports every evaluation class: short names resolve
+from lightning_xllama.callbacks import (
+    EvaluationCallback,  # imports every evaluation class: short names resolve
+)
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -51,20 +53,32 @@ def evaluate(
         raise ValueError("nothing to evaluate: give at least one evaluation (see --help)")
     names = [evaluation.name for evaluation in evaluations]
     if len(set(names)) != len(names):
-        raise ValueError(f"evaluation names must differ (they name the report sections and files), got {names}")
+        raise ValueError(
+            f"evaluation names must differ (they name the report sections and files), got {names}"
+        )
     for evaluation in evaluations:  # every data file is checked before the model is loaded
         evaluation.prepare()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(model, trust_remote_code)
     network = AutoModelForCausalLM.from_pretrained(
-        model, dtype=DTYPES[dtype], attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+        model,
+        dtype=DTYPES[dtype],
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
     ).to(device)
     network.eval()
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    report = {"model": model, "device": device, "dtype": dtype, "metrics": {}, "details": {}, "seconds": {}}
+    report = {
+        "model": model,
+        "device": device,
+        "dtype": dtype,
+        "metrics": {},
+        "details": {},
+        "seconds": {},
+    }
     sections = []
     for evaluation in evaluations:
         start = time.perf_counter()
@@ -75,9 +89,13 @@ def evaluate(
         report["details"][evaluation.name] = result.details
         heading = f"## {evaluation.name} ({type(evaluation).__name__})"
         sections.append(f"{heading}\n\n{evaluation.markdown(result, files, out)}")
-        print(f"{evaluation.name}: {len(result.metrics)} scores in {report['seconds'][evaluation.name]} s")
+        print(
+            f"{evaluation.name}: {len(result.metrics)} scores in {report['seconds'][evaluation.name]} s"
+        )
     report["finished"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
-    (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "report.json").write_text(
+        json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8"
+    )
     header = (
         f"# Evaluation of `{model}`\n\n{report['finished']}, {device}, {dtype}, "
         f"{time.time() - started:.1f} s. Scores are percentages (0-100) except COMET (as the model "

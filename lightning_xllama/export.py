@@ -21,14 +21,25 @@ from lightning_xllama.data.datamodule import saved_data_plan
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
 from lightning_xllama.run_record import RunRecordDict, checkpoint_run_record, write_run_record
 from lightning_xllama.strategies import (
-    DTYPES, METADATA_FILE, check_checkpoint_shapes, empty_model, reset_rotary_buffers,
+    DTYPES,
+    METADATA_FILE,
+    check_checkpoint_shapes,
+    empty_model,
+    reset_rotary_buffers,
 )
 
 MODEL_PREFIX = "model."  # XLlamaModule keeps the Hugging Face model in ``self.model``
 
 
-def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = False, state_dict: Optional[dict] = None,
-                   card: Optional[str] = None, run_record: Optional[RunRecordDict] = None) -> Path:
+def save_hf_folder(
+    model,
+    tokenizer,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    state_dict: Optional[dict] = None,
+    card: Optional[str] = None,
+    run_record: Optional[RunRecordDict] = None,
+) -> Path:
     """Save config, safetensors weights, generation config, tokenizer, a README and the run
     record (``run.json``) to ``out_dir``.
 
@@ -52,7 +63,9 @@ def save_hf_folder(model, tokenizer, out_dir: str | Path, overwrite: bool = Fals
 
 def check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"export target {out} exists and is not empty; pass --overwrite true to replace it")
+        raise FileExistsError(
+            f"export target {out} exists and is not empty; pass --overwrite true to replace it"
+        )
 
 
 # --- reading checkpoints ------------------------------------------------------------------------
@@ -62,7 +75,9 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if path.is_dir():
         if not (path / METADATA_FILE).is_file():
-            raise FileNotFoundError(f"{path} is a folder without {METADATA_FILE}: not a sharded Lightning checkpoint")
+            raise FileNotFoundError(
+                f"{path} is a folder without {METADATA_FILE}: not a sharded Lightning checkpoint"
+            )
         return torch.load(path / METADATA_FILE, map_location="cpu", weights_only=True)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -83,7 +98,9 @@ def _sharded_model_state(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict
     no_dist = not (dist.is_available() and dist.is_initialized())
     with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
         warnings.simplefilter("ignore", UserWarning)
-        dcp.load({"state_dict": state}, checkpoint_id=str(path), no_dist=no_dist)  # the optimizer is not read
+        dcp.load(
+            {"state_dict": state}, checkpoint_id=str(path), no_dist=no_dist
+        )  # the optimizer is not read
     return state
 
 
@@ -95,16 +112,24 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
     hparams = checkpoint.get("hyper_parameters") or {}
     base = base or hparams.get("model_name_or_path")
     if base is None:
-        raise ValueError(f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model")
+        raise ValueError(
+            f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model"
+        )
     check_model_path(base)
-    model = empty_model(base, hparams.get("attn_implementation", "sdpa"), hparams.get("trust_remote_code", False))
+    model = empty_model(
+        base, hparams.get("attn_implementation", "sdpa"), hparams.get("trust_remote_code", False)
+    )
     shapes = {MODEL_PREFIX + k: tuple(v.shape) for k, v in model.state_dict().items()}
     check_checkpoint_shapes(ckpt, shapes)
     if ckpt.is_dir():
         state = _sharded_model_state(ckpt, shapes)
     else:
-        state = {k: v for k, v in checkpoint.pop("state_dict").items() if k.startswith(MODEL_PREFIX)}
-    model.load_state_dict({k[len(MODEL_PREFIX):]: v for k, v in state.items()}, strict=True, assign=True)
+        state = {
+            k: v for k, v in checkpoint.pop("state_dict").items() if k.startswith(MODEL_PREFIX)
+        }
+    model.load_state_dict(
+        {k[len(MODEL_PREFIX) :]: v for k, v in state.items()}, strict=True, assign=True
+    )
     model.tie_weights()
     reset_rotary_buffers(model, torch.device("cpu"))
     leftover = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
@@ -126,9 +151,17 @@ def _mixture(plan: dict) -> tuple[list[tuple], set[str]]:
     """Rows (stream, kind, language, direction, source, share, examples per epoch) and languages
     of the data plan the DataModule saved."""
     rows = [
-        (s["name"], s["kind"], s["lang"], s.get("direction") or "", f"`{s['path']}`",
-         s["count"] if s.get("count") is not None else (s["weight"] if s.get("weight") is not None else 1.0),
-         s.get("epoch_examples") if s.get("epoch_examples") is not None else "")
+        (
+            s["name"],
+            s["kind"],
+            s["lang"],
+            s.get("direction") or "",
+            f"`{s['path']}`",
+            s["count"]
+            if s.get("count") is not None
+            else (s["weight"] if s.get("weight") is not None else 1.0),
+            s.get("epoch_examples") if s.get("epoch_examples") is not None else "",
+        )
         for s in plan.get("streams") or []
     ]
     return rows, {row[2] for row in rows}
@@ -139,21 +172,43 @@ def _mixture_from_settings(data: dict) -> tuple[list[tuple], set[str]]:
     settings, without epoch counts)."""
     if data.get("streams"):
         streams = [
-            {"name": s.get("name") or f"{s['kind']}:{s['lang']}", "kind": s["kind"], "lang": s["lang"],
-             "direction": s.get("direction") if s["kind"] == "parallel" else None, "path": s["path"],
-             "weight": s.get("weight"), "count": s.get("count")}
+            {
+                "name": s.get("name") or f"{s['kind']}:{s['lang']}",
+                "kind": s["kind"],
+                "lang": s["lang"],
+                "direction": s.get("direction") if s["kind"] == "parallel" else None,
+                "path": s["path"],
+                "weight": s.get("weight"),
+                "count": s.get("count"),
+            }
             for s in data["streams"]
         ]
     elif "language" in data:  # CoITDataModule: English, translated and parallel streams
         weights = data.get("weights") or {"english": 1.0, "translated": 1.0, "parallel": 1.0}
         lang = data["language"]
         streams = [
-            {"name": "english", "kind": "instructions", "lang": "en", "path": data["english_instructions"],
-             "weight": weights.get("english", 0.0)},
-            {"name": "translated", "kind": "instructions", "lang": lang, "path": data["translated_instructions"],
-             "weight": weights.get("translated", 0.0)},
-            {"name": "parallel", "kind": "parallel", "lang": lang, "direction": data.get("direction", "en-x"),
-             "path": data["parallel"], "weight": weights.get("parallel", 0.0)},
+            {
+                "name": "english",
+                "kind": "instructions",
+                "lang": "en",
+                "path": data["english_instructions"],
+                "weight": weights.get("english", 0.0),
+            },
+            {
+                "name": "translated",
+                "kind": "instructions",
+                "lang": lang,
+                "path": data["translated_instructions"],
+                "weight": weights.get("translated", 0.0),
+            },
+            {
+                "name": "parallel",
+                "kind": "parallel",
+                "lang": lang,
+                "direction": data.get("direction", "en-x"),
+                "path": data["parallel"],
+                "weight": weights.get("parallel", 0.0),
+            },
         ]
     else:
         return [], set()
@@ -176,8 +231,17 @@ def model_card(checkpoint: dict) -> str:
     scores = checkpoint.get("evaluation") or {}
     rows, languages = _mixture(plan) if plan is not None else _mixture_from_settings(data)
     multilingual = len(languages - {"en"}) > 1
-    kind = "m-LLaMA (multilingual instruction tuning)" if multilingual else "x-LLaMA (cross-lingual instruction tuning)"
-    front = ["---", f"base_model: {base}", "library_name: transformers", "tags: [lightning_xllama, instruction-tuning]"]
+    kind = (
+        "m-LLaMA (multilingual instruction tuning)"
+        if multilingual
+        else "x-LLaMA (cross-lingual instruction tuning)"
+    )
+    front = [
+        "---",
+        f"base_model: {base}",
+        "library_name: transformers",
+        "tags: [lightning_xllama, instruction-tuning]",
+    ]
     if languages:
         front.append("language: [" + ", ".join(sorted(languages)) + "]")
     front.append("---")
@@ -185,8 +249,11 @@ def model_card(checkpoint: dict) -> str:
         ("optimizer steps", checkpoint.get("global_step", "")),
         ("epoch (counted from 0)", checkpoint.get("epoch", "")),
         ("learning rate (AdamW, peak)", hparams.get("learning_rate", "")),
-        ("schedule", f"linear warm-up over {hparams.get('warmup_ratio', '')} of the steps, "
-                     f"cosine decay to {hparams.get('min_lr_ratio', 0)} of the peak"),
+        (
+            "schedule",
+            f"linear warm-up over {hparams.get('warmup_ratio', '')} of the steps, "
+            f"cosine decay to {hparams.get('min_lr_ratio', 0)} of the peak",
+        ),
         ("weight decay", hparams.get("weight_decay", "")),
         ("max length (tokens)", data.get("max_length", "")),
         ("template", data.get("template", "")),
@@ -201,17 +268,32 @@ def model_card(checkpoint: dict) -> str:
         "English instructions, the same instructions in the target language(s) and translation "
         "pairs turned into instructions; the loss is on the response tokens only.",
         "## Data mixture",
-        (_table(("stream", "kind", "language", "direction", "source", "weight or count", "examples per epoch"), rows)
-         + ("" if plan is not None else "\n\n" + OLD_CHECKPOINT_MIXTURE))
-        if rows else "Not recorded in the checkpoint.",
+        (
+            _table(
+                (
+                    "stream",
+                    "kind",
+                    "language",
+                    "direction",
+                    "source",
+                    "weight or count",
+                    "examples per epoch",
+                ),
+                rows,
+            )
+            + ("" if plan is not None else "\n\n" + OLD_CHECKPOINT_MIXTURE)
+        )
+        if rows
+        else "Not recorded in the checkpoint.",
         "## Training",
         _table(("setting", "value"), training),
         "## Last evaluation scores",
         _table(("metric", "value"), [(k, f"{v:.4g}") for k, v in sorted(scores.items())])
-        if scores else "No validation scores were recorded before this checkpoint.",
+        if scores
+        else "No validation scores were recorded before this checkpoint.",
         "## Use",
         "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        "model = AutoModelForCausalLM.from_pretrained(\"PATH\")\ntokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n```\n"
+        'model = AutoModelForCausalLM.from_pretrained("PATH")\ntokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n'
         f"Prompts follow the `{data.get('template', 'alpaca')}` template the model was tuned with.",
     ]
     return "\n\n".join(sections) + "\n"
@@ -219,7 +301,11 @@ def model_card(checkpoint: dict) -> str:
 
 # --- the command --------------------------------------------------------------------------------
 def export_checkpoint(
-    ckpt: str | Path, out: str | Path, model: Optional[str] = None, dtype: Optional[str] = None, overwrite: bool = False
+    ckpt: str | Path,
+    out: str | Path,
+    model: Optional[str] = None,
+    dtype: Optional[str] = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the Hugging Face folder of a checkpoint (see :func:`export`); returns the folder."""
     target = Path(out)
@@ -232,10 +318,16 @@ def export_checkpoint(
     tokenizer = load_tokenizer(checkpoint["base_model"])
     plan = saved_data_plan(checkpoint)
     if plan is None:
-        print(f"note: {ckpt} holds no data plan (written before the DataModule saved one); the model card's "
-              "mixture is re-read from the data module's settings and run.json has no data_plan")
+        print(
+            f"note: {ckpt} holds no data plan (written before the DataModule saved one); the model card's "
+            "mixture is re-read from the data module's settings and run.json has no data_plan"
+        )
     return save_hf_folder(
-        hf_model, tokenizer, target, overwrite, card=model_card(checkpoint),
+        hf_model,
+        tokenizer,
+        target,
+        overwrite,
+        card=model_card(checkpoint),
         run_record=checkpoint_run_record(checkpoint, plan),
     )
 

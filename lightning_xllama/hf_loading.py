@@ -20,7 +20,8 @@ def looks_like_local_path(name: str) -> bool:
     return (
         name.startswith((".", "/", "~"))
         or name.count("/") > 1
-        or os.sep != "/" and os.sep in name
+        or os.sep != "/"
+        and os.sep in name
         or Path(name).expanduser().exists()
     )
 
@@ -37,7 +38,9 @@ def check_model_path(name: str, kind: str = "model") -> None:
             "folder (config.json + weights + tokenizer) or a hub name."
         )
     if kind == "model" and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model path {name!r} has no config.json: not a Hugging Face model folder")
+        raise FileNotFoundError(
+            f"model path {name!r} has no config.json: not a Hugging Face model folder"
+        )
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str = "right"):
@@ -54,7 +57,11 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str
         else:
             tokenizer.pad_token = tokenizer.eos_token
             reason = "the tokenizer has no pad token nor UNK; its EOS token pads (padding is masked out of the loss)"
-        log.info("tokenizer %s has no pad token; using %r (padding is masked out)", name, tokenizer.pad_token)
+        log.info(
+            "tokenizer %s has no pad token; using %r (padding is masked out)",
+            name,
+            tokenizer.pad_token,
+        )
     tokenizer.pad_token_reason = reason
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name!r} has no EOS token; responses must end with one")
@@ -66,5 +73,7 @@ def pad_token_choice(tokenizer) -> dict:
     """Which token pads and why (``token``, ``id``, ``reason``), as :func:`load_tokenizer` chose it."""
     reason = getattr(tokenizer, "pad_token_reason", None)
     if reason is None:
-        reason = "the tokenizer's own pad token" if tokenizer.pad_token is not None else "no pad token"
+        reason = (
+            "the tokenizer's own pad token" if tokenizer.pad_token is not None else "no pad token"
+        )
     return {"token": tokenizer.pad_token, "id": tokenizer.pad_token_id, "reason": reason}

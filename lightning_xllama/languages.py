@@ -132,40 +132,86 @@ def import_language_modules(modules: Iterable[str]) -> None:
 for _lang in (
     Language("en", "English", "Latn", "eng", "eng_Latn", SyntheticSettings("latin", 1.0, "SVO")),
     Language(
-        "ar", "Arabic", "Arab", "ara", "arb_Arab",
+        "ar",
+        "Arabic",
+        "Arab",
+        "ara",
+        "arb_Arab",
         qa=QAPromptWords("أجب عن السؤال بالاعتماد على السياق.", "السياق", "السؤال", "الإجابة"),
     ),
     Language(
-        "el", "Greek", "Grek", "ell", "ell_Grek",
-        qa=QAPromptWords("Απάντησε στην ερώτηση με βάση το κείμενο.", "Κείμενο", "Ερώτηση", "Απάντηση"),
+        "el",
+        "Greek",
+        "Grek",
+        "ell",
+        "ell_Grek",
+        qa=QAPromptWords(
+            "Απάντησε στην ερώτηση με βάση το κείμενο.", "Κείμενο", "Ερώτηση", "Απάντηση"
+        ),
     ),
     Language(
-        "hi", "Hindi", "Deva", "hin", "hin_Deva",
+        "hi",
+        "Hindi",
+        "Deva",
+        "hin",
+        "hin_Deva",
         qa=QAPromptWords("संदर्भ के आधार पर प्रश्न का उत्तर दें।", "संदर्भ", "प्रश्न", "उत्तर"),
     ),
     Language(
-        "tr", "Turkish", "Latn", "tur", "tur_Latn",
+        "tr",
+        "Turkish",
+        "Latn",
+        "tur",
+        "tur_Latn",
         qa=QAPromptWords("Soruyu metne dayanarak yanıtlayın.", "Metin", "Soru", "Cevap"),
     ),
     Language(
-        "vi", "Vietnamese", "Latn", "vie", "vie_Latn",
-        qa=QAPromptWords("Trả lời câu hỏi dựa trên ngữ cảnh.", "Ngữ cảnh", "Câu hỏi", "Câu trả lời"),
+        "vi",
+        "Vietnamese",
+        "Latn",
+        "vie",
+        "vie_Latn",
+        qa=QAPromptWords(
+            "Trả lời câu hỏi dựa trên ngữ cảnh.", "Ngữ cảnh", "Câu hỏi", "Câu trả lời"
+        ),
     ),
     Language(
-        "zh", "Chinese", "Hans", "zho_simpl", "zho_Hans",
+        "zh",
+        "Chinese",
+        "Hans",
+        "zho_simpl",
+        "zho_Hans",
         qa=QAPromptWords("根据上下文回答问题。", "上下文", "问题", "答案"),
     ),
     Language(
-        "de", "German", "Latn", "deu", "deu_Latn",
-        qa=QAPromptWords("Beantworte die Frage anhand des Kontexts.", "Kontext", "Frage", "Antwort"),
+        "de",
+        "German",
+        "Latn",
+        "deu",
+        "deu_Latn",
+        qa=QAPromptWords(
+            "Beantworte die Frage anhand des Kontexts.", "Kontext", "Frage", "Antwort"
+        ),
     ),
     Language(
-        "es", "Spanish", "Latn", "spa", "spa_Latn",
-        qa=QAPromptWords("Responde a la pregunta según el contexto.", "Contexto", "Pregunta", "Respuesta"),
+        "es",
+        "Spanish",
+        "Latn",
+        "spa",
+        "spa_Latn",
+        qa=QAPromptWords(
+            "Responde a la pregunta según el contexto.", "Contexto", "Pregunta", "Respuesta"
+        ),
     ),
     Language(
-        "ru", "Russian", "Cyrl", "rus", "rus_Cyrl",
-        qa=QAPromptWords("Ответьте на вопрос, опираясь на контекст.", "Контекст", "Вопрос", "Ответ"),
+        "ru",
+        "Russian",
+        "Cyrl",
+        "rus",
+        "rus_Cyrl",
+        qa=QAPromptWords(
+            "Ответьте на вопрос, опираясь на контекст.", "Контекст", "Вопрос", "Ответ"
+        ),
     ),
     # The offline world: one language close to English, one distant from it.
     Language("syn_near", "Nearish", "Grek", synthetic=SyntheticSettings("greek", 0.6, "SVO")),

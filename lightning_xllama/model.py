@@ -35,7 +35,9 @@ from lightning_xllama.strategies import compare_shapes
 
 log = logging.getLogger(__name__)
 
-AttnImplementation = Literal["sdpa", "eager", "flex_attention", "sdpa_varlen", "flash_attention_2", "flash_attention_3"]
+AttnImplementation = Literal[
+    "sdpa", "eager", "flex_attention", "sdpa_varlen", "flash_attention_2", "flash_attention_3"
+]
 ATTN_IMPLEMENTATIONS = get_args(AttnImplementation)
 
 
@@ -87,9 +89,13 @@ class XLlamaModule(L.LightningModule):
         super().__init__()
         check_model_path(model_name_or_path)
         if attn_implementation not in ATTN_IMPLEMENTATIONS:
-            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}")
+            raise ValueError(
+                f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}"
+            )
         if loss_chunk_size is not None and loss_chunk_size < 1:
-            raise ValueError(f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}")
+            raise ValueError(
+                f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}"
+            )
         register_attention()
         self.save_hyperparameters()
         self.model = None
@@ -104,7 +110,9 @@ class XLlamaModule(L.LightningModule):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.hparams.model_name_or_path, self.hparams.trust_remote_code)
+            self._tokenizer = load_tokenizer(
+                self.hparams.model_name_or_path, self.hparams.trust_remote_code
+            )
         return self._tokenizer
 
     def configure_model(self) -> None:
@@ -113,9 +121,13 @@ class XLlamaModule(L.LightningModule):
         if self.model is not None:
             return
         strategy = self._trainer.strategy if self._trainer is not None else None
-        settings = ModelSettings(**{f.name: self.hparams[f.name] for f in dataclasses.fields(ModelSettings)})
+        settings = ModelSettings(
+            **{f.name: self.hparams[f.name] for f in dataclasses.fields(ModelSettings)}
+        )
         self.model = build_model(settings, strategy, self.device_mesh)
-        self.parameter_shapes = {f"model.{k}": tuple(v.shape) for k, v in self.model.state_dict().items()}
+        self.parameter_shapes = {
+            f"model.{k}": tuple(v.shape) for k, v in self.model.state_dict().items()
+        }
 
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +142,11 @@ class XLlamaModule(L.LightningModule):
         """
         inputs = {"input_ids": batch["input_ids"], "use_cache": False}
         if "position_ids" in batch:
-            inputs.update(packed_attention_inputs(batch, self.model.config._attn_implementation, torch.float32))
+            inputs.update(
+                packed_attention_inputs(
+                    batch, self.model.config._attn_implementation, torch.float32
+                )
+            )
         else:
             inputs["attention_mask"] = batch["attention_mask"]
         labels = batch["labels"]
@@ -138,10 +154,15 @@ class XLlamaModule(L.LightningModule):
         if not isinstance(head, ChunkedLossHead):
             logits = self.model(**inputs).logits
             loss_sum = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+                logits[:, :-1].flatten(0, 1).float(),
+                labels[:, 1:].flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
             )
         else:  # computed inside the model's forward, where sharded weights are gathered
-            with head.computing_loss(labels, self.hparams.loss_chunk_size, positions=batch.get("loss_positions")):
+            with head.computing_loss(
+                labels, self.hparams.loss_chunk_size, positions=batch.get("loss_positions")
+            ):
                 self.model(**inputs)
             loss_sum = head.take_loss()
         return loss_sum, (labels[:, 1:] != IGNORE_INDEX).sum()
@@ -171,7 +192,10 @@ class XLlamaModule(L.LightningModule):
         self._step_tokens = torch.zeros_like(self._step_tokens)
 
     def configure_gradient_clipping(
-        self, optimizer, gradient_clip_val: Optional[float] = None, gradient_clip_algorithm: Optional[str] = None
+        self,
+        optimizer,
+        gradient_clip_val: Optional[float] = None,
+        gradient_clip_algorithm: Optional[str] = None,
     ) -> None:
         """Clip the rescaled gradients by their global norm under every strategy and precision.
 
@@ -203,8 +227,12 @@ class XLlamaModule(L.LightningModule):
         h = self.hparams
         # The predict loader already gives each rank its own share: generate locally.
         responses = generate(
-            self.model, self.tokenizer, [r["prompt"] for r in batch], batch_size=len(batch),
-            max_new_tokens=h.max_new_tokens, num_beams=h.num_beams,
+            self.model,
+            self.tokenizer,
+            [r["prompt"] for r in batch],
+            batch_size=len(batch),
+            max_new_tokens=h.max_new_tokens,
+            num_beams=h.num_beams,
             synced_gpus=distributed.shards_model(self.trainer),
         )
         return [
@@ -221,13 +249,24 @@ class XLlamaModule(L.LightningModule):
         # The fused kernel (one launch for all tensors) on plain CPU/CUDA tensors; sharded
         # (DTensor) parameters keep the default implementation, and so does fp16 (its loss
         # scaler must unscale the gradients before they are clipped).
-        fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for p in decay + no_decay)
+        fused = all(
+            type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda")
+            for p in decay + no_decay
+        )
         fused = fused and getattr(self.trainer.precision_plugin, "scaler", None) is None
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": h.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=h.learning_rate, betas=(h.adam_beta1, h.adam_beta2), eps=h.adam_eps, fused=fused or None,
+            [
+                {"params": decay, "weight_decay": h.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=h.learning_rate,
+            betas=(h.adam_beta1, h.adam_beta2),
+            eps=h.adam_eps,
+            fused=fused or None,
         )
-        factor = WarmupCosine(h.warmup_ratio, h.min_lr_ratio, lambda: self.trainer.estimated_stepping_batches)
+        factor = WarmupCosine(
+            h.warmup_ratio, h.min_lr_ratio, lambda: self.trainer.estimated_stepping_batches
+        )
         # A plain function, so LambdaLR's state_dict does not try to save the module with it.
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
@@ -255,15 +294,23 @@ class XLlamaModule(L.LightningModule):
         batch_size = getattr(trainer.datamodule, "hparams", {}).get("batch_size")
         if batch_size is not None:
             settings["batch_size_per_device"] = batch_size
-            settings["effective_batch_size"] = batch_size * trainer.accumulate_grad_batches * trainer.world_size
-        scores = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/") and v.numel() == 1}
+            settings["effective_batch_size"] = (
+                batch_size * trainer.accumulate_grad_batches * trainer.world_size
+            )
+        scores = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith("val/") and v.numel() == 1
+        }
         return {"training_settings": settings, "evaluation": scores}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Check the weights' shapes (a single-file checkpoint under a plain strategy; the sharding
         strategies check before they load) and keep this rank's RNG state for the first step."""
         if "state_dict" in checkpoint and self.parameter_shapes:
-            model_state = {k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+            model_state = {
+                k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("model.")
+            }
             compare_shapes(model_state, self.parameter_shapes, "the checkpoint")
         states = checkpoint.get("rng_states")
         if not states:

@@ -57,7 +57,9 @@ def alpaca_prompt(instruction: str, input: str = "") -> str:
     return ALPACA_NO_INPUT.format(instruction=instruction)
 
 
-def chat_turns(tokenizer, instruction: str, input: str = "", output: Optional[str] = None) -> tuple[str, str]:
+def chat_turns(
+    tokenizer, instruction: str, input: str = "", output: Optional[str] = None
+) -> tuple[str, str]:
     """Prompt and response text of an example in the tokenizer's chat template, for chat models.
 
     The user turn is the instruction, followed by the input after a blank line when there is
@@ -74,7 +76,9 @@ def chat_turns(tokenizer, instruction: str, input: str = "", output: Optional[st
     prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if output is None:
         return prompt, ""
-    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": output}], tokenize=False)
+    full = tokenizer.apply_chat_template(
+        messages + [{"role": "assistant", "content": output}], tokenize=False
+    )
     if not full.startswith(prompt):
         raise ValueError(
             "the tokenizer's chat template does not render a conversation as its generation prompt "
@@ -84,7 +88,9 @@ def chat_turns(tokenizer, instruction: str, input: str = "", output: Optional[st
     return prompt, full[len(prompt) :]
 
 
-def render_prompt(instruction: str, input: str = "", template: Template = "alpaca", tokenizer=None) -> str:
+def render_prompt(
+    instruction: str, input: str = "", template: Template = "alpaca", tokenizer=None
+) -> str:
     """The prompt a model is given for an instruction, in the chosen template."""
     if template == "chat":
         return chat_turns(tokenizer, instruction, input)[0]

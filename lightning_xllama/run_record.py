@@ -168,11 +168,15 @@ def read_run_record(path: str | Path) -> RunRecordDict:
     if not isinstance(version, int):
         raise ValueError(f"{path} is not a run record (no schema_version)")
     if version > SCHEMA_VERSION:
-        raise ValueError(f"{path} has run record schema {version}; this version reads up to {SCHEMA_VERSION}")
+        raise ValueError(
+            f"{path} has run record schema {version}; this version reads up to {SCHEMA_VERSION}"
+        )
     return record
 
 
-def build_run_record(trainer, pl_module, log_dir: Optional[str], started: Optional[str], status: str) -> RunRecordDict:
+def build_run_record(
+    trainer, pl_module, log_dir: Optional[str], started: Optional[str], status: str
+) -> RunRecordDict:
     """The record of a fit in progress (every rank can build it; no collectives)."""
     from lightning_xllama.hf_loading import pad_token_choice
 
@@ -214,14 +218,29 @@ def checkpoint_run_record(checkpoint: dict, data_plan: Optional[DataPlan]) -> Ru
     saved = checkpoint.get(CHECKPOINT_KEY)
     hparams = checkpoint.get("hyper_parameters") or {}
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    record: RunRecordDict = dict(saved) if isinstance(saved, dict) else {
-        "schema_version": SCHEMA_VERSION, "status": "exported", "started": None, "log_dir": None,
-        "ckpt_path": None, "model_path": hparams.get("model_name_or_path"), "template": data.get("template"),
-        "pad_token": None, "data_plan": data_plan, "data_report": None,
-    }
+    record: RunRecordDict = (
+        dict(saved)
+        if isinstance(saved, dict)
+        else {
+            "schema_version": SCHEMA_VERSION,
+            "status": "exported",
+            "started": None,
+            "log_dir": None,
+            "ckpt_path": None,
+            "model_path": hparams.get("model_name_or_path"),
+            "template": data.get("template"),
+            "pad_token": None,
+            "data_plan": data_plan,
+            "data_report": None,
+        }
+    )
     record.update(
-        updated=now(), global_step=checkpoint.get("global_step"), epoch=checkpoint.get("epoch"),
-        training_settings=checkpoint.get("training_settings") or record.get("training_settings") or {},
+        updated=now(),
+        global_step=checkpoint.get("global_step"),
+        epoch=checkpoint.get("epoch"),
+        training_settings=checkpoint.get("training_settings")
+        or record.get("training_settings")
+        or {},
         evaluation=checkpoint.get("evaluation") or record.get("evaluation") or {},
     )
     if data_plan is not None:

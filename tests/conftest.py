@@ -17,10 +17,20 @@ import pytest
 from lightning_xllama.demo.layout import DemoLayout
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "helpers"))  # the code the tests share, and the scripts they launch
+sys.path.insert(
+    0, str(REPO / "tests" / "helpers")
+)  # the code the tests share, and the scripts they launch
 TINY_DEMO = dict(
-    pretraining=1500, instructions=120, parallel=200, vocab_size=900,
-    hidden_size=32, num_layers=2, num_heads=4, pretrain_steps=4, pretrain_learning_rate=3e-3, seed=0,
+    pretraining=1500,
+    instructions=120,
+    parallel=200,
+    vocab_size=900,
+    hidden_size=32,
+    num_layers=2,
+    num_heads=4,
+    pretrain_steps=4,
+    pretrain_learning_rate=3e-3,
+    seed=0,
 )
 
 
@@ -50,6 +60,10 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
     """``python -m lightning_xllama ARGS`` in ``cwd``, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run(
-        [sys.executable, "-m", "lightning_xllama", *args], cwd=cwd, env=env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "lightning_xllama", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

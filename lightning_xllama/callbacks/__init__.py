@@ -1,7 +1,11 @@
 """Lightning callbacks that measure and save during training; name them in a config's
 ``trainer.callbacks`` with ``class_path: lightning_xllama.callbacks.<Name>``."""
 
-from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult, GenerationEvaluation
+from lightning_xllama.callbacks.base import (
+    EvaluationCallback,
+    EvaluationResult,
+    GenerationEvaluation,
+)
 from lightning_xllama.callbacks.checkpoint import ResumableCheckpoint
 from lightning_xllama.callbacks.export import HFExport
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter

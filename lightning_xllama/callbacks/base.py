@@ -57,7 +57,11 @@ class EvaluationCallback(L.Callback, ABC):
     def __init__(self, name: str, every_n_validations: int = 1, before_training: bool = True):
         if every_n_validations < 1:
             raise ValueError(f"every_n_validations must be at least 1, got {every_n_validations}")
-        self.name, self.every_n_validations, self.before_training = name, every_n_validations, before_training
+        self.name, self.every_n_validations, self.before_training = (
+            name,
+            every_n_validations,
+            before_training,
+        )
         self._validations = 0
 
     # --- what a subclass provides ---------------------------------------------------------
@@ -73,7 +77,9 @@ class EvaluationCallback(L.Callback, ABC):
         """Write files for people to look at (outputs, plots) under ``out_dir``; rank 0 only."""
         return {}
 
-    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+    def log_outputs(
+        self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
+    ) -> None:
         """Send tables or images to the loggers that take them; rank 0 only."""
 
     def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
@@ -83,7 +89,9 @@ class EvaluationCallback(L.Callback, ABC):
             set_name, metric = key[len(self.name) + 1 :].split("/", 1)
             sets.setdefault(set_name, {})[metric] = value
         columns = list(dict.fromkeys(metric for scores in sets.values() for metric in scores))
-        rows = [[set_name, *(scores.get(m, "") for m in columns)] for set_name, scores in sets.items()]
+        rows = [
+            [set_name, *(scores.get(m, "") for m in columns)] for set_name, scores in sets.items()
+        ]
         return markdown_table(["set", *columns], rows)
 
     # --- Lightning hooks ------------------------------------------------------------------
@@ -124,7 +132,9 @@ class EvaluationCallback(L.Callback, ABC):
         if trainer.loggers:
             log_dir = trainer.log_dir  # a collective under DDP: every rank asks
             if trainer.is_global_zero:
-                files = self.write_outputs(result, Path(log_dir) / self.name, f"step{trainer.global_step}")
+                files = self.write_outputs(
+                    result, Path(log_dir) / self.name, f"step{trainer.global_step}"
+                )
                 self.log_outputs(trainer.loggers, result, files, trainer.global_step)
         return {f"val/{key}": value for key, value in result.metrics.items()}
 
@@ -173,10 +183,18 @@ class GenerationEvaluation(EvaluationCallback):
 
     def generate(self, model, tokenizer, prompts: list[str], sharded: bool) -> list[str]:
         return generate_on_all_ranks(
-            model, tokenizer, prompts, self.batch_size, self.max_new_tokens, self.num_beams, sharded=sharded
+            model,
+            tokenizer,
+            prompts,
+            self.batch_size,
+            self.max_new_tokens,
+            self.num_beams,
+            sharded=sharded,
         )
 
-    def off_target_scores(self, outputs: list[str], expected_lang: str, device: torch.device) -> dict[str, float]:
+    def off_target_scores(
+        self, outputs: list[str], expected_lang: str, device: torch.device
+    ) -> dict[str, float]:
         """``off_target`` and ``undetermined`` percentages, each rank counting its own share."""
         if self.identifier is None:
             return {}
@@ -213,7 +231,9 @@ class GenerationEvaluation(EvaluationCallback):
         columns = list(rows[0]) if rows else []
         return markdown_table(columns, [[record[c] for c in columns] for record in rows])
 
-    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+    def log_outputs(
+        self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
+    ) -> None:
         """The first ``table_rows`` samples of each set to loggers with ``log_text`` (e.g. W&B)."""
         for set_name, records in result.samples.items():
             rows = records[: self.table_rows]
@@ -223,7 +243,12 @@ class GenerationEvaluation(EvaluationCallback):
             data = [[cell_text(record[c]) for c in columns] for record in rows]
             for logger in loggers:
                 if hasattr(logger, "log_text"):
-                    logger.log_text(key=f"val/{self.name}/{set_name}/samples", columns=columns, data=data, step=step)
+                    logger.log_text(
+                        key=f"val/{self.name}/{set_name}/samples",
+                        columns=columns,
+                        data=data,
+                        step=step,
+                    )
 
     def report_notes(self, result: EvaluationResult) -> list[str]:
         """Lines printed under the score table of the ``evaluate`` report (e.g. signatures)."""
@@ -235,6 +260,10 @@ class GenerationEvaluation(EvaluationCallback):
         if notes:
             sections.append("\n".join(notes))
         for set_name, records in result.samples.items():
-            where = f" (all outputs: `{files[set_name].relative_to(root)}`)" if set_name in files else ""
+            where = (
+                f" (all outputs: `{files[set_name].relative_to(root)}`)"
+                if set_name in files
+                else ""
+            )
             sections.append(f"Samples of {set_name}{where}:\n\n{self.sample_table(records)}")
         return "\n\n".join(sections)

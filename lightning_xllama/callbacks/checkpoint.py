@@ -57,9 +57,16 @@ class ResumableCheckpoint(ModelCheckpoint):
         save_on_signal: bool = True,
     ):
         super().__init__(
-            dirpath=dirpath, filename=filename, every_n_train_steps=every_n_train_steps,
-            train_time_interval=train_time_interval, every_n_epochs=every_n_epochs, save_top_k=save_top_k,
-            monitor=monitor, mode=mode, save_last=save_last, save_on_exception=save_on_signal,
+            dirpath=dirpath,
+            filename=filename,
+            every_n_train_steps=every_n_train_steps,
+            train_time_interval=train_time_interval,
+            every_n_epochs=every_n_epochs,
+            save_top_k=save_top_k,
+            monitor=monitor,
+            mode=mode,
+            save_last=save_last,
+            save_on_exception=save_on_signal,
         )
         self.save_on_signal = save_on_signal
         self._received = False
@@ -69,18 +76,26 @@ class ResumableCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._received = self._stopping = False
-        if self.save_on_signal:  # after Lightning registered its handlers; it restores them when fit ends
+        if (
+            self.save_on_signal
+        ):  # after Lightning registered its handlers; it restores them when fit ends
             self._previous_handler = signal.signal(signal.SIGTERM, self._record_signal)
 
     def _record_signal(self, signum: int, frame: Optional[Any]) -> None:
         self._received = True
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        step_done = (batch_idx + 1) % trainer.accumulate_grad_batches == 0 or batch_idx + 1 == trainer.num_training_batches
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        step_done = (
+            batch_idx + 1
+        ) % trainer.accumulate_grad_batches == 0 or batch_idx + 1 == trainer.num_training_batches
         if not step_done:
             return
         if self.save_on_signal and self._signal_anywhere(trainer):
-            rank_zero_info(f"SIGTERM received: saving and stopping after step {trainer.global_step}")
+            rank_zero_info(
+                f"SIGTERM received: saving and stopping after step {trainer.global_step}"
+            )
             self._stopping = True
             # Lightning's loop checks this flag after the batch's hooks and raises SIGTERMException
             trainer._signal_connector.received_sigterm = True
@@ -92,9 +107,13 @@ class ResumableCheckpoint(ModelCheckpoint):
         flag = torch.tensor(float(self._received), device=trainer.strategy.root_device)
         return bool(trainer.strategy.reduce(flag, reduce_op="sum") > 0)
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_handler()
-        if self._stopping and isinstance(exception, SIGTERMException):  # other failures may be mid-step
+        if self._stopping and isinstance(
+            exception, SIGTERMException
+        ):  # other failures may be mid-step
             super().on_exception(trainer, pl_module, exception)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

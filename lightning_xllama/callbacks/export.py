@@ -37,9 +37,13 @@ class HFExport(L.Callback):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         root = trainer.strategy.model if isinstance(trainer.strategy, FSDPStrategy) else pl_module
-        full = get_model_state_dict(root, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        full = get_model_state_dict(
+            root, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
         if trainer.is_global_zero:
-            state = {k[len(MODEL_PREFIX):]: v for k, v in full.items() if k.startswith(MODEL_PREFIX)}
+            state = {
+                k[len(MODEL_PREFIX) :]: v for k, v in full.items() if k.startswith(MODEL_PREFIX)
+            }
             record = {
                 "base_model": pl_module.hparams.model_name_or_path,
                 "hyper_parameters": dict(pl_module.hparams),
@@ -50,15 +54,23 @@ class HFExport(L.Callback):
             datamodule = trainer.datamodule
             if datamodule is not None:
                 record["datamodule_hyper_parameters"] = dict(datamodule.hparams)
-                record[type(datamodule).__qualname__] = datamodule.state_dict()  # as a checkpoint holds it
+                record[type(datamodule).__qualname__] = (
+                    datamodule.state_dict()
+                )  # as a checkpoint holds it
             recorder = next((c for c in trainer.callbacks if isinstance(c, RunRecord)), None)
             run_record = (
-                recorder.update(trainer, pl_module, "finished") if recorder is not None
+                recorder.update(trainer, pl_module, "finished")
+                if recorder is not None
                 else build_run_record(trainer, pl_module, None, None, "finished")
             )
             out = save_hf_folder(
-                pl_module.model, pl_module.tokenizer, self.output_dir, self.overwrite, state_dict=state,
-                card=model_card(record), run_record=run_record,
+                pl_module.model,
+                pl_module.tokenizer,
+                self.output_dir,
+                self.overwrite,
+                state_dict=state,
+                card=model_card(record),
+                run_record=run_record,
             )
             rank_zero_info(f"Hugging Face model folder written to {out}")
         trainer.strategy.barrier("hf_export")

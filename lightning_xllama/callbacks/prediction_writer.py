@@ -26,7 +26,9 @@ class JsonlPredictionWriter(BasePredictionWriter):
         records = [r for part in distributed.gather_object(records) for r in part]
         if not trainer.is_global_zero:
             return
-        unique = {r["id"]: r for r in records}  # the distributed sampler repeats a few to even out ranks
+        unique = {
+            r["id"]: r for r in records
+        }  # the distributed sampler repeats a few to even out ranks
         path = Path(self.output_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as handle:

@@ -52,7 +52,12 @@ class RepresentationProbe(EvaluationCallback):
     ):
         super().__init__(name, every_n_validations, before_training)
         self.test_sets_spec = ParallelTestSets(
-            directions, test_prefix, flores_dir, flores_split, flores_version, user="RepresentationProbe"
+            directions,
+            test_prefix,
+            flores_dir,
+            flores_split,
+            flores_version,
+            user="RepresentationProbe",
         )
         if num_sentences < 2:
             raise ValueError(
@@ -90,12 +95,16 @@ class RepresentationProbe(EvaluationCallback):
             files[direction] = plot_alignment(_alignment(curves), out_dir / f"{stem}.png", title)
         return files
 
-    def log_outputs(self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int) -> None:
+    def log_outputs(
+        self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
+    ) -> None:
         """The plots to loggers with ``log_image`` (e.g. W&B)."""
         for direction, path in files.items():
             for logger in loggers:
                 if hasattr(logger, "log_image"):
-                    logger.log_image(key=f"val/{self.name}/{direction}/alignment", images=[str(path)], step=step)
+                    logger.log_image(
+                        key=f"val/{self.name}/{direction}/alignment", images=[str(path)], step=step
+                    )
 
     def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
         """Per direction: the per-layer table and the plot."""
@@ -103,7 +112,10 @@ class RepresentationProbe(EvaluationCallback):
         for direction, curves in result.details.items():
             alignment = _alignment(curves)
             names = list(alignment.as_dict())
-            rows = [[layer, *(curves[n][layer] for n in names)] for layer in range(len(alignment.cosine_gap))]
+            rows = [
+                [layer, *(curves[n][layer] for n in names)]
+                for layer in range(len(alignment.cosine_gap))
+            ]
             text = f"{direction} ({curves['pairs']} pairs; peak cosine gap at layer {alignment.peak_layer}):\n\n"
             text += markdown_table(["layer", *names], rows)
             if direction in files:

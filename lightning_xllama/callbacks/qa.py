@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from lightning_xllama import distributed
-from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, GenerationSettings
+from lightning_xllama.callbacks.base import (
+    EvaluationResult,
+    GenerationEvaluation,
+    GenerationSettings,
+)
 from lightning_xllama.data.eval_sets import MLQASplit, QAExample, mlqa_file, read_squad, xquad_file
 from lightning_xllama.evaluation.qa_metrics import RULES, QAScores, Rules, extract_answer
 from lightning_xllama.evaluation.test_sets import evenly_spaced
@@ -33,7 +37,10 @@ def qa_prompt(example: QAExample, style: PromptStyle = "labelled") -> str:
     if style != "labelled":
         raise ValueError(f"unknown QA prompt style {style!r}; expected 'labelled' or 'question'")
     words = get_language(example.lang).qa
-    return alpaca_prompt(words.instruction, f"{words.context}: {example.context}\n{words.question}: {example.question}")
+    return alpaca_prompt(
+        words.instruction,
+        f"{words.context}: {example.context}\n{words.question}: {example.question}",
+    )
 
 
 def qa_answer(generated: str, prompt: str, lang: str) -> str:
@@ -120,12 +127,18 @@ class QAEvaluation(GenerationEvaluation):
         if files_rules not in RULES:
             raise ValueError(f"unknown QA rules {files_rules!r}; expected one of {RULES}")
         if prompt_style not in ("labelled", "question"):
-            raise ValueError(f"unknown QA prompt style {prompt_style!r}; expected 'labelled' or 'question'")
+            raise ValueError(
+                f"unknown QA prompt style {prompt_style!r}; expected 'labelled' or 'question'"
+            )
         self.files_rules, self.prompt_style = files_rules, prompt_style
         if self.languages and xquad_dir is None and mlqa_dir is None:
-            raise ValueError("languages are the XQuAD/MLQA sets to evaluate: give xquad_dir or mlqa_dir too")
+            raise ValueError(
+                "languages are the XQuAD/MLQA sets to evaluate: give xquad_dir or mlqa_dir too"
+            )
         if (xquad_dir or mlqa_dir) and not self.languages:
-            raise ValueError("give the languages of the XQuAD/MLQA sets to evaluate, e.g. languages: [zh]")
+            raise ValueError(
+                "give the languages of the XQuAD/MLQA sets to evaluate, e.g. languages: [zh]"
+            )
         if not self.languages and not self.files:
             raise ValueError("QAEvaluation needs sets: languages with xquad_dir/mlqa_dir, or files")
         self.sets: dict[str, QASet] = {}
@@ -139,14 +152,25 @@ class QAEvaluation(GenerationEvaluation):
             if self.xquad_dir is not None:
                 paths.append((f"xquad-{lang}", xquad_file(self.xquad_dir, lang), lang, "squad"))
             if self.mlqa_dir is not None:
-                paths.append((f"mlqa-{lang}", mlqa_file(self.mlqa_dir, lang, lang, self.mlqa_split), lang, "mlqa"))
+                paths.append(
+                    (
+                        f"mlqa-{lang}",
+                        mlqa_file(self.mlqa_dir, lang, lang, self.mlqa_split),
+                        lang,
+                        "mlqa",
+                    )
+                )
         for lang, path in self.files.items():
             paths.append((Path(path).stem, Path(path), lang, self.files_rules))
         sets: dict[str, QASet] = {}
         for set_name, path, lang, rules in paths:
             if set_name in sets:
-                raise ValueError(f"two QA sets are named {set_name!r}; evaluate one of them in another callback")
-            sets[set_name] = QASet(evenly_spaced(read_squad(path, lang), self.max_samples), lang, rules)
+                raise ValueError(
+                    f"two QA sets are named {set_name!r}; evaluate one of them in another callback"
+                )
+            sets[set_name] = QASet(
+                evenly_spaced(read_squad(path, lang), self.max_samples), lang, rules
+            )
         self.prepare_identifier([qa_set.lang for qa_set in sets.values()])
         self.sets = sets
 
@@ -156,14 +180,22 @@ class QAEvaluation(GenerationEvaluation):
         for set_name, qa_set in self.sets.items():
             prompts = [qa_prompt(example, self.prompt_style) for example in qa_set.examples]
             outputs = self.generate(model, tokenizer, prompts, sharded)
-            answers = [qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)]
+            answers = [
+                qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)
+            ]
             mine = distributed.rank_share(len(answers))
             key = f"{self.name}/{set_name}"
             scores = {}
             for rules in RULES:
                 metric = QAScores(rules, qa_set.lang).to(device)
-                metric.update([answers[i] for i in mine], [qa_set.examples[i].answers for i in mine])
-                scores[rules] = {name: float(value) for name, value in metric.compute().items() if name != "count"}
+                metric.update(
+                    [answers[i] for i in mine], [qa_set.examples[i].answers for i in mine]
+                )
+                scores[rules] = {
+                    name: float(value)
+                    for name, value in metric.compute().items()
+                    if name != "count"
+                }
             for name, value in scores[qa_set.headline_rules].items():
                 result.metrics[f"{key}/{name}"] = value
             for rules in RULES:
@@ -172,11 +204,22 @@ class QAEvaluation(GenerationEvaluation):
             for metric_name, value in self.off_target_scores(outputs, qa_set.lang, device).items():
                 result.metrics[f"{key}/{metric_name}"] = value
             result.samples[set_name] = [
-                {"id": e.id, "question": e.question, "golds": list(e.answers), "answer": answer, "output": output,
-                 "language": lang}
-                for e, answer, output, lang in zip(qa_set.examples, answers, outputs, self.identify(outputs))
+                {
+                    "id": e.id,
+                    "question": e.question,
+                    "golds": list(e.answers),
+                    "answer": answer,
+                    "output": output,
+                    "language": lang,
+                }
+                for e, answer, output, lang in zip(
+                    qa_set.examples, answers, outputs, self.identify(outputs)
+                )
             ]
-            result.details[set_name] = {"headline_rules": qa_set.headline_rules, "prompt_style": self.prompt_style}
+            result.details[set_name] = {
+                "headline_rules": qa_set.headline_rules,
+                "prompt_style": self.prompt_style,
+            }
         return result
 
     def report_notes(self, result: EvaluationResult) -> list[str]:

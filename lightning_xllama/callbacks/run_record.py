@@ -7,7 +7,13 @@ from typing import Optional
 
 import lightning as L
 
-from lightning_xllama.run_record import CHECKPOINT_KEY, RunRecordDict, build_run_record, now, write_run_record
+from lightning_xllama.run_record import (
+    CHECKPOINT_KEY,
+    RunRecordDict,
+    build_run_record,
+    now,
+    write_run_record,
+)
 
 
 class RunRecord(L.Callback):
@@ -26,13 +32,17 @@ class RunRecord(L.Callback):
         self.started = now()
         self.update(trainer, pl_module, "running")
 
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict
+    ) -> None:
         checkpoint[CHECKPOINT_KEY] = self.update(trainer, pl_module, "running")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.update(trainer, pl_module, "finished")
 
-    def update(self, trainer: L.Trainer, pl_module: L.LightningModule, status: str) -> RunRecordDict:
+    def update(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, status: str
+    ) -> RunRecordDict:
         """The record now, written to the log dir on rank 0."""
         self.record = build_run_record(trainer, pl_module, self.log_dir, self.started, status)
         if trainer.is_global_zero and self.log_dir is not None:

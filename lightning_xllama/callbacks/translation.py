@@ -10,7 +10,11 @@ from typing import Literal, Optional
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama import distributed
-from lightning_xllama.callbacks.base import EvaluationResult, GenerationEvaluation, GenerationSettings
+from lightning_xllama.callbacks.base import (
+    EvaluationResult,
+    GenerationEvaluation,
+    GenerationSettings,
+)
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction
 from lightning_xllama.data.tasks import translation_prompt_instruction
 from lightning_xllama.evaluation.test_sets import ParallelTestSets
@@ -82,7 +86,12 @@ class TranslationEvaluation(GenerationEvaluation):
     ):
         super().__init__(name, GenerationSettings.from_arguments(locals()))
         self.test_sets_spec = ParallelTestSets(
-            directions, test_prefix, flores_dir, flores_split, flores_version, user="TranslationEvaluation"
+            directions,
+            test_prefix,
+            flores_dir,
+            flores_split,
+            flores_version,
+            user="TranslationEvaluation",
         )
         self.directions = self.test_sets_spec.directions
         self.spm_model, self.spm_name = spm_model, spm_name
@@ -119,21 +128,28 @@ class TranslationEvaluation(GenerationEvaluation):
             instruction = translation_prompt_instruction(src, tgt)
             sources = [source for source, _ in pairs]
             references = [reference for _, reference in pairs]
-            hypotheses = self.generate(model, tokenizer, [alpaca_prompt(instruction, s) for s in sources], sharded)
+            hypotheses = self.generate(
+                model, tokenizer, [alpaca_prompt(instruction, s) for s in sources], sharded
+            )
             scores = corpus_scores(hypotheses, references, tgt, self.spm_model, self.spm_name)
             key = f"{self.name}/{direction}"
             result.metrics[f"{key}/bleu"] = scores["bleu"]
             result.metrics[f"{key}/chrf_pp"] = scores["chrf_pp"]
             exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references))
             result.metrics[f"{key}/exact_match"] = 100.0 * exact / len(references)
-            details = {"bleu_signature": scores["bleu_signature"], "chrf_pp_signature": scores["chrf_pp_signature"]}
+            details = {
+                "bleu_signature": scores["bleu_signature"],
+                "chrf_pp_signature": scores["chrf_pp_signature"],
+            }
             records = [
                 {"source": s, "reference": r, "hypothesis": h, "language": lang}
                 for s, r, h, lang in zip(sources, references, hypotheses, self.identify(hypotheses))
             ]
             if self.comet_model is not None:
                 system, segments = distributed.on_rank_zero(
-                    lambda: comet_score(self.comet, sources, hypotheses, references, self.comet_batch_size)
+                    lambda: comet_score(
+                        self.comet, sources, hypotheses, references, self.comet_batch_size
+                    )
                 )
                 result.metrics[f"{key}/comet"] = system
                 details["comet_model"] = self.comet_model
@@ -154,7 +170,9 @@ class TranslationEvaluation(GenerationEvaluation):
         direction was scored."""
         files = super().write_outputs(result, out_dir, tag)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "signatures.json").write_text(json.dumps(result.details, indent=1), encoding="utf-8")
+        (out_dir / "signatures.json").write_text(
+            json.dumps(result.details, indent=1), encoding="utf-8"
+        )
         return files
 
     def report_notes(self, result: EvaluationResult) -> list[str]:

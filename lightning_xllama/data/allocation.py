@@ -29,7 +29,9 @@ def read_allocation(path: Union[str, Path]) -> dict:
     for position, stream in enumerate(streams):
         where = f"{path}: streams[{position}]"
         if not isinstance(stream, dict):
-            raise ValueError(f"{where}: expected a mapping (kind, lang, count or weight), got {stream!r}")
+            raise ValueError(
+                f"{where}: expected a mapping (kind, lang, count or weight), got {stream!r}"
+            )
         for key in ("kind", "lang"):
             if not isinstance(stream.get(key), str) or not stream[key]:
                 raise ValueError(f"{where}: missing {key!r} (a non-empty string)")

@@ -22,6 +22,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from lightning_xllama.data.allocation import read_allocation
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_examples
 from lightning_xllama.data.loader import Batching, DataPosition, MixtureDataset, ResumableLoader
@@ -33,7 +34,6 @@ from lightning_xllama.data.tasks import Direction, translation_prompt_instructio
 from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import import_language_modules
 from lightning_xllama.prompts import Template, render_prompt
-from lightning_xllama.data.allocation import read_allocation
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,14 @@ class MuITDataModule(L.LightningDataModule):
             raise ValueError("no streams to mix")
         labels = [s.label for s in self.streams]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"streams must differ in kind, language and direction (or name): {labels}")
+            raise ValueError(
+                f"streams must differ in kind, language and direction (or name): {labels}"
+            )
         if allocation is not None:
             self.streams = apply_allocation(self.streams, allocation)
-        self._check_settings(stop, examples_per_epoch, batching, pack_length, max_length, batch_size)
+        self._check_settings(
+            stop, examples_per_epoch, batching, pack_length, max_length, batch_size
+        )
         if pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
         self.save_hyperparameters(ignore=["streams"])
@@ -153,7 +157,9 @@ class MuITDataModule(L.LightningDataModule):
         self.position = DataPosition()
         self._tokenizer = None
 
-    def _check_settings(self, stop, examples_per_epoch, batching, pack_length, max_length, batch_size) -> None:
+    def _check_settings(
+        self, stop, examples_per_epoch, batching, pack_length, max_length, batch_size
+    ) -> None:
         if stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
         counted = [s.label for s in self.streams if s.count is not None]
@@ -164,19 +170,29 @@ class MuITDataModule(L.LightningDataModule):
                 "(a stream without one takes all its records once), or use weights only"
             )
         if counted and examples_per_epoch is not None:
-            raise ValueError("examples_per_epoch splits weights; with counts the epoch is their sum")
+            raise ValueError(
+                "examples_per_epoch splits weights; with counts the epoch is their sum"
+            )
         if batching not in ("pad", "group_by_length", "pack"):
-            raise ValueError(f"batching must be 'pad', 'group_by_length' or 'pack', got {batching!r}")
+            raise ValueError(
+                f"batching must be 'pad', 'group_by_length' or 'pack', got {batching!r}"
+            )
         if pack_length is not None and pack_length < max_length:
-            raise ValueError(f"pack_length ({pack_length}) must hold the longest example (max_length {max_length})")
+            raise ValueError(
+                f"pack_length ({pack_length}) must hold the longest example (max_length {max_length})"
+            )
         if batch_size < 1 or max_length < 2:
-            raise ValueError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}")
+            raise ValueError(
+                f"batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}"
+            )
 
     @property
     def tokenizer(self):
         if self._tokenizer is None:
             if self.hparams.tokenizer is None:
-                raise ValueError(f"{type(self).__name__} needs a tokenizer (the CLI links it to the model)")
+                raise ValueError(
+                    f"{type(self).__name__} needs a tokenizer (the CLI links it to the model)"
+                )
             self._tokenizer = load_tokenizer(self.hparams.tokenizer)
         return self._tokenizer
 
@@ -198,7 +214,12 @@ class MuITDataModule(L.LightningDataModule):
         for stream in self.streams:
             source = stream.open(h.cache_dir)
             index = stream.index(source, h.dedupe, h.cache_dir)
-            held_out = held_out_units(index, min(h.val_examples_per_stream, index.usable_units // 10), h.seed, stream.label)
+            held_out = held_out_units(
+                index,
+                min(h.val_examples_per_stream, index.usable_units // 10),
+                h.seed,
+                stream.label,
+            )
             reader = StreamReader(stream, source, index, h.seed, h.shuffle_window, held_out)
             self.readers.append(reader)
             bits = np.zeros(index.units, dtype=bool)
@@ -215,7 +236,13 @@ class MuITDataModule(L.LightningDataModule):
                 if "dropped" not in encoded:
                     self.val_set.append(encoded)
             skipped = ", ".join(f"{n} {reason}" for reason, n in index.skipped.items()) or "none"
-            log.info("stream %s: %d units, %d held out, skipped: %s", stream.label, index.units, len(held_out), skipped)
+            log.info(
+                "stream %s: %d units, %d held out, skipped: %s",
+                stream.label,
+                index.units,
+                len(held_out),
+                skipped,
+            )
         self.counts = self.plan_counts()
         log.info("epoch plan: %s", dict(zip([s.label for s in self.streams], self.counts)))
         log.info("validation set: %s", self.val_report.summary())
@@ -227,7 +254,10 @@ class MuITDataModule(L.LightningDataModule):
             if size == 0 and stream.weight != 0 and stream.count != 0:
                 raise ValueError(f"stream {stream.label} ({stream.path}) has no usable examples")
         if any(s.count is not None for s in self.streams):
-            return [s.count * s.multiplicity if s.count is not None else size for s, size in zip(self.streams, sizes)]
+            return [
+                s.count * s.multiplicity if s.count is not None else size
+                for s, size in zip(self.streams, sizes)
+            ]
         weights = [1.0 if s.weight is None else s.weight for s in self.streams]
         return epoch_counts(sizes, weights, self.hparams.stop, self.hparams.examples_per_epoch)
 
@@ -238,18 +268,29 @@ class MuITDataModule(L.LightningDataModule):
         """Examples -> encoded dicts with this module's settings (a plain function, for workers)."""
         h = self.hparams
         return functools.partial(
-            encode_examples, self.tokenizer, max_length=h.max_length, overflow=h.overflow, template=h.template
+            encode_examples,
+            self.tokenizer,
+            max_length=h.max_length,
+            overflow=h.overflow,
+            template=h.template,
         )
 
     def _read_predict_file(self) -> list[dict]:
         h = self.hparams
         if h.predict_file is None:
-            raise ValueError("predict needs --data.predict_file (JSONL of instructions, or text with --data.predict_direction)")
+            raise ValueError(
+                "predict needs --data.predict_file (JSONL of instructions, or text with --data.predict_direction)"
+            )
         if h.predict_direction:
             src, _, tgt = h.predict_direction.partition("-")
             instruction = translation_prompt_instruction(src, tgt)
             return [
-                {"id": i, "instruction": instruction, "input": line, "prompt": self.prompt(instruction, line)}
+                {
+                    "id": i,
+                    "instruction": instruction,
+                    "input": line,
+                    "prompt": self.prompt(instruction, line),
+                }
                 for i, line in enumerate(read_lines(h.predict_file))
             ]
         if Path(h.predict_file).suffix not in (".jsonl", ".json"):
@@ -259,7 +300,12 @@ class MuITDataModule(L.LightningDataModule):
             )
         examples = read_instructions(h.predict_file, require_output=False)
         return [
-            {"id": i, "instruction": e.instruction, "input": e.input, "prompt": self.prompt(e.instruction, e.input)}
+            {
+                "id": i,
+                "instruction": e.instruction,
+                "input": e.input,
+                "prompt": self.prompt(e.instruction, e.input),
+            }
             for i, e in enumerate(examples)
         ]
 
@@ -278,15 +324,29 @@ class MuITDataModule(L.LightningDataModule):
         """The batches of ``rank`` among ``world_size`` (``setup`` first)."""
         h = self.hparams
         return MixtureDataset(
-            self.readers, self.counts, rank, world_size, max(1, h.num_workers), h.batch_size, h.batching,
-            h.group_batches, self.encoder(), self.collate_fn(), self.tokenizer.pad_token_id, h.seed,
+            self.readers,
+            self.counts,
+            rank,
+            world_size,
+            max(1, h.num_workers),
+            h.batch_size,
+            h.batching,
+            h.group_batches,
+            self.encoder(),
+            self.collate_fn(),
+            self.tokenizer.pad_token_id,
+            h.seed,
             pack_length=h.pack_length if h.batching == "pack" else None,
         )
 
     def train_dataloader(self) -> ResumableLoader:
         trainer = self.trainer
-        dataset = self.train_dataset(trainer.global_rank if trainer else 0, trainer.world_size if trainer else 1)
-        return ResumableLoader(dataset, self.position, self.hparams.num_workers, self._trainer_epoch)
+        dataset = self.train_dataset(
+            trainer.global_rank if trainer else 0, trainer.world_size if trainer else 1
+        )
+        return ResumableLoader(
+            dataset, self.position, self.hparams.num_workers, self._trainer_epoch
+        )
 
     def _trainer_epoch(self) -> Optional[int]:
         return self.trainer.current_epoch if self.trainer is not None else None
@@ -305,14 +365,19 @@ class MuITDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.val_set, batch_size=h.eval_batch_size or h.batch_size, shuffle=False,
-            num_workers=h.num_workers, collate_fn=self.collate_fn(),
+            self.val_set,
+            batch_size=h.eval_batch_size or h.batch_size,
+            shuffle=False,
+            num_workers=h.num_workers,
+            collate_fn=self.collate_fn(),
         )
 
     def predict_dataloader(self) -> DataLoader:
         h = self.hparams
         return DataLoader(
-            self.predict_set, batch_size=h.eval_batch_size or h.batch_size, shuffle=False,
+            self.predict_set,
+            batch_size=h.eval_batch_size or h.batch_size,
+            shuffle=False,
             collate_fn=_records,
         )
 
@@ -331,11 +396,21 @@ class MuITDataModule(L.LightningDataModule):
     def _plan(self) -> dict:
         """What a position means: in another plan, the same position points at other examples."""
         h = self.hparams
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        rank, world_size = (
+            (self.trainer.global_rank, self.trainer.world_size)
+            if self.trainer is not None
+            else (0, 1)
+        )
         return {
-            "num_workers": h.num_workers, "world_size": world_size, "batch_size": h.batch_size, "seed": h.seed,
-            "counts": list(self.counts), "batches_per_epoch": len(self.train_dataset(rank, world_size)),
-            "batching": h.batching, "group_batches": h.group_batches, "pack_length": h.pack_length,
+            "num_workers": h.num_workers,
+            "world_size": world_size,
+            "batch_size": h.batch_size,
+            "seed": h.seed,
+            "counts": list(self.counts),
+            "batches_per_epoch": len(self.train_dataset(rank, world_size)),
+            "batching": h.batching,
+            "group_batches": h.group_batches,
+            "pack_length": h.pack_length,
         }
 
     def state_dict(self) -> dict:
@@ -343,7 +418,9 @@ class MuITDataModule(L.LightningDataModule):
         :meth:`data_plan` (under :data:`DATA_PLAN_KEY`, read by ``export``)."""
         plan = self._plan()
         return {
-            "epoch": self.position.epoch, "batches": self.position.batches, "plan": plan,
+            "epoch": self.position.epoch,
+            "batches": self.position.batches,
+            "plan": plan,
             DATA_PLAN_KEY: self.data_plan(plan["batches_per_epoch"]),
         }
 
@@ -356,25 +433,45 @@ class MuITDataModule(L.LightningDataModule):
         planned = bool(self.readers) and len(self.counts) == len(self.streams)
         counts = list(self.counts) if planned else [None] * len(self.streams)
         counted = any(s.count is not None for s in self.streams)
-        rank, world_size = (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+        rank, world_size = (
+            (self.trainer.global_rank, self.trainer.world_size)
+            if self.trainer is not None
+            else (0, 1)
+        )
         return {
             "datamodule": f"{type(self).__module__}.{type(self).__qualname__}",
             "streams": [
-                {"name": s.label, "kind": s.kind, "lang": s.lang, "path": s.path, "format": s.format,
-                 "direction": s.direction if s.kind == "parallel" else None, "weight": s.weight, "count": s.count,
-                 "epoch_examples": count}
+                {
+                    "name": s.label,
+                    "kind": s.kind,
+                    "lang": s.lang,
+                    "path": s.path,
+                    "format": s.format,
+                    "direction": s.direction if s.kind == "parallel" else None,
+                    "weight": s.weight,
+                    "count": s.count,
+                    "epoch_examples": count,
+                }
                 for s, count in zip(self.streams, counts)
             ],
             "epoch_examples": sum(counts) if planned else None,
             "stop": None if counted else h.stop,
             "examples_per_epoch": h.examples_per_epoch,
-            "seed": h.seed, "max_length": h.max_length, "overflow": h.overflow, "dedupe": h.dedupe,
+            "seed": h.seed,
+            "max_length": h.max_length,
+            "overflow": h.overflow,
+            "dedupe": h.dedupe,
             "val_examples_per_stream": h.val_examples_per_stream,
             "batching": {
-                "mode": h.batching, "batch_size": h.batch_size, "group_batches": h.group_batches,
-                "pack_length": h.pack_length, "pad_to_multiple_of": h.pad_to_multiple_of,
-                "num_workers": h.num_workers, "world_size": world_size,
-                "batches_per_epoch": batches_per_epoch if batches_per_epoch is not None or not planned
+                "mode": h.batching,
+                "batch_size": h.batch_size,
+                "group_batches": h.group_batches,
+                "pack_length": h.pack_length,
+                "pad_to_multiple_of": h.pad_to_multiple_of,
+                "num_workers": h.num_workers,
+                "world_size": world_size,
+                "batches_per_epoch": batches_per_epoch
+                if batches_per_epoch is not None or not planned
                 else len(self.train_dataset(rank, world_size)),
             },
         }
@@ -386,13 +483,22 @@ class MuITDataModule(L.LightningDataModule):
         streams = []
         for reader in self.readers:
             index, label = reader.index, reader.stream.label
-            streams.append({
-                "name": label, "units": index.units, "usable": index.usable_units, "skipped": dict(index.skipped),
-                "held_out": index.usable_units - reader.size // reader.stream.multiplicity,
-                "pass_examples": reader.size,
-                "validation": _counts(self.val_reports.get(label, EncodingReport())),
-            })
-        return {"streams": streams, "validation": _counts(self.val_report), "training": _counts(self.train_report)}
+            streams.append(
+                {
+                    "name": label,
+                    "units": index.units,
+                    "usable": index.usable_units,
+                    "skipped": dict(index.skipped),
+                    "held_out": index.usable_units - reader.size // reader.stream.multiplicity,
+                    "pass_examples": reader.size,
+                    "validation": _counts(self.val_reports.get(label, EncodingReport())),
+                }
+            )
+        return {
+            "streams": streams,
+            "validation": _counts(self.val_report),
+            "training": _counts(self.train_report),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the position. Under another plan (other devices, workers, batch size, batching
@@ -401,7 +507,11 @@ class MuITDataModule(L.LightningDataModule):
         epoch, batches = state["epoch"], state["batches"]
         plan, saved = self._plan(), state["plan"]
         # keys a checkpoint lacks (written before they were planned) are not compared
-        changed = {k: (saved[k], v) for k, v in plan.items() if k != "batches_per_epoch" and k in saved and saved[k] != v}
+        changed = {
+            k: (saved[k], v)
+            for k, v in plan.items()
+            if k != "batches_per_epoch" and k in saved and saved[k] != v
+        }
         if changed:
             batches = batches * plan["batches_per_epoch"] // saved["batches_per_epoch"]
             log.warning(
@@ -409,7 +519,10 @@ class MuITDataModule(L.LightningDataModule):
                 "the same share of it (batch %d of %d), but not with the same examples: some of this "
                 "epoch's may repeat or be missed. Resume with the same data, seed, batch size, batching, "
                 "num_workers and number of devices to continue exactly.",
-                changed, epoch, batches, plan["batches_per_epoch"],
+                changed,
+                epoch,
+                batches,
+                plan["batches_per_epoch"],
             )
         self.position.epoch, self.position.batches = epoch, batches
 
@@ -423,7 +536,11 @@ def _records(records: list[dict]) -> list[dict]:
 
 
 def _counts(report: EncodingReport) -> dict:
-    return {"encoded": report.encoded, "truncated": report.truncated, "dropped": dict(report.dropped)}
+    return {
+        "encoded": report.encoded,
+        "truncated": report.truncated,
+        "dropped": dict(report.dropped),
+    }
 
 
 def saved_data_plan(checkpoint: dict) -> Optional[dict]:
@@ -461,8 +578,12 @@ def apply_allocation(streams: list[Stream], path: str) -> list[Stream]:
             )
         stream = streams[matches[0]]
         if stream.count is not None or stream.weight is not None:
-            raise ValueError(f"{where}: stream {stream.label} already sets its count or weight in the config")
-        streams[matches[0]] = dataclasses.replace(stream, count=entry.get("count"), weight=entry.get("weight"))
+            raise ValueError(
+                f"{where}: stream {stream.label} already sets its count or weight in the config"
+            )
+        streams[matches[0]] = dataclasses.replace(
+            stream, count=entry.get("count"), weight=entry.get("weight")
+        )
     return streams
 
 
@@ -512,11 +633,29 @@ class CoITDataModule(MuITDataModule):
         weights = dict(weights) if weights is not None else {name: 1.0 for name in self.STREAMS}
         unknown = set(weights) - set(self.STREAMS)
         if unknown:
-            raise ValueError(f"unknown stream(s) in weights: {sorted(unknown)}; expected {self.STREAMS}")
+            raise ValueError(
+                f"unknown stream(s) in weights: {sorted(unknown)}; expected {self.STREAMS}"
+            )
         share = {name: float(weights.get(name, 0.0)) for name in self.STREAMS}
         streams = [
-            Stream("instructions", "en", english_instructions, weight=share["english"], name="english"),
-            Stream("instructions", language, translated_instructions, weight=share["translated"], name="translated"),
-            Stream("parallel", language, parallel, direction, weight=share["parallel"], min_score=min_score, name="parallel"),
+            Stream(
+                "instructions", "en", english_instructions, weight=share["english"], name="english"
+            ),
+            Stream(
+                "instructions",
+                language,
+                translated_instructions,
+                weight=share["translated"],
+                name="translated",
+            ),
+            Stream(
+                "parallel",
+                language,
+                parallel,
+                direction,
+                weight=share["parallel"],
+                min_score=min_score,
+                name="parallel",
+            ),
         ]
         super().__init__(streams=streams, **kwargs)

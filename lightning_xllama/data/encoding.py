@@ -76,7 +76,11 @@ def encode_examples(
             continue
         response = response[: max_length - len(prompt)]
         encoded.append(
-            {"input_ids": prompt + response, "labels": [IGNORE_INDEX] * len(prompt) + response, "truncated": truncated}
+            {
+                "input_ids": prompt + response,
+                "labels": [IGNORE_INDEX] * len(prompt) + response,
+                "truncated": truncated,
+            }
         )
     return encoded
 

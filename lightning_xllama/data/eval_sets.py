@@ -47,16 +47,23 @@ def _first_file(candidates: list[Path], missing: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise FileNotFoundError(f"{missing}: looked for " + " and ".join(str(path) for path in candidates))
+    raise FileNotFoundError(
+        f"{missing}: looked for " + " and ".join(str(path) for path in candidates)
+    )
 
 
 def flores_file(
-    root: str | Path, lang: str, split: FloresSplit = "devtest", version: FloresVersion = "flores101"
+    root: str | Path,
+    lang: str,
+    split: FloresSplit = "devtest",
+    version: FloresVersion = "flores101",
 ) -> Path:
     """The FLORES file of ``lang``: ``{root}/{split}/{code}.{split}`` or ``{root}/{code}.{split}``."""
     code = flores_code(lang, version)
     candidates = [Path(root) / split / f"{code}.{split}", Path(root) / f"{code}.{split}"]
-    return _first_file(candidates, f"no {version} {split} file for {lang!r} (code {code}) in {root}")
+    return _first_file(
+        candidates, f"no {version} {split} file for {lang!r} (code {code}) in {root}"
+    )
 
 
 def read_flores(
@@ -135,7 +142,9 @@ def _field(record: object, name: str, kind: type, where: str):
         raise DataFormatError(f"{where}: missing field {name!r}")
     value = record[name]
     if not isinstance(value, kind):
-        raise DataFormatError(f"{where}: field {name!r} must be a {kind.__name__}, got {type(value).__name__}")
+        raise DataFormatError(
+            f"{where}: field {name!r} must be a {kind.__name__}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -171,11 +180,15 @@ def read_squad(path: str | Path, lang: str) -> list[QAExample]:
                 for n, answer in enumerate(_field(qa, "answers", list, qa_where)):
                     answers.append(_field(answer, "text", str, f"{qa_where}.answers[{n}]"))
                 if not answers:
-                    raise DataFormatError(f"{qa_where}: no gold answers (unanswerable questions cannot be scored)")
+                    raise DataFormatError(
+                        f"{qa_where}: no gold answers (unanswerable questions cannot be scored)"
+                    )
                 example_id = str(qa_id) if qa_id is not None else f"{a}-{p}-{q}"
                 examples.append(QAExample(example_id, context, question, tuple(answers), lang))
     if not examples:
-        raise DataFormatError(f"{path}: no questions found (expected SQuAD format: data/paragraphs/qas)")
+        raise DataFormatError(
+            f"{path}: no questions found (expected SQuAD format: data/paragraphs/qas)"
+        )
     return examples
 
 
@@ -188,7 +201,9 @@ def xquad_file(root: str | Path, lang: str) -> Path:
     return path
 
 
-def mlqa_file(root: str | Path, context_lang: str, question_lang: str, split: MLQASplit = "test") -> Path:
+def mlqa_file(
+    root: str | Path, context_lang: str, question_lang: str, split: MLQASplit = "test"
+) -> Path:
     """``{root}/{split}/{split}-context-{c}-question-{q}.json`` (the release) or the file in ``root``."""
     get_language(context_lang), get_language(question_lang)
     if split not in ("dev", "test"):
@@ -196,5 +211,6 @@ def mlqa_file(root: str | Path, context_lang: str, question_lang: str, split: ML
     name = f"{split}-context-{context_lang}-question-{question_lang}.json"
     candidates = [Path(root) / split / name, Path(root) / name]
     return _first_file(
-        candidates, f"MLQA {split} file for context {context_lang!r}, question {question_lang!r} not found"
+        candidates,
+        f"MLQA {split} file for context {context_lang!r}, question {question_lang!r} not found",
     )

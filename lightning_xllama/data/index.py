@@ -69,7 +69,9 @@ class SourceIndex:
     def chunk_counts(self, bits: Optional[np.ndarray] = None) -> np.ndarray:
         """Usable units per chunk."""
         bits = self.usable if bits is None else bits
-        padded = np.unpackbits(bits)[: self.chunks * self.chunk_units]  # packbits pads to bytes only
+        padded = np.unpackbits(bits)[
+            : self.chunks * self.chunk_units
+        ]  # packbits pads to bytes only
         padded = np.pad(padded, (0, self.chunks * self.chunk_units - len(padded)))
         return padded.reshape(self.chunks, self.chunk_units).sum(axis=1, dtype=np.int64)
 
@@ -79,11 +81,18 @@ class SourceIndex:
 
 
 def _record_hash(record: tuple[str, ...]) -> int:
-    return int.from_bytes(hashlib.blake2b("\x00".join(record).encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b("\x00".join(record).encode(), digest_size=8).digest(), "little"
+    )
 
 
 def build_index(
-    source: Source, kind: str, lang: str, min_score: Optional[float] = None, dedupe: bool = False, label: str = ""
+    source: Source,
+    kind: str,
+    lang: str,
+    min_score: Optional[float] = None,
+    dedupe: bool = False,
+    label: str = "",
 ) -> SourceIndex:
     """Scan ``source`` once: validate every unit, record chunk offsets and the usable bits."""
     offsets: list[tuple[int, ...]] = []
@@ -109,7 +118,9 @@ def build_index(
         if reason is None and min_score is not None:
             score = source.score(record)
             if score is None:
-                raise ValueError(f"{source.describe(0)}: min_score is set but this source has no score column")
+                raise ValueError(
+                    f"{source.describe(0)}: min_score is set but this source has no score column"
+                )
             if score < min_score:
                 reason = f"score below {min_score}"
         usable.append(reason is None)
@@ -152,7 +163,9 @@ def load_index(
     label: str = "",
 ) -> SourceIndex:
     """The cached index of ``source``, built (and cached) when missing or out of date."""
-    settings = f"v{INDEX_VERSION}|{CHUNK_UNITS}|{kind}|{lang}|{min_score}|{dedupe}|{source.fingerprint()}"
+    settings = (
+        f"v{INDEX_VERSION}|{CHUNK_UNITS}|{kind}|{lang}|{min_score}|{dedupe}|{source.fingerprint()}"
+    )
     key = hashlib.sha1(settings.encode()).hexdigest()[:20]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     path = folder / "index" / f"{key}.npz"
@@ -160,12 +173,20 @@ def load_index(
         with np.load(path) as saved:
             meta = json.loads(str(saved["meta"]))
             return SourceIndex(
-                units=meta["units"], offsets=saved["offsets"], usable=saved["usable"],
-                skipped=Counter(meta["skipped"]), skipped_at=meta["skipped_at"],
+                units=meta["units"],
+                offsets=saved["offsets"],
+                usable=saved["usable"],
+                skipped=Counter(meta["skipped"]),
+                skipped_at=meta["skipped_at"],
             )
     index = build_index(source, kind, lang, min_score, dedupe, label)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"units": index.units, "skipped": dict(index.skipped), "skipped_at": index.skipped_at, "settings": settings}
+    meta = {
+        "units": index.units,
+        "skipped": dict(index.skipped),
+        "skipped_at": index.skipped_at,
+        "settings": settings,
+    }
     partial = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(partial, offsets=index.offsets, usable=index.usable, meta=np.array(json.dumps(meta)))
     os.replace(partial, path)  # atomic: ranks that build at once do not read half a file

@@ -44,7 +44,11 @@ most that many tokens, dealt back into as many batches of about equal token coun
 
 
 def cut_buffer(
-    encoded: list[dict], batch_size: int, batching: Batching, pack_length: Optional[int], rng: np.random.Generator
+    encoded: list[dict],
+    batch_size: int,
+    batching: Batching,
+    pack_length: Optional[int],
+    rng: np.random.Generator,
 ) -> list[list[dict]]:
     """One buffer's encoded examples (dropped ones included, marked) cut into its micro-batches:
     ``ceil(len(encoded) / batch_size)`` of them whatever the batching, so the number of batches
@@ -129,7 +133,12 @@ class MixtureDataset(IterableDataset):
     ):
         self.readers, self.rank, self.workers = list(readers), rank, workers
         self.batch_size, self.batching, self.group_batches = batch_size, batching, group_batches
-        self.encode, self.collate, self.pad_token_id, self.seed = encode, collate, pad_token_id, seed
+        self.encode, self.collate, self.pad_token_id, self.seed = (
+            encode,
+            collate,
+            pad_token_id,
+            seed,
+        )
         self.pack_length = pack_length
         self.dealt = deal(counts, world_size * workers)
         self.starts = np.cumsum(self.dealt, axis=1) - self.dealt
@@ -162,7 +171,9 @@ class MixtureDataset(IterableDataset):
     def buffer_batches(self) -> int:
         """Micro-batches cut from one buffer of examples: ``group_batches`` when the batching
         regroups examples (``group_by_length``, ``pack`` with a ``pack_length``), otherwise 1."""
-        regroups = self.batching == "group_by_length" or (self.batching == "pack" and self.pack_length is not None)
+        regroups = self.batching == "group_by_length" or (
+            self.batching == "pack" and self.pack_length is not None
+        )
         return self.group_batches if regroups else 1
 
     def _encoded_batches(self, logical: int, epoch: int, first_batch: int) -> Iterator[list[dict]]:
@@ -180,13 +191,17 @@ class MixtureDataset(IterableDataset):
             yield from batches[skip:]
             number, skip = number + 1, 0
 
-    def encoded_batches(self, epoch: int, start: int, logicals: Optional[list[int]] = None) -> Iterator[list[dict]]:
+    def encoded_batches(
+        self, epoch: int, start: int, logicals: Optional[list[int]] = None
+    ) -> Iterator[list[dict]]:
         """Batches from position ``start`` in the order the DataLoader yields them: one from
         each logical worker in turn, the turn resuming at worker ``start mod workers``."""
         logicals = list(range(self.workers)) if logicals is None else logicals
         rotation = start % self.workers
         turn = [(w + rotation) % self.workers for w in logicals]
-        streams = [self._encoded_batches(w, epoch, max(0, -(-(start - w) // self.workers))) for w in turn]
+        streams = [
+            self._encoded_batches(w, epoch, max(0, -(-(start - w) // self.workers))) for w in turn
+        ]
         while streams:
             for stream in list(streams):
                 batch = next(stream, None)
@@ -213,7 +228,9 @@ class MixtureDataset(IterableDataset):
         logicals = None
         if info is not None:
             if info.num_workers != self.workers:
-                raise ValueError(f"the data was planned for {self.workers} workers, the loader has {info.num_workers}")
+                raise ValueError(
+                    f"the data was planned for {self.workers} workers, the loader has {info.num_workers}"
+                )
             logicals = [info.id]
         for batch in self.encoded_batches(self.position.epoch, self.position.batches, logicals):
             yield self.collated(batch)

@@ -48,7 +48,10 @@ def stream_counts(sizes: Sequence[int], weights: Sequence[float], total: int) ->
 
 
 def epoch_counts(
-    sizes: Sequence[int], weights: Sequence[float], stop: StopRule = "total", total: Optional[int] = None
+    sizes: Sequence[int],
+    weights: Sequence[float],
+    stop: StopRule = "total",
+    total: Optional[int] = None,
 ) -> list[int]:
     """Examples each stream gives an epoch under a stop rule (see the module docstring).
 

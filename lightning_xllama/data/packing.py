@@ -50,7 +50,9 @@ def pack_rows(lengths: Sequence[int], capacity: Optional[int] = None) -> list[li
     return [sorted(row) for row in rows]
 
 
-def pack_buffer(lengths: Sequence[int], batches: int, capacity: Optional[int]) -> list[list[list[int]]]:
+def pack_buffer(
+    lengths: Sequence[int], batches: int, capacity: Optional[int]
+) -> list[list[list[int]]]:
     """Examples of the given lengths packed into rows of at most ``capacity`` tokens and dealt
     into ``batches`` micro-batches: for each micro-batch its rows, each row the indices of its
     examples in increasing order.
@@ -136,7 +138,11 @@ def _cut_runs(loads: list[int], groups: int) -> list[int]:
     for g in range(groups - 1):
         share = left_tokens / (groups - g)
         j, tokens = i + 1, loads[i]
-        while j < n - (groups - g - 1) and (j + 1 - i) * loads[i] <= low and tokens + loads[j] / 2 <= share:
+        while (
+            j < n - (groups - g - 1)
+            and (j + 1 - i) * loads[i] <= low
+            and tokens + loads[j] / 2 <= share
+        ):
             tokens += loads[j]
             j += 1
         sizes.append(j - i)
@@ -166,7 +172,9 @@ def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """A boolean 4D mask as the additive float mask eager attention adds to its scores."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+        ~mask, torch.finfo(dtype).min
+    )
 
 
 class PackCollator:
@@ -189,8 +197,14 @@ class PackCollator:
         pad_to_multiple_of: round the row width up to a multiple of this.
     """
 
-    def __init__(self, pad_token_id: int, pack_length: Optional[int] = None, pad_to_multiple_of: int = 1):
-        self.pad_token_id, self.pack_length, self.pad_to_multiple_of = pad_token_id, pack_length, pad_to_multiple_of
+    def __init__(
+        self, pad_token_id: int, pack_length: Optional[int] = None, pad_to_multiple_of: int = 1
+    ):
+        self.pad_token_id, self.pack_length, self.pad_to_multiple_of = (
+            pad_token_id,
+            pack_length,
+            pad_to_multiple_of,
+        )
 
     def rows(self, examples: list[dict]) -> list[list[int]]:
         """Indices of the examples in each row."""
@@ -206,7 +220,9 @@ class PackCollator:
         rows = self.rows(examples)
         longest = max(sum(lengths[i] for i in row) for row in rows)
         if self.pack_length is not None and longest > self.pack_length:
-            raise ValueError(f"a row of {longest} tokens is longer than pack_length {self.pack_length}")
+            raise ValueError(
+                f"a row of {longest} tokens is longer than pack_length {self.pack_length}"
+            )
         width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
         labels = np.full((len(rows), width), IGNORE_INDEX, dtype=np.int64)

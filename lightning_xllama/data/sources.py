@@ -12,9 +12,8 @@ worker reads only its share of a 10-million-line corpus.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -68,7 +67,9 @@ def _validate_record(record: object, where: str, require_output: bool = True) ->
         raise DataFormatError(f"{where}: expected a JSON object with fields {INSTRUCTION_FIELDS}")
     for name in ("instruction", "output") if require_output else ("instruction",):
         if name not in record:
-            raise DataFormatError(f"{where}: missing field {name!r} (expected {INSTRUCTION_FIELDS})")
+            raise DataFormatError(
+                f"{where}: missing field {name!r} (expected {INSTRUCTION_FIELDS})"
+            )
     for name in INSTRUCTION_FIELDS:
         value = record.get(name, "")
         if not isinstance(value, str):
@@ -103,7 +104,9 @@ def _load_json_list(path: Path) -> list:
     return records
 
 
-def read_instructions(path: str | Path, lang: str = "en", require_output: bool = True) -> Iterator[Example]:
+def read_instructions(
+    path: str | Path, lang: str = "en", require_output: bool = True
+) -> Iterator[Example]:
     """Alpaca records from a JSON list (``.json``) or one object per line (``.jsonl``).
 
     ``require_output=False`` reads prompts to answer (``predict``), whose output is unknown.
@@ -124,7 +127,13 @@ def read_instructions(path: str | Path, lang: str = "en", require_output: bool =
 
 
 def _to_example(record: dict, lang: str) -> Example:
-    return Example(record["instruction"], record.get("input", ""), record.get("output", ""), "instruction", lang)
+    return Example(
+        record["instruction"],
+        record.get("input", ""),
+        record.get("output", ""),
+        "instruction",
+        lang,
+    )
 
 
 def read_parallel(prefix: str | Path, src_lang: str, tgt_lang: str) -> list[tuple[str, str]]:
@@ -326,7 +335,9 @@ class AlignedText(Source):
     def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
         en = _read_lines_at(self.paths[0], offsets[0], count)
         other = _read_lines_at(self.paths[1], offsets[1], count)
-        return [(_decode(a, self.paths[0], 0), _decode(b, self.paths[1], 0)) for a, b in zip(en, other)]
+        return [
+            (_decode(a, self.paths[0], 0), _decode(b, self.paths[1], 0)) for a, b in zip(en, other)
+        ]
 
 
 class TsvPairs(Source):
@@ -441,16 +452,24 @@ class HFDataset(Source):
         self._dataset = None
 
     def __repr__(self) -> str:
-        return f"{self.name}" + (f" ({self.config})" if self.config else "") + f" split {self.split}"
+        return (
+            f"{self.name}" + (f" ({self.config})" if self.config else "") + f" split {self.split}"
+        )
 
     def dataset(self):
         if self._dataset is None:
             import datasets
 
             self._dataset = datasets.load_dataset(
-                self.name, self.config, split=self.split, data_files=self.data_files, cache_dir=self.cache_dir
+                self.name,
+                self.config,
+                split=self.split,
+                data_files=self.data_files,
+                cache_dir=self.cache_dir,
             )
-            missing = {c.split(".")[0] for c in self.columns.values()} - set(self._dataset.column_names)
+            missing = {c.split(".")[0] for c in self.columns.values()} - set(
+                self._dataset.column_names
+            )
             if missing:
                 raise DataFormatError(
                     f"data set {self!r}: no column(s) {sorted(missing)}; it has {self._dataset.column_names}"
@@ -473,7 +492,9 @@ class HFDataset(Source):
             value = row
             for part in self.columns[role].split("."):
                 if not isinstance(value, dict) or part not in value:
-                    raise DataFormatError(f"data set {self!r}: row {index}: no field {self.columns[role]!r}")
+                    raise DataFormatError(
+                        f"data set {self!r}: row {index}: no field {self.columns[role]!r}"
+                    )
                 value = value[part]
             if not isinstance(value, str):
                 raise DataFormatError(

@@ -32,7 +32,9 @@ def load_datamodule(data: dict, model: Optional[dict] = None):
     parser = LightningArgumentParser()
     parser.add_subclass_arguments(XLlamaModule, "model", required=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
-    XLlamaCLI.add_arguments_to_parser(XLlamaCLI.__new__(XLlamaCLI), parser)  # the links, not a copy of them
+    XLlamaCLI.add_arguments_to_parser(
+        XLlamaCLI.__new__(XLlamaCLI), parser
+    )  # the links, not a copy of them
     config = parser.parse_object({"data": data, "model": model or {"init_args": {}}})
     config.model = None  # parsed for its links only
     return parser.instantiate_classes(config).data
@@ -46,11 +48,15 @@ def evaluation_sets(trainer: Optional[dict]) -> dict[str, list[tuple[str, str]]]
         if "test_prefix" in args and "directions" in args:
             for direction in args["directions"]:
                 src, _, tgt = direction.partition("-")
-                sets[f"{args['test_prefix']} ({direction})"] = read_parallel(args["test_prefix"], src, tgt)
+                sets[f"{args['test_prefix']} ({direction})"] = read_parallel(
+                    args["test_prefix"], src, tgt
+                )
     return sets
 
 
-def padding_efficiency(lengths: list[list[int]], group_batches: int, pack_length: Optional[int]) -> dict[str, float]:
+def padding_efficiency(
+    lengths: list[list[int]], group_batches: int, pack_length: Optional[int]
+) -> dict[str, float]:
     """Share of non-padding tokens in the batch tensors of each batching mode, for the same
     batches of examples (``lengths``: example lengths per batch)."""
     real = sum(sum(batch) for batch in lengths)
@@ -60,7 +66,9 @@ def padding_efficiency(lengths: list[list[int]], group_batches: int, pack_length
     grouped = 0
     for start in range(0, len(flat), size * group_batches):
         buffer = sorted(flat[start : start + size * group_batches])
-        grouped += sum(len(b) * max(b) for b in (buffer[i : i + size] for i in range(0, len(buffer), size)))
+        grouped += sum(
+            len(b) * max(b) for b in (buffer[i : i + size] for i in range(0, len(buffer), size))
+        )
     packed = 0
     for batch in lengths:
         rows = pack_rows(batch, pack_length)
@@ -97,14 +105,23 @@ def collect(datamodule, limit_batches: Optional[int] = None) -> dict:
                 dropped[e["stream"]][e["dropped"]] += 1
                 continue
             prompt = sum(label == IGNORE_INDEX for label in e["labels"])
-            counts.update(examples=1, truncated=int(e["truncated"]), prompt_tokens=prompt,
-                          response_tokens=len(e["labels"]) - prompt)
+            counts.update(
+                examples=1,
+                truncated=int(e["truncated"]),
+                prompt_tokens=prompt,
+                response_tokens=len(e["labels"]) - prompt,
+            )
             kept.append(e)
             shown.setdefault(e["stream"], e)
         if kept:
             lengths.append([len(e["input_ids"]) for e in kept])
-    return {"per_stream": per_stream, "dropped": dropped, "lengths": lengths, "examples": list(shown.values()),
-            "batches": len(lengths)}
+    return {
+        "per_stream": per_stream,
+        "dropped": dropped,
+        "lengths": lengths,
+        "examples": list(shown.values()),
+        "batches": len(lengths),
+    }
 
 
 def overlap(datamodule, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dict]:
@@ -120,7 +137,11 @@ def overlap(datamodule, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dic
     found = {}
     for name, pairs in sets.items():
         shared = [s for pair in pairs for s in pair if s.strip() in seen]
-        found[name] = {"sentences": 2 * len(pairs), "in_training": len(shared), "examples": shared[:3]}
+        found[name] = {
+            "sentences": 2 * len(pairs),
+            "in_training": len(shared),
+            "examples": shared[:3],
+        }
     return found
 
 
@@ -158,21 +179,42 @@ def stats_command(
     weights = [s.weight if s.weight is not None else 1.0 for s in datamodule.streams]
     counted = any(s.count is not None for s in datamodule.streams)
     report: dict = {"stop": None if counted else h.stop, "streams": []}
-    lines = [f"{type(datamodule).__name__}: {len(datamodule.streams)} streams, epoch of {total_planned} examples "
-             + ("(counts)" if counted else f"(stop rule {h.stop})")]
-    lines.append(f"{'stream':32} {'units':>8} {'skipped':>8} {'held out':>8} {'pass':>8} {'epoch':>8} "
-                 f"{'requested':>9} {'planned':>8} {'realised':>8} {'repeats':>8} {'examples':>8} {'tokens':>9}")
-    for i, (stream, reader, planned) in enumerate(zip(datamodule.streams, datamodule.readers, datamodule.counts)):
+    lines = [
+        f"{type(datamodule).__name__}: {len(datamodule.streams)} streams, epoch of {total_planned} examples "
+        + ("(counts)" if counted else f"(stop rule {h.stop})")
+    ]
+    lines.append(
+        f"{'stream':32} {'units':>8} {'skipped':>8} {'held out':>8} {'pass':>8} {'epoch':>8} "
+        f"{'requested':>9} {'planned':>8} {'realised':>8} {'repeats':>8} {'examples':>8} {'tokens':>9}"
+    )
+    for i, (stream, reader, planned) in enumerate(
+        zip(datamodule.streams, datamodule.readers, datamodule.counts)
+    ):
         index, seen = reader.index, run["per_stream"][i]
-        requested = (f"{stream.count} rec" if stream.count is not None else "all") if counted else f"{weights[i] / sum(weights):.3f}"
+        requested = (
+            (f"{stream.count} rec" if stream.count is not None else "all")
+            if counted
+            else f"{weights[i] / sum(weights):.3f}"
+        )
         held_out = index.usable_units - reader.size // stream.multiplicity
         entry = {
-            "stream": stream.label, "path": stream.path, "units": index.units, "skipped": dict(index.skipped),
-            "skipped_at": index.skipped_at, "held_out": held_out, "pass_examples": reader.size,
-            "epoch_examples": planned, "requested": requested, "planned_share": planned / total_planned,
-            "realised_share": seen["examples"] / total_seen, "repeated": max(0, planned - reader.size),
-            "unused": max(0, reader.size - planned), "examples": seen["examples"], "truncated": seen["truncated"],
-            "dropped": dict(run["dropped"][i]), "prompt_tokens": seen["prompt_tokens"],
+            "stream": stream.label,
+            "path": stream.path,
+            "units": index.units,
+            "skipped": dict(index.skipped),
+            "skipped_at": index.skipped_at,
+            "held_out": held_out,
+            "pass_examples": reader.size,
+            "epoch_examples": planned,
+            "requested": requested,
+            "planned_share": planned / total_planned,
+            "realised_share": seen["examples"] / total_seen,
+            "repeated": max(0, planned - reader.size),
+            "unused": max(0, reader.size - planned),
+            "examples": seen["examples"],
+            "truncated": seen["truncated"],
+            "dropped": dict(run["dropped"][i]),
+            "prompt_tokens": seen["prompt_tokens"],
             "response_tokens": seen["response_tokens"],
         }
         report["streams"].append(entry)
@@ -184,35 +226,56 @@ def stats_command(
     lines.append("skipped, deduplicated, truncated and dropped (with reasons):")
     for entry in report["streams"]:
         for reason, n in entry["skipped"].items():
-            lines.append(f"  {entry['stream']}: {n} skipped: {reason} (e.g. {'; '.join(entry['skipped_at'][reason])})")
+            lines.append(
+                f"  {entry['stream']}: {n} skipped: {reason} (e.g. {'; '.join(entry['skipped_at'][reason])})"
+            )
         if entry["truncated"]:
-            lines.append(f"  {entry['stream']}: {entry['truncated']} truncated to max_length {h.max_length}")
+            lines.append(
+                f"  {entry['stream']}: {entry['truncated']} truncated to max_length {h.max_length}"
+            )
         for reason, n in entry["dropped"].items():
             lines.append(f"  {entry['stream']}: {n} dropped: {reason}")
         if entry["unused"]:
-            lines.append(f"  {entry['stream']}: {entry['unused']} examples not used this epoch (stop rule or count)")
+            lines.append(
+                f"  {entry['stream']}: {entry['unused']} examples not used this epoch (stop rule or count)"
+            )
     padding = datamodule.train_dataset(0, 1).padding_examples
     if padding:
-        lines.append(f"  {padding} examples repeated so that every worker holds as many (num_workers {h.num_workers})")
+        lines.append(
+            f"  {padding} examples repeated so that every worker holds as many (num_workers {h.num_workers})"
+        )
     report["repeated_to_even_out_workers"] = padding
     if run["lengths"]:
         efficiency = padding_efficiency(run["lengths"], h.group_batches, h.pack_length)
         report["padding_efficiency"] = efficiency
-        lines.append(f"non-padding share of batch tokens over {run['batches']} batches of {h.batch_size} "
-                     f"(configured: {h.batching}): "
-                     + ", ".join(f"{mode} {share:.1%}" for mode, share in efficiency.items()))
+        lines.append(
+            f"non-padding share of batch tokens over {run['batches']} batches of {h.batch_size} "
+            f"(configured: {h.batching}): "
+            + ", ".join(f"{mode} {share:.1%}" for mode, share in efficiency.items())
+        )
         if h.batching == "pack":
             first = run["lengths"][0]
-            rows = [" ".join(f"[{first[i]}]" for i in row) for row in pack_rows(first, h.pack_length)]
-            lines.append("first packed batch, example lengths per row (each attends only within its []): "
-                         + " | ".join(rows))
+            rows = [
+                " ".join(f"[{first[i]}]" for i in row) for row in pack_rows(first, h.pack_length)
+            ]
+            lines.append(
+                "first packed batch, example lengths per row (each attends only within its []): "
+                + " | ".join(rows)
+            )
     sets = evaluation_sets(trainer)
     report["overlap"] = overlap(datamodule, sets)
-    lines.append("overlap of training pairs with evaluation sets:" + ("" if sets else " no evaluation sets configured"))
+    lines.append(
+        "overlap of training pairs with evaluation sets:"
+        + ("" if sets else " no evaluation sets configured")
+    )
     for name, found in report["overlap"].items():
-        lines.append(f"  {name}: {found['in_training']} of {found['sentences']} sentences appear in training pairs"
-                     + (f" (e.g. {found['examples']})" if found["examples"] else ""))
-    lines.append(f"rendered examples (prompt, then the trained part between ⟦ ⟧; template {h.template}):")
+        lines.append(
+            f"  {name}: {found['in_training']} of {found['sentences']} sentences appear in training pairs"
+            + (f" (e.g. {found['examples']})" if found["examples"] else "")
+        )
+    lines.append(
+        f"rendered examples (prompt, then the trained part between ⟦ ⟧; template {h.template}):"
+    )
     for example in run["examples"][:show]:
         lines.append(f"--- {datamodule.streams[example['stream']].label}")
         lines.append(render_masked(datamodule.tokenizer, example))
@@ -229,11 +292,24 @@ class StatsCLI(XLlamaCLI):
     def _prepare_subcommand_parser(self, klass, subcommand, **kwargs):
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
         if subcommand == "fit":
-            parser.add_argument("--limit_batches", type=Optional[int], default=None,
-                                help="tokenise only the first N batches of epoch 0 (default: the whole epoch)")
-            parser.add_argument("--show", type=int, default=2,
-                                help="examples shown rendered with their loss masks (at most one per stream)")
-            parser.add_argument("--out", type=Optional[str], default=None, help="also write the numbers to this JSON file")
+            parser.add_argument(
+                "--limit_batches",
+                type=Optional[int],
+                default=None,
+                help="tokenise only the first N batches of epoch 0 (default: the whole epoch)",
+            )
+            parser.add_argument(
+                "--show",
+                type=int,
+                default=2,
+                help="examples shown rendered with their loss masks (at most one per stream)",
+            )
+            parser.add_argument(
+                "--out",
+                type=Optional[str],
+                default=None,
+                help="also write the numbers to this JSON file",
+            )
         return parser
 
     def instantiate_classes(self) -> None:
@@ -242,7 +318,12 @@ class StatsCLI(XLlamaCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         config = self.config["fit"].as_dict()
         self.report = stats_command(
-            config["data"], config["model"], config.get("trainer"), config["limit_batches"], config["show"], config["out"],
+            config["data"],
+            config["model"],
+            config.get("trainer"),
+            config["limit_batches"],
+            config["show"],
+            config["out"],
         )
 
 

@@ -22,7 +22,14 @@ import numpy as np
 
 from lightning_xllama.data.index import CHUNK_UNITS, SourceIndex, load_index
 from lightning_xllama.data.sources import (
-    AlignedText, Example, HFDataset, JsonInstructions, JsonlInstructions, Record, Source, TsvPairs,
+    AlignedText,
+    Example,
+    HFDataset,
+    JsonInstructions,
+    JsonlInstructions,
+    Record,
+    Source,
+    TsvPairs,
 )
 from lightning_xllama.data.tasks import Direction, pair_examples
 from lightning_xllama.languages import get_language
@@ -78,10 +85,14 @@ class Stream:
     def __post_init__(self) -> None:
         where = f"stream {self.label}"
         if self.kind not in FORMATS:
-            raise ValueError(f"{where}: kind must be 'instructions' or 'parallel', got {self.kind!r}")
+            raise ValueError(
+                f"{where}: kind must be 'instructions' or 'parallel', got {self.kind!r}"
+            )
         get_language(self.lang)  # an unknown code fails here, listing the known ones
         if self.direction not in ("en-x", "x-en", "both"):
-            raise ValueError(f"{where}: direction must be 'en-x', 'x-en' or 'both', got {self.direction!r}")
+            raise ValueError(
+                f"{where}: direction must be 'en-x', 'x-en' or 'both', got {self.direction!r}"
+            )
         if self.format is None:
             suffix = Path(self.path).suffix
             self.format = {".json": "json", ".jsonl": "jsonl", ".tsv": "tsv"}.get(suffix, "text")
@@ -95,15 +106,21 @@ class Stream:
         if self.weight is not None and not self.weight >= 0:
             raise ValueError(f"{where}: weight must be non-negative, got {self.weight}")
         if self.count is not None and (isinstance(self.count, bool) or self.count < 0):
-            raise ValueError(f"{where}: count must be a non-negative whole number, got {self.count}")
+            raise ValueError(
+                f"{where}: count must be a non-negative whole number, got {self.count}"
+            )
         if self.min_score is not None and self.format != "tsv":
-            raise ValueError(f"{where}: min_score filters TSV pairs with a score column; {self.path} is {self.format}")
+            raise ValueError(
+                f"{where}: min_score filters TSV pairs with a score column; {self.path} is {self.format}"
+            )
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
-        return f"{self.kind}:{self.lang}" + (f":{self.direction}" if self.kind == "parallel" else "")
+        return f"{self.kind}:{self.lang}" + (
+            f":{self.direction}" if self.kind == "parallel" else ""
+        )
 
     @property
     def multiplicity(self) -> int:
@@ -114,7 +131,13 @@ class Stream:
         if self.format == "hf":
             hf_cache = str(Path(cache_dir) / "hf") if cache_dir else None
             return HFDataset(
-                self.path, self.kind, self.columns, self.hf_config, self.hf_split, self.hf_data_files, hf_cache
+                self.path,
+                self.kind,
+                self.columns,
+                self.hf_config,
+                self.hf_split,
+                self.hf_data_files,
+                hf_cache,
             )
         if self.format == "json":
             return JsonInstructions(self.path)
@@ -125,7 +148,9 @@ class Stream:
         return AlignedText(self.path, self.lang)
 
     def index(self, source: Source, dedupe: bool, cache_dir: Optional[str] = None) -> SourceIndex:
-        return load_index(source, self.kind, self.lang, self.min_score, dedupe, cache_dir, self.label)
+        return load_index(
+            source, self.kind, self.lang, self.min_score, dedupe, cache_dir, self.label
+        )
 
 
 Item = tuple[int, int, Record]
@@ -165,13 +190,19 @@ class StreamReader:
         s = self.stream
         if s.kind == "instructions":
             return Example(record[0], record[1], record[2], "instruction", s.lang)
-        return pair_examples(record[0], record[1], "en", s.lang, s.direction, random.Random(f"{self.seed}:{unit}"))[which]
+        return pair_examples(
+            record[0], record[1], "en", s.lang, s.direction, random.Random(f"{self.seed}:{unit}")
+        )[which]
 
     def _pass(self, epoch: int, number: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk order of a pass and the cumulative example counts of its windows."""
         if self._plan is None or self._plan[0] != (epoch, number):
-            order = np.random.default_rng([self.seed, self.key, epoch, number]).permutation(self.index.chunks)
-            sizes = np.add.reduceat(self.counts[order], np.arange(0, len(order), self.window_chunks))
+            order = np.random.default_rng([self.seed, self.key, epoch, number]).permutation(
+                self.index.chunks
+            )
+            sizes = np.add.reduceat(
+                self.counts[order], np.arange(0, len(order), self.window_chunks)
+            )
             self._plan = ((epoch, number), order, np.cumsum(sizes))
         return self._plan[1], self._plan[2]
 
@@ -185,8 +216,12 @@ class StreamReader:
             records = self.source.read(tuple(self.index.offsets[chunk]), len(mask))
             first = int(chunk) * self.index.chunk_units
             for i in np.flatnonzero(mask):
-                items += [(first + int(i), which, records[i]) for which in range(self.stream.multiplicity)]
-        shuffle = np.random.default_rng([self.seed, self.key, epoch, number, window]).permutation(len(items))
+                items += [
+                    (first + int(i), which, records[i]) for which in range(self.stream.multiplicity)
+                ]
+        shuffle = np.random.default_rng([self.seed, self.key, epoch, number, window]).permutation(
+            len(items)
+        )
         return [items[i] for i in shuffle]
 
     def items(self, epoch: int, start: int, stop: int) -> Iterator[Item]:
@@ -231,5 +266,7 @@ def held_out_units(index: SourceIndex, count: int, seed: int, label: str) -> np.
     for position in positions:
         chunk = int(np.searchsorted(ends, position, side="right"))
         within = int(position - (ends[chunk] - counts[chunk]))
-        units.append(chunk * index.chunk_units + int(np.flatnonzero(index.chunk_mask(chunk))[within]))
+        units.append(
+            chunk * index.chunk_units + int(np.flatnonzero(index.chunk_mask(chunk))[within])
+        )
     return np.asarray(units, dtype=np.int64)

@@ -24,9 +24,17 @@ def pair_examples(
     src_name, tgt_name = get_language(src_lang).name, get_language(tgt_lang).name
     examples = []
     if direction in ("en-x", "both"):
-        examples.append(Example(translation_instruction(src_name, tgt_name, rng), src, tgt, "translation", tgt_lang))
+        examples.append(
+            Example(
+                translation_instruction(src_name, tgt_name, rng), src, tgt, "translation", tgt_lang
+            )
+        )
     if direction in ("x-en", "both"):
-        examples.append(Example(translation_instruction(tgt_name, src_name, rng), tgt, src, "translation", src_lang))
+        examples.append(
+            Example(
+                translation_instruction(tgt_name, src_name, rng), tgt, src, "translation", src_lang
+            )
+        )
     return examples
 
 

@@ -15,6 +15,12 @@ from lightning_xllama.demo.prepare import (
 from lightning_xllama.demo.world import SyntheticWorld, render
 
 __all__ = [
-    "DataLayout", "DemoLayout", "SyntheticWorld", "prepare_demo", "pretrain_base_model", "render",
-    "tokenizer_corpus", "train_tokenizer",
+    "DataLayout",
+    "DemoLayout",
+    "SyntheticWorld",
+    "prepare_demo",
+    "pretrain_base_model",
+    "render",
+    "tokenizer_corpus",
+    "train_tokenizer",
 ]

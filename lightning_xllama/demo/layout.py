@@ -60,7 +60,12 @@ class DataLayout:
     def required(self, lang: str, qa: bool = False) -> list[Path]:
         """Files a run on ``lang`` reads besides the parallel corpus (and QA with ``qa``)."""
         test = self.translation_test(lang)
-        needed = [self.instructions("en"), self.instructions(lang), test.with_suffix(".en"), test.with_suffix(f".{lang}")]
+        needed = [
+            self.instructions("en"),
+            self.instructions(lang),
+            test.with_suffix(".en"),
+            test.with_suffix(f".{lang}"),
+        ]
         return needed + ([self.qa(lang)] if qa else [])
 
 

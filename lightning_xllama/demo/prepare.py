@@ -50,14 +50,19 @@ def train_tokenizer(texts: list[str], out_dir: str | Path, vocab_size: int = 102
         remove_extra_whitespaces=False,
         split_digits=True,
         allow_whitespace_only_pieces=True,
-        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
         hard_vocab_limit=False,
         num_threads=1,
         minloglevel=2,
     )
     spm_path = out / "tokenizer.model"
     spm_path.write_bytes(model.getvalue())
-    tokenizer = LlamaTokenizerFast(vocab_file=str(spm_path), legacy=False, from_slow=True, add_prefix_space=True)
+    tokenizer = LlamaTokenizerFast(
+        vocab_file=str(spm_path), legacy=False, from_slow=True, add_prefix_space=True
+    )
     tokenizer.save_pretrained(out)
     return tokenizer
 
@@ -72,7 +77,11 @@ def tokenizer_corpus(world: SyntheticWorld, paths: dict[str, str]) -> list[str]:
                 texts += [record["instruction"], record["input"], record["output"]]
     names = [get_language(code).name for code in ["en", *world.targets]]
     prompt_words = [ALPACA_WITH_INPUT, ALPACA_NO_INPUT] + [
-        t.format(src=a, tgt=b) for t in TRANSLATION_INSTRUCTIONS for a in names for b in names if a != b
+        t.format(src=a, tgt=b)
+        for t in TRANSLATION_INSTRUCTIONS
+        for a in names
+        for b in names
+        if a != b
     ]
     return texts + [line for text in prompt_words for line in text.splitlines() if line] * 200
 
@@ -131,8 +140,12 @@ def pretrain_base_model(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         progress.set_postfix(loss=f"{loss.item():.3f}")
-    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    model.save_pretrained(out_dir, safe_serialization=True)  # the tokenizer is already there, as LLaMA ships it
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
+    model.save_pretrained(
+        out_dir, safe_serialization=True
+    )  # the tokenizer is already there, as LLaMA ships it
     return model, loss.item()
 
 
@@ -185,8 +198,11 @@ def prepare_demo(
     start = time.perf_counter()
     world = SyntheticWorld(targets, seed=seed)
     paths = world.write(
-        layout.data.root, pretraining=pretraining, bilingual_share=bilingual_share,
-        instructions=instructions, parallel=parallel,
+        layout.data.root,
+        pretraining=pretraining,
+        bilingual_share=bilingual_share,
+        instructions=instructions,
+        parallel=parallel,
     )
     tokenizer = train_tokenizer(tokenizer_corpus(world, paths), layout.base_model, vocab_size)
     from lightning_xllama.hf_loading import load_tokenizer
@@ -194,8 +210,15 @@ def prepare_demo(
     tokenizer = load_tokenizer(str(layout.base_model))
     lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
     _, loss = pretrain_base_model(
-        tokenizer, lines, layout.base_model, hidden_size, num_layers, num_heads, steps=pretrain_steps,
-        learning_rate=pretrain_learning_rate, seed=seed,
+        tokenizer,
+        lines,
+        layout.base_model,
+        hidden_size,
+        num_layers,
+        num_heads,
+        steps=pretrain_steps,
+        learning_rate=pretrain_learning_rate,
+        seed=seed,
     )
     result = {
         "settings": settings,
@@ -204,5 +227,7 @@ def prepare_demo(
         "seconds": round(time.perf_counter() - start, 1),
     }
     stamp.write_text(json.dumps(result, indent=1))
-    print(f"demo assets written to {out} in {result['seconds']} s (base model final loss {loss:.3f})")
+    print(
+        f"demo assets written to {out} in {result['seconds']} s (base model final loss {loss:.3f})"
+    )
     return result

@@ -26,12 +26,25 @@ NOUNS = (
     "dog cat bird horse fish farmer teacher child doctor king girl boy tree house river boat "
     "apple book stone ball garden table window road city hill door cup hat key"
 ).split()
-ADJECTIVES = "big small red green old young happy tall quiet bright dark heavy quick cold warm".split()
+ADJECTIVES = (
+    "big small red green old young happy tall quiet bright dark heavy quick cold warm".split()
+)
 VERBS = [  # (base form, third person)
-    ("see", "sees"), ("like", "likes"), ("find", "finds"), ("take", "takes"), ("hold", "holds"),
-    ("carry", "carries"), ("follow", "follows"), ("paint", "paints"), ("watch", "watches"),
-    ("push", "pushes"), ("help", "helps"), ("build", "builds"), ("open", "opens"),
-    ("move", "moves"), ("call", "calls"),
+    ("see", "sees"),
+    ("like", "likes"),
+    ("find", "finds"),
+    ("take", "takes"),
+    ("hold", "holds"),
+    ("carry", "carries"),
+    ("follow", "follows"),
+    ("paint", "paints"),
+    ("watch", "watches"),
+    ("push", "pushes"),
+    ("help", "helps"),
+    ("build", "builds"),
+    ("open", "opens"),
+    ("move", "moves"),
+    ("call", "calls"),
 ]
 PREPOSITIONS = "near behind under beside".split()
 NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve thirteen".split()
@@ -187,7 +200,10 @@ def _instruction(clause: Clause, task: str) -> tuple[list[str], Optional[object]
     if task == "count":
         return "how many words are in this sentence ?".split(), "count"
     if task == "swap":
-        return "rewrite this sentence with the subject and the object swapped .".split(), clause.swapped()
+        return (
+            "rewrite this sentence with the subject and the object swapped .".split(),
+            clause.swapped(),
+        )
     raise ValueError(f"unknown synthetic task {task!r}")
 
 
@@ -213,7 +229,9 @@ class SyntheticWorld:
     def _rng(self, purpose: str) -> random.Random:
         return random.Random(f"{self.seed}:{purpose}")
 
-    def _clauses(self, purpose: str, count: int, exclude: set[Clause] = frozenset()) -> list[Clause]:
+    def _clauses(
+        self, purpose: str, count: int, exclude: set[Clause] = frozenset()
+    ) -> list[Clause]:
         """``count`` distinct clauses not in ``exclude``, drawn from the purpose's own stream."""
         rng = self._rng(purpose)
         seen, clauses = set(exclude), []
@@ -225,7 +243,9 @@ class SyntheticWorld:
         return clauses
 
     # --- what a user would bring -------------------------------------------------------
-    def pretraining_text(self, count: int, target_share: float = 0.1, bilingual_share: float = 0.05) -> list[str]:
+    def pretraining_text(
+        self, count: int, target_share: float = 0.1, bilingual_share: float = 0.05
+    ) -> list[str]:
         """Base-model pretraining lines: mostly English, ``target_share`` in each target language,
         and ``bilingual_share`` of lines that pair an English sentence with its translation, as
         web text holds a few (the latent knowledge that instruction tuning then aligns)."""
@@ -305,10 +325,16 @@ class SyntheticWorld:
             clause = clauses[asked]
             question_tokens, _ = _instruction(clause, "object")
             question = render(renderer.words(question_tokens))
-            qa = {"id": f"syn-{lang}-{i}", "question": question,
-                  "answers": [{"text": answer, "answer_start": answer_start}]}
+            qa = {
+                "id": f"syn-{lang}-{i}",
+                "question": question,
+                "answers": [{"text": answer, "answer_start": answer_start}],
+            }
             paragraphs.append({"context": context, "qas": [qa]})
-        return {"version": "synthetic-1", "data": [{"title": f"synthetic-{lang}", "paragraphs": paragraphs}]}
+        return {
+            "version": "synthetic-1",
+            "data": [{"title": f"synthetic-{lang}", "paragraphs": paragraphs}],
+        }
 
     @staticmethod
     def _distinct_subjects(rng: random.Random, count: int) -> list[Clause]:
@@ -322,8 +348,10 @@ class SyntheticWorld:
 
     def lexicons(self) -> dict[str, list[str]]:
         """Each language's words, for identifying which language an output is in."""
-        return {code: sorted(set(r.lexicon.values())) for code, r in
-                [("en", self.english), *self.targets.items()]}
+        return {
+            code: sorted(set(r.lexicon.values()))
+            for code, r in [("en", self.english), *self.targets.items()]
+        }
 
     # --- files in the real formats ------------------------------------------------------
     def write(
@@ -348,7 +376,9 @@ class SyntheticWorld:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(obj, ensure_ascii=False, indent=1), encoding="utf-8")
 
-        write_lines(layout.pretraining, self.pretraining_text(pretraining, bilingual_share=bilingual_share))
+        write_lines(
+            layout.pretraining, self.pretraining_text(pretraining, bilingual_share=bilingual_share)
+        )
         paths["pretraining"] = str(layout.pretraining)
         write_json(layout.instructions("en"), self.instructions(instructions, "en"))
         paths["instructions/en"] = str(layout.instructions("en"))

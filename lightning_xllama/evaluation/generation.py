@@ -91,7 +91,13 @@ def generate_on_all_ranks(
     share = distributed.rank_share(len(prompts))
     batches_per_rank = -(-distributed.share_size(len(prompts)) // batch_size)
     local = generate(
-        model, tokenizer, prompts[share.start : share.stop], batch_size, max_new_tokens, num_beams,
-        synced_gpus=sharded, min_batches=batches_per_rank,
+        model,
+        tokenizer,
+        prompts[share.start : share.stop],
+        batch_size,
+        max_new_tokens,
+        num_beams,
+        synced_gpus=sharded,
+        min_batches=batches_per_rank,
     )
     return [text for part in distributed.gather_object(local) for text in part]

@@ -14,12 +14,17 @@ from torchmetrics import Metric
 
 from lightning_xllama.demo.world import SyntheticWorld
 from lightning_xllama.evaluation.language_id import (
-    LangidIdentifier, LanguageIdentifier, SyntheticIdentifier, off_target_rate,
+    LangidIdentifier,
+    LanguageIdentifier,
+    SyntheticIdentifier,
+    off_target_rate,
 )
 from lightning_xllama.languages import get_language, known_languages
 
 
-def build_identifier(languages: Iterable[str], candidates: Optional[list[str]] = None) -> LanguageIdentifier:
+def build_identifier(
+    languages: Iterable[str], candidates: Optional[list[str]] = None
+) -> LanguageIdentifier:
     """A language identifier able to tell ``languages`` (and English) apart.
 
     Real languages get py3langid restricted to ``candidates`` (default: English and
@@ -39,7 +44,10 @@ def build_identifier(languages: Iterable[str], candidates: Optional[list[str]] =
         )
     if not synthetic:
         return LangidIdentifier(candidates or sorted({"en", *languages}))
-    codes = candidates or ["en", *(c for c in known_languages() if c != "en" and get_language(c).is_synthetic)]
+    codes = candidates or [
+        "en",
+        *(c for c in known_languages() if c != "en" and get_language(c).is_synthetic),
+    ]
     return SyntheticIdentifier(SyntheticWorld([c for c in codes if c != "en"]).lexicons())
 
 

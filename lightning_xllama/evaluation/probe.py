@@ -25,7 +25,9 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def pooled_hidden_states(model, tokenizer, sentences: list[str], batch_size: int = 16) -> torch.Tensor:
+def pooled_hidden_states(
+    model, tokenizer, sentences: list[str], batch_size: int = 16
+) -> torch.Tensor:
     """Mean-pooled hidden states, shape ``[layers + 1, len(sentences), hidden]`` (float32, CPU).
 
     Each sentence is fed after a BOS token (when the tokenizer has one), right-padded; the mean is
@@ -36,7 +38,9 @@ def pooled_hidden_states(model, tokenizer, sentences: list[str], batch_size: int
         if not ids:
             raise ValueError(f"sentence {index} has no tokens: {sentences[index]!r}")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -53,10 +57,14 @@ def pooled_hidden_states(model, tokenizer, sentences: list[str], batch_size: int
             sentence_mask = attention_mask.clone()
             sentence_mask[:, : len(bos)] = 0
             outputs = model(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                output_hidden_states=True, use_cache=False,
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                output_hidden_states=True,
+                use_cache=False,
             )
-            states = torch.stack(outputs.hidden_states).float().cpu()  # [layers + 1, batch, seq, hidden]
+            states = (
+                torch.stack(outputs.hidden_states).float().cpu()
+            )  # [layers + 1, batch, seq, hidden]
             weights = sentence_mask[None, :, :, None].float()
             pooled.append((states * weights).sum(dim=2) / weights.sum(dim=2))
     finally:
@@ -92,8 +100,12 @@ def alignment(source: torch.Tensor, target: torch.Tensor) -> Alignment:
         )
     count = source.shape[1]
     if count < 2:
-        raise ValueError(f"the probe needs at least 2 pairs to compare against non-parallel ones, got {count}")
-    cosine = F.normalize(source.double(), dim=-1) @ F.normalize(target.double(), dim=-1).transpose(1, 2)
+        raise ValueError(
+            f"the probe needs at least 2 pairs to compare against non-parallel ones, got {count}"
+        )
+    cosine = F.normalize(source.double(), dim=-1) @ F.normalize(target.double(), dim=-1).transpose(
+        1, 2
+    )
     diagonal = torch.eye(count, dtype=torch.bool)
     parallel = cosine[:, diagonal].mean(dim=1)
     nonparallel = cosine[:, ~diagonal].mean(dim=1)
@@ -101,8 +113,11 @@ def alignment(source: torch.Tensor, target: torch.Tensor) -> Alignment:
     src_to_tgt = (cosine.argmax(dim=2) == truth).double().mean(dim=1)
     tgt_to_src = (cosine.argmax(dim=1) == truth).double().mean(dim=1)
     return Alignment(
-        parallel.tolist(), nonparallel.tolist(), (parallel - nonparallel).tolist(),
-        src_to_tgt.tolist(), tgt_to_src.tolist(),
+        parallel.tolist(),
+        nonparallel.tolist(),
+        (parallel - nonparallel).tolist(),
+        src_to_tgt.tolist(),
+        tgt_to_src.tolist(),
     )
 
 
@@ -127,7 +142,12 @@ def plot_alignment(result: Alignment, path: str | Path, title: str) -> Path:
     left.set(xlabel="layer (0 = embeddings)", ylabel="mean cosine", title="cosine similarity")
     right.plot(layers, result.retrieval_src_to_tgt, marker="o", label="source -> target")
     right.plot(layers, result.retrieval_tgt_to_src, marker="o", label="target -> source")
-    right.set(xlabel="layer (0 = embeddings)", ylabel="top-1 accuracy", ylim=(-0.02, 1.02), title="retrieval")
+    right.set(
+        xlabel="layer (0 = embeddings)",
+        ylabel="top-1 accuracy",
+        ylim=(-0.02, 1.02),
+        title="retrieval",
+    )
     for axes in (left, right):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.legend()

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, TypeVar
 
-from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction, read_test_pairs
+from lightning_xllama.data.eval_sets import (
+    FloresSplit,
+    FloresVersion,
+    parse_direction,
+    read_test_pairs,
+)
 
 T = TypeVar("T")
 
@@ -48,17 +53,23 @@ class ParallelTestSets:
             raise ValueError(f"{self.user} needs at least one direction, e.g. [en-zh]")
         self.directions = list(self.directions)
 
-    def read(self, count: Optional[int] = None, min_pairs: int = 0, why: str = "") -> dict[str, list[tuple[str, str]]]:
+    def read(
+        self, count: Optional[int] = None, min_pairs: int = 0, why: str = ""
+    ) -> dict[str, list[tuple[str, str]]]:
         """Per direction, ``count`` sentence pairs spread evenly over its set (all when None).
 
         A set with fewer than ``min_pairs`` pairs fails (``why`` says who needs them)."""
         sets = {}
         for direction in self.directions:
             src, tgt = parse_direction(direction)
-            pairs = read_test_pairs(src, tgt, self.test_prefix, self.flores_dir, self.flores_split, self.flores_version)
+            pairs = read_test_pairs(
+                src, tgt, self.test_prefix, self.flores_dir, self.flores_split, self.flores_version
+            )
             if len(pairs) < min_pairs:
-                raise ValueError(f"{direction}: {why or self.user} needs at least {min_pairs} sentence pairs, "
-                                 f"the set has {len(pairs)}")
+                raise ValueError(
+                    f"{direction}: {why or self.user} needs at least {min_pairs} sentence pairs, "
+                    f"the set has {len(pairs)}"
+                )
             sets[direction] = evenly_spaced(pairs, count)
         return sets
 

@@ -41,8 +41,24 @@ from lightning_xllama.scaling.results import (
 )
 
 __all__ = [
-    "ALLOCATION_HEADER", "ALPHA_BOUNDS", "Allocation", "Estimate", "LanguageFit", "MAX_BRUTE_FORCE",
-    "Points", "REQUIRED_FIELDS", "RESULT_FIELDS", "ScalingFit", "allocate", "allocate_command",
-    "fit_command", "fit_scaling", "inverse_power_law", "plot_fits", "power_law", "read_allocation",
-    "read_results", "write_allocation",
+    "ALLOCATION_HEADER",
+    "ALPHA_BOUNDS",
+    "Allocation",
+    "Estimate",
+    "LanguageFit",
+    "MAX_BRUTE_FORCE",
+    "Points",
+    "REQUIRED_FIELDS",
+    "RESULT_FIELDS",
+    "ScalingFit",
+    "allocate",
+    "allocate_command",
+    "fit_command",
+    "fit_scaling",
+    "inverse_power_law",
+    "plot_fits",
+    "power_law",
+    "read_allocation",
+    "read_results",
+    "write_allocation",
 ]

@@ -73,7 +73,9 @@ def allocate(
     if objective not in ("sum", "min"):
         raise ValueError(f"objective must be 'sum' or 'min', got {objective!r}")
     if budget < 0 or (step is not None and step <= 0):
-        raise ValueError(f"budget must be >= 0 and step > 0 pairs, got budget {budget}, step {step}")
+        raise ValueError(
+            f"budget must be >= 0 and step > 0 pairs, got budget {budget}, step {step}"
+        )
     languages = list(languages or fit.languages)
     for language in languages:
         fit.law(language)
@@ -91,7 +93,9 @@ def allocate(
     if sum(caps.values()) < budget:
         message = f"the caps add up to {sum(caps.values())} pairs, fewer than the budget {budget} ({caps})"
         if if_caps_short == "error":
-            raise ValueError(f"{message}: infeasible; lower the budget or pass if_caps_short='use_all'")
+            raise ValueError(
+                f"{message}: infeasible; lower the budget or pass if_caps_short='use_all'"
+            )
         warnings.warn(f"{message}: allocating every pair that exists", stacklevel=2)
         budget = sum(caps.values())
     step = step or max(1, budget // 1000)
@@ -118,10 +122,14 @@ def _per_language(
     values = values or {}
     unknown = sorted(set(values) - set(languages))
     if unknown:
-        raise ValueError(f"{what} name {unknown}, which are not among the languages allocated {languages}")
+        raise ValueError(
+            f"{what} name {unknown}, which are not among the languages allocated {languages}"
+        )
     for language, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{what}[{language!r}] must be a non-negative whole number, got {value!r}")
+            raise ValueError(
+                f"{what}[{language!r}] must be a non-negative whole number, got {value!r}"
+            )
     return {language: values.get(language, default) for language in languages}
 
 
@@ -134,12 +142,16 @@ def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[s
 
     def priority(language: str) -> tuple:
         now = counts[language]
-        gain = (score(language, now + increment(language)) - score(language, now)) / increment(language)
+        gain = (score(language, now + increment(language)) - score(language, now)) / increment(
+            language
+        )
         # "min": raise the lowest score among languages that can still improve
         return (gain,) if objective == "sum" else (gain > 0, -score(language, now), gain)
 
     while remaining > 0:
-        chosen = max((language for language in languages if counts[language] < caps[language]), key=priority)
+        chosen = max(
+            (language for language in languages if counts[language] < caps[language]), key=priority
+        )
         given = increment(chosen)
         counts[chosen] += given
         remaining -= given
@@ -177,12 +189,16 @@ def _uniform_split(
     """
 
     def at_level(level: int) -> dict[str, int]:
-        return {language: min(max(level, minimums[language]), caps[language]) for language in languages}
+        return {
+            language: min(max(level, minimums[language]), caps[language]) for language in languages
+        }
 
     low, high = 0, max(caps.values())
     while low < high:  # the highest level whose clipped counts still fit the budget
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if sum(at_level(middle).values()) <= budget else (low, middle - 1)
+        low, high = (
+            (middle, high) if sum(at_level(middle).values()) <= budget else (low, middle - 1)
+        )
     counts = at_level(low)
     short = budget - sum(counts.values())
     for language in languages:  # the remainder: one more pair to languages still below their cap
@@ -227,7 +243,9 @@ def write_allocation(
     path.write_text(
         ALLOCATION_HEADER
         + yaml.safe_dump(head, sort_keys=False)
-        + yaml.safe_dump({"streams": streams}, sort_keys=False, default_flow_style=None)  # a line each
+        + yaml.safe_dump(
+            {"streams": streams}, sort_keys=False, default_flow_style=None
+        )  # a line each
         + yaml.safe_dump(totals, sort_keys=False)
     )
     return path

@@ -57,8 +57,13 @@ def fit_command(
         "metric": metric,
         "languages": {
             language: {
-                "model": law.model, "s_max": law.s_max, "a": law.a, "alpha": law.alpha,
-                "n0": law.n0, "r2": law.r2, "n_range": list(law.n_range),
+                "model": law.model,
+                "s_max": law.s_max,
+                "a": law.a,
+                "alpha": law.alpha,
+                "n0": law.n0,
+                "r2": law.r2,
+                "n_range": list(law.n_range),
             }
             for language, law in fit.languages.items()
         },
@@ -97,7 +102,13 @@ def allocate_command(
     """
     fit_path = Path(fit) / "fit.json" if Path(fit).is_dir() else Path(fit)
     allocation = allocate(
-        ScalingFit.load(fit_path), budget, objective, caps, minimums, step, languages,
+        ScalingFit.load(fit_path),
+        budget,
+        objective,
+        caps,
+        minimums,
+        step,
+        languages,
         if_caps_short=if_caps_short,
     )
     folder = Path(out)
@@ -106,7 +117,9 @@ def allocate_command(
     metric = allocation.metric
     print(f"{'language':<16}{'uniform':>10}{metric:>9}{'optimised':>11}{metric:>9}")
     for language, count in allocation.counts.items():
-        uniform = f"{allocation.uniform_counts[language]:>10}{allocation.uniform_scores[language]:>9.2f}"
+        uniform = (
+            f"{allocation.uniform_counts[language]:>10}{allocation.uniform_scores[language]:>9.2f}"
+        )
         print(f"{language:<16}{uniform}{count:>11}{allocation.scores[language]:>9.2f}")
     total = allocation.budget
     uniform = f"{total:>10}{allocation.uniform_total:>9.2f}"
@@ -117,11 +130,13 @@ def allocate_command(
         "objective": objective,
         "budget": total,
         "optimised": {
-            "counts": allocation.counts, "scores": allocation.scores,
+            "counts": allocation.counts,
+            "scores": allocation.scores,
             "predicted_total": allocation.predicted_total,
         },
         "uniform": {
-            "counts": allocation.uniform_counts, "scores": allocation.uniform_scores,
+            "counts": allocation.uniform_counts,
+            "scores": allocation.uniform_scores,
             "predicted_total": allocation.uniform_total,
         },
     }

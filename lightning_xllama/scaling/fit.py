@@ -52,10 +52,14 @@ def fit_scaling(
     groups = [growing] if shared_exponent and growing else [[language] for language in growing]
     for group in groups:
         fits.update(_fit_power(group, points, metric, n_bootstrap, rng))
-    return ScalingFit(metric, {language: fits[language] for language in points}, shared_exponent, level)
+    return ScalingFit(
+        metric, {language: fits[language] for language in points}, shared_exponent, level
+    )
 
 
-def _grows(language: str, n: np.ndarray, y: np.ndarray, metric: str, on_non_increasing: str) -> bool:
+def _grows(
+    language: str, n: np.ndarray, y: np.ndarray, metric: str, on_non_increasing: str
+) -> bool:
     """Whether scores rise with pairs (Spearman rho > 0): a law fitted otherwise is nonsense.
 
     The law itself cannot decrease (A > 0, alpha > 0), so this check on the data is the one
@@ -79,15 +83,27 @@ def _grows(language: str, n: np.ndarray, y: np.ndarray, metric: str, on_non_incr
     return False
 
 
-def _fit_flat(language: str, n: np.ndarray, y: np.ndarray, metric: str, n_bootstrap: int, rng) -> LanguageFit:
+def _fit_flat(
+    language: str, n: np.ndarray, y: np.ndarray, metric: str, n_bootstrap: int, rng
+) -> LanguageFit:
     """The constant model standing in for a language whose scores do not grow."""
     mean = float(y.mean())
     means = rng.choice(y, size=(n_bootstrap, len(y))).mean(axis=1)
     return LanguageFit(
-        language, metric, s_max=mean, a=0.0, alpha=0.0, n0=1.0, model="flat",
-        stderr={"s_max": _finite_or_none(y.std(ddof=1) / math.sqrt(len(y))) if len(y) > 1 else None},
+        language,
+        metric,
+        s_max=mean,
+        a=0.0,
+        alpha=0.0,
+        n0=1.0,
+        model="flat",
+        stderr={
+            "s_max": _finite_or_none(y.std(ddof=1) / math.sqrt(len(y))) if len(y) > 1 else None
+        },
         r2=0.0 if np.ptp(y) > 0 else None,
-        pairs=n.tolist(), scores=y.tolist(), residuals=(y - mean).tolist(),
+        pairs=n.tolist(),
+        scores=y.tolist(),
+        residuals=(y - mean).tolist(),
         bootstrap=[[float(m), 0.0, 0.0, 1.0] for m in means],
     )
 
@@ -101,7 +117,10 @@ def _fit_power(
     n0 span orders of magnitude, and logs keep them well scaled for the optimiser.
     """
     count = len(languages)
-    ns, ys = [points[language][0] for language in languages], [points[language][1] for language in languages]
+    ns, ys = (
+        [points[language][0] for language in languages],
+        [points[language][1] for language in languages],
+    )
     _check_sizes(languages, ns, metric)
     n, y = np.concatenate(ns), np.concatenate(ys)
     index = np.repeat(np.arange(count), [len(sizes) for sizes in ns])
@@ -115,10 +134,16 @@ def _fit_power(
     if theta is None:
         raise RuntimeError(f"the scaling law fit did not converge for {languages} ({metric})")
     fitted = model(n, *theta)
-    resampled = _bootstrap(model, n, fitted - y, fitted, index, theta, bounds, n_bootstrap, rng, languages)
+    resampled = _bootstrap(
+        model, n, fitted - y, fitted, index, theta, bounds, n_bootstrap, rng, languages
+    )
 
     # standard errors of A and n0 from those of their logs (delta method)
-    stderr = np.sqrt(np.diag(covariance)) if np.all(np.isfinite(covariance)) else np.full(len(theta), np.nan)
+    stderr = (
+        np.sqrt(np.diag(covariance))
+        if np.all(np.isfinite(covariance))
+        else np.full(len(theta), np.nan)
+    )
     fits = {}
     for position, (language, sizes, scores) in enumerate(zip(languages, ns, ys)):
         s_max, a, alpha, n0 = _unpack(theta, count)[position]
@@ -132,7 +157,12 @@ def _fit_power(
         residuals = scores - fitted[index == position]
         total = ((scores - scores.mean()) ** 2).sum()
         fits[language] = LanguageFit(
-            language, metric, float(s_max), float(a), float(alpha), float(n0),
+            language,
+            metric,
+            float(s_max),
+            float(a),
+            float(alpha),
+            float(n0),
             stderr={
                 "s_max": _finite_or_none(stderr[2 + position]),
                 "a": _finite_or_none(a * math.log(10) * stderr[0]),
@@ -140,7 +170,9 @@ def _fit_power(
                 "n0": _finite_or_none(n0 * math.log(10) * stderr[2 + count + position]),
             },
             r2=float(1 - (residuals**2).sum() / total) if total > 0 else None,
-            pairs=sizes.tolist(), scores=scores.tolist(), residuals=residuals.tolist(),
+            pairs=sizes.tolist(),
+            scores=scores.tolist(),
+            residuals=residuals.tolist(),
             bootstrap=resampled[:, position, :].tolist(),
         )
     return fits
@@ -216,7 +248,9 @@ def _best_fit(model: Callable, n: np.ndarray, y: np.ndarray, starts: list, bound
     return best[1], best[2]
 
 
-def _bootstrap(model, n, errors, fitted, index, theta, bounds, n_bootstrap, rng, languages) -> np.ndarray:
+def _bootstrap(
+    model, n, errors, fitted, index, theta, bounds, n_bootstrap, rng, languages
+) -> np.ndarray:
     """Refit on fitted + resampled residuals (drawn within each language): (B, languages, 4)."""
     count, dof = len(languages), len(n) - len(theta)
     if dof <= 0 and n_bootstrap:
@@ -225,7 +259,9 @@ def _bootstrap(model, n, errors, fitted, index, theta, bounds, n_bootstrap, rng,
             "and its bootstrap band has zero width",
             stacklevel=4,
         )
-    centred = [errors[index == position] - errors[index == position].mean() for position in range(count)]
+    centred = [
+        errors[index == position] - errors[index == position].mean() for position in range(count)
+    ]
     inflation = math.sqrt(len(n) / dof) if dof > 0 else 0.0  # residuals shrink the noise by (m-p)/m
     rows, failures = [], 0
     for _ in range(n_bootstrap):

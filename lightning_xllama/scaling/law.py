@@ -140,9 +140,13 @@ class ScalingFit:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
         if not isinstance(data, dict) or data.pop("kind", None) != "scaling_fit":
-            raise ValueError(f"{path}: not a scaling fit (expected a JSON object with kind: scaling_fit)")
+            raise ValueError(
+                f"{path}: not a scaling fit (expected a JSON object with kind: scaling_fit)"
+            )
         try:
-            data["languages"] = {name: LanguageFit(**law) for name, law in data["languages"].items()}
+            data["languages"] = {
+                name: LanguageFit(**law) for name, law in data["languages"].items()
+            }
             return cls(**data)
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{path}: malformed scaling fit: {error}") from None

@@ -29,7 +29,9 @@ def plot_fits(fit: ScalingFit, path: Union[str, Path]) -> Path:
         axis.scatter(pairs, law.scores, s=12, color="black", label="results", zorder=3)
         axis.plot(grid, estimate.value, label=f"{law.model} law")
         if law.bootstrap:
-            axis.fill_between(grid, estimate.low, estimate.high, alpha=0.25, label=f"{fit.level:.0%} band")
+            axis.fill_between(
+                grid, estimate.low, estimate.high, alpha=0.25, label=f"{fit.level:.0%} band"
+            )
         axis.set_xscale("symlog", linthresh=smallest)
         r2 = "n/a" if law.r2 is None else f"{law.r2:.3f}"
         axis.set(title=f"{language}  (R² {r2})", xlabel="parallel pairs", ylabel=fit.metric)

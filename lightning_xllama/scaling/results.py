@@ -13,7 +13,17 @@ from typing import Union
 
 import numpy as np
 
-RESULT_FIELDS = ("language", "pairs", "metric", "score", "seed", "steps", "subset", "run", "seconds")
+RESULT_FIELDS = (
+    "language",
+    "pairs",
+    "metric",
+    "score",
+    "seed",
+    "steps",
+    "subset",
+    "run",
+    "seconds",
+)
 """Columns of a results table: ``pairs`` is what the run trained on (the subset less the pairs
 held out for the validation loss), ``subset`` the first-n pairs asked for."""
 REQUIRED_FIELDS = RESULT_FIELDS[:4]
@@ -110,7 +120,9 @@ def append_results(results: str | Path, rows: list[dict]) -> None:
         with results.open("rb") as handle:
             handle.seek(-1, 2)
             if handle.read(1) != b"\n":
-                raise ValueError(f"{results}: the last line has no line end; appending would join two rows")
+                raise ValueError(
+                    f"{results}: the last line has no line end; appending would join two rows"
+                )
     with results.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
         if new:

@@ -42,11 +42,15 @@ def corpus_lines(data_dir: str | Path, language: str) -> int:
     for side in ("en", language):
         path = source.with_suffix(f".{side}")
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no parallel corpus for {language!r} (prepare-demo writes one)")
+            raise FileNotFoundError(
+                f"{path}: no parallel corpus for {language!r} (prepare-demo writes one)"
+            )
         with path.open("rb") as handle:  # lines end at b"\n" only, as the corpus reader splits them
             counts[side] = sum(1 for _ in handle)
     if counts["en"] != counts[language]:
-        raise ValueError(f"{source}.en has {counts['en']} lines but {source}.{language} has {counts[language]}")
+        raise ValueError(
+            f"{source}.en has {counts['en']} lines but {source}.{language} has {counts[language]}"
+        )
     return counts["en"]
 
 
@@ -58,7 +62,9 @@ def subset_pairs(data_dir: str | Path, language: str, pairs: int, out_dir: str |
     available = corpus_lines(data_dir, language)
     source = DataLayout(data_dir).parallel(language)
     if pairs < 1 or pairs > available:
-        raise ValueError(f"{source}: asked for {pairs} pairs; the corpus holds {available} (ask for 1 to {available})")
+        raise ValueError(
+            f"{source}: asked for {pairs} pairs; the corpus holds {available} (ask for 1 to {available})"
+        )
     prefix = Path(out_dir) / f"en-{language}.{pairs}"
     prefix.parent.mkdir(parents=True, exist_ok=True)
     for side in ("en", language):
@@ -70,7 +76,9 @@ def subset_pairs(data_dir: str | Path, language: str, pairs: int, out_dir: str |
     return str(prefix)
 
 
-def check_inputs(data_dir: str | Path, languages: Sequence[str], sizes: Sequence[int], qa: bool = False) -> None:
+def check_inputs(
+    data_dir: str | Path, languages: Sequence[str], sizes: Sequence[int], qa: bool = False
+) -> None:
     """Fail before any training when a language is unknown, a file is missing or a size is
     larger than its corpus."""
     data = DataLayout(data_dir)
@@ -113,24 +121,40 @@ def evaluation_callbacks(
     data = DataLayout(data_dir)
     callbacks: list[L.Callback] = []
     for lang in languages:
-        callbacks.append(TranslationEvaluation(
-            directions=[f"en-{lang}"], test_prefix=str(data.translation_test(lang)),
-            name=translation_name(lang, multilingual=len(languages) > 1),
-            max_samples=eval_samples, batch_size=50, max_new_tokens=40, before_training=before_training,
-            write_samples=False,
-        ))
+        callbacks.append(
+            TranslationEvaluation(
+                directions=[f"en-{lang}"],
+                test_prefix=str(data.translation_test(lang)),
+                name=translation_name(lang, multilingual=len(languages) > 1),
+                max_samples=eval_samples,
+                batch_size=50,
+                max_new_tokens=40,
+                before_training=before_training,
+                write_samples=False,
+            )
+        )
     if qa:
-        callbacks.append(QAEvaluation(
-            files={lang: str(data.qa(lang)) for lang in languages},
-            prompt_style="question", max_samples=eval_samples, batch_size=50, max_new_tokens=12,
-            before_training=before_training,
-        ))
+        callbacks.append(
+            QAEvaluation(
+                files={lang: str(data.qa(lang)) for lang in languages},
+                prompt_style="question",
+                max_samples=eval_samples,
+                batch_size=50,
+                max_new_tokens=12,
+                before_training=before_training,
+            )
+        )
     if probe:
         test_prefix = str(data.translation_test(languages[0]))
-        callbacks.append(RepresentationProbe(
-            test_prefix=test_prefix, directions=[f"en-{languages[0]}"], num_sentences=64, batch_size=32,
-            before_training=before_training,
-        ))
+        callbacks.append(
+            RepresentationProbe(
+                test_prefix=test_prefix,
+                directions=[f"en-{languages[0]}"],
+                num_sentences=64,
+                batch_size=32,
+                before_training=before_training,
+            )
+        )
     return callbacks
 
 
@@ -147,13 +171,24 @@ def train_and_evaluate(
     ``(step, value)`` of every validation metric the callbacks log (``{"first": ..., "last": ...}``)."""
     L.seed_everything(seed, verbose=False)
     summary = MetricsSummary(exclude=())  # per-layer probe values included
-    model = XLlamaModule(base_model, learning_rate=learning_rate, warmup_ratio=0.03, max_new_tokens=40)
+    model = XLlamaModule(
+        base_model, learning_rate=learning_rate, warmup_ratio=0.03, max_new_tokens=40
+    )
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, precision="32-true", max_steps=max_steps, max_epochs=-1,
-        gradient_clip_val=1.0, num_sanity_val_steps=0, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=25,
+        accelerator="cpu",
+        devices=1,
+        precision="32-true",
+        max_steps=max_steps,
+        max_epochs=-1,
+        gradient_clip_val=1.0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=25,
         logger=L.pytorch.loggers.CSVLogger(str(root), name="", version=""),
-        default_root_dir=str(root), callbacks=[*callbacks, summary],
+        default_root_dir=str(root),
+        callbacks=[*callbacks, summary],
         limit_val_batches=2,
     )
     trainer.fit(model, datamodule=datamodule)
@@ -179,8 +214,13 @@ def coit_datamodule(
         translated_instructions=str(data.instructions(language)),
         parallel=parallel,
         weights=weights or {"english": 1.0, "translated": 1.0, "parallel": 3.0},
-        stop="total", examples_per_epoch=max_steps * batch_size, batch_size=batch_size,
-        max_length=256, val_examples_per_stream=16, seed=seed, tokenizer=tokenizer,
+        stop="total",
+        examples_per_epoch=max_steps * batch_size,
+        batch_size=batch_size,
+        max_length=256,
+        val_examples_per_stream=16,
+        seed=seed,
+        tokenizer=tokenizer,
     )
 
 
@@ -243,14 +283,23 @@ def sweep(
                     print(f"skipping {run}: already in {results_path}")
                     continue
                 parallel = subset_pairs(data_dir, lang, n, root / "pairs")
-                datamodule = coit_datamodule(data_dir, lang, parallel, max_steps, batch_size, weights, seed, base_model)
+                datamodule = coit_datamodule(
+                    data_dir, lang, parallel, max_steps, batch_size, weights, seed, base_model
+                )
                 start = time.perf_counter()
                 summary = train_and_evaluate(
-                    base_model, datamodule, evaluation_callbacks(data_dir, [lang], eval_samples),
-                    root / "runs" / run, max_steps, learning_rate, seed,
+                    base_model,
+                    datamodule,
+                    evaluation_callbacks(data_dir, [lang], eval_samples),
+                    root / "runs" / run,
+                    max_steps,
+                    learning_rate,
+                    seed,
                 )
                 seconds = round(time.perf_counter() - start, 1)
-                trained = datamodule.readers[-1].size  # the parallel stream, less its held-out pairs
+                trained = datamodule.readers[
+                    -1
+                ].size  # the parallel stream, less its held-out pairs
                 rows = []
                 for metric in SWEEP_METRICS:
                     key = translation_key(lang, metric)
@@ -258,13 +307,23 @@ def sweep(
                         raise RuntimeError(
                             f"run {run} ({root / 'runs' / run}) logged no {key}; it logged {sorted(summary['last'])}"
                         )
-                    rows.append({
-                        "language": lang, "pairs": trained, "metric": metric,
-                        "score": round(summary["last"][key][1], 4), "seed": seed, "steps": max_steps,
-                        "subset": n, "run": run, "seconds": seconds,
-                    })
+                    rows.append(
+                        {
+                            "language": lang,
+                            "pairs": trained,
+                            "metric": metric,
+                            "score": round(summary["last"][key][1], 4),
+                            "seed": seed,
+                            "steps": max_steps,
+                            "subset": n,
+                            "run": run,
+                            "seconds": seconds,
+                        }
+                    )
                 append_results(results_path, rows)
                 appended += rows
                 chrf = summary["last"][translation_key(lang, "chrf_pp")][1]
-                print(f"{run}: chrF++ {chrf:.1f} after training on {trained} pairs, {seconds:.0f} s -> {results_path}")
+                print(
+                    f"{run}: chrF++ {chrf:.1f} after training on {trained} pairs, {seconds:.0f} s -> {results_path}"
+                )
     return appended

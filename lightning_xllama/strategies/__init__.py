@@ -23,12 +23,22 @@ tensor shapes against the model's) and ``dtypes``.
 """
 
 from lightning_xllama.strategies.checkpoint_shapes import (
-    METADATA_FILE, Shapes, check_checkpoint_shapes, checkpoint_shapes, compare_shapes, parameter_shapes,
+    METADATA_FILE,
+    Shapes,
+    check_checkpoint_shapes,
+    checkpoint_shapes,
+    compare_shapes,
+    parameter_shapes,
 )
 from lightning_xllama.strategies.dtypes import DTYPES, DType
 from lightning_xllama.strategies.fsdp import DecoderFSDPStrategy
 from lightning_xllama.strategies.fsdp2 import DecoderFSDP2Strategy, shard_fsdp2
-from lightning_xllama.strategies.layers import decoder_layer_classes, decoder_layers, empty_model, reset_rotary_buffers
+from lightning_xllama.strategies.layers import (
+    decoder_layer_classes,
+    decoder_layers,
+    empty_model,
+    reset_rotary_buffers,
+)
 from lightning_xllama.strategies.loading import load_into_shards
 
 __all__ = [

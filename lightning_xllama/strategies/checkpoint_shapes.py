@@ -19,7 +19,9 @@ def parameter_shapes(module) -> dict[str, tuple[int, ...]]:
     recorded by ``XLlamaModule.configure_model`` before sharding flattens them."""
     shapes = getattr(module, "parameter_shapes", None)
     if not shapes:
-        raise ValueError(f"{type(module).__name__} has no recorded parameter shapes: configure_model first")
+        raise ValueError(
+            f"{type(module).__name__} has no recorded parameter shapes: configure_model first"
+        )
     return shapes
 
 
@@ -32,7 +34,11 @@ def checkpoint_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
 
         metadata = FileSystemReader(str(path)).read_metadata().state_dict_metadata
         prefix = "state_dict."
-        return {k[len(prefix):]: tuple(v.size) for k, v in metadata.items() if k.startswith(prefix) and hasattr(v, "size")}
+        return {
+            k[len(prefix) :]: tuple(v.size)
+            for k, v in metadata.items()
+            if k.startswith(prefix) and hasattr(v, "size")
+        }
     state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
     return {k: tuple(v.shape) for k, v in state.items()}
 
@@ -46,13 +52,19 @@ def compare_shapes(found: Shapes, expected: Shapes, source: str) -> None:
     """Raise a ValueError that lists every tensor of ``source`` whose shape or presence differs."""
     found = {k: tuple(v) for k, v in found.items()}
     expected = {k: tuple(v) for k, v in expected.items()}
-    differ = [f"{k}: checkpoint {found[k]}, model {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
+    differ = [
+        f"{k}: checkpoint {found[k]}, model {expected[k]}"
+        for k in expected
+        if k in found and found[k] != expected[k]
+    ]
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     if differ or missing or unexpected:
         lines = differ + [f"{k}: missing from the checkpoint" for k in missing]
         lines += [f"{k}: in the checkpoint, not in the model" for k in unexpected]
-        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
+        shown = "\n  ".join(lines[:20]) + (
+            f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        )
         raise ValueError(
             f"{source} does not fit the model: {len(differ)} tensor(s) differ in shape, {len(missing)} "
             f"missing, {len(unexpected)} unexpected. Was it written for another base model?\n  {shown}"

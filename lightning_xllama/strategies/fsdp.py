@@ -43,11 +43,16 @@ class DecoderFSDPStrategy(FSDPStrategy):
         if param_dtype not in DTYPES:
             raise ValueError(f"param_dtype must be one of {sorted(DTYPES)}, got {param_dtype!r}")
         super().__init__(
-            process_group_backend=process_group_backend, timeout=timeout, cpu_offload=cpu_offload,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
+            cpu_offload=cpu_offload,
             mixed_precision=MixedPrecision(
-                param_dtype=DTYPES[param_dtype], reduce_dtype=torch.float32, buffer_dtype=torch.float32
+                param_dtype=DTYPES[param_dtype],
+                reduce_dtype=torch.float32,
+                buffer_dtype=torch.float32,
             ),
-            sharding_strategy="FULL_SHARD", state_dict_type=state_dict_type,
+            sharding_strategy="FULL_SHARD",
+            state_dict_type=state_dict_type,
             sync_module_states=True,  # rank 0 holds the pretrained weights; the others start on meta
         )
         self.activation_checkpointing = activation_checkpointing
@@ -78,7 +83,9 @@ class DecoderFSDPStrategy(FSDPStrategy):
             self._activation_checkpointing_kwargs = {"auto_wrap_policy": ModuleWrapPolicy(layers)}
         if any(t.is_meta for t in (*module.parameters(), *module.buffers())):
             # ranks other than 0 built the model on meta: give it memory, rank 0's weights follow
-            self.kwargs["param_init_fn"] = lambda m: m.to_empty(device=self.root_device, recurse=False)
+            self.kwargs["param_init_fn"] = lambda m: m.to_empty(
+                device=self.root_device, recurse=False
+            )
         return layers
 
     def _setup_model(self, model: nn.Module) -> nn.Module:

@@ -15,7 +15,9 @@ from lightning_xllama.strategies.dtypes import DTYPES, DType
 from lightning_xllama.strategies.layers import decoder_layers
 
 
-def shard_fsdp2(model: nn.Module, mesh, param_dtype: DType = "bf16", reduce_dtype: DType = "fp32") -> nn.Module:
+def shard_fsdp2(
+    model: nn.Module, mesh, param_dtype: DType = "bf16", reduce_dtype: DType = "fp32"
+) -> nn.Module:
     """``fully_shard`` each decoder layer, then the root (embeddings, final norm, LM head).
 
     Parameters stay fp32 in their shards; ``param_dtype`` is what the layers compute in (the
@@ -24,12 +26,13 @@ def shard_fsdp2(model: nn.Module, mesh, param_dtype: DType = "bf16", reduce_dtyp
     """
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=DTYPES[param_dtype], reduce_dtype=DTYPES[reduce_dtype])
+    policy = MixedPrecisionPolicy(
+        param_dtype=DTYPES[param_dtype], reduce_dtype=DTYPES[reduce_dtype]
+    )
     for layer in decoder_layers(model):
         fully_shard(layer, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
-
 
 
 class DecoderFSDP2Strategy(ModelParallelStrategy):
@@ -61,16 +64,21 @@ class DecoderFSDP2Strategy(ModelParallelStrategy):
             if value not in DTYPES:
                 raise ValueError(f"{label} must be one of {sorted(DTYPES)}, got {value!r}")
         super().__init__(
-            data_parallel_size="auto", tensor_parallel_size=1,
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
             save_distributed_checkpoint=save_distributed_checkpoint,
-            process_group_backend=process_group_backend, timeout=timeout,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
         )
         self.param_dtype, self.reduce_dtype = param_dtype, reduce_dtype
         self.activation_checkpointing = activation_checkpointing
 
     def setup_environment(self) -> None:
         # every rank holds a data shard: the mesh is (world size) x 1, on any number of nodes
-        self._data_parallel_size, self._tensor_parallel_size = self.num_nodes * self.num_processes, 1
+        self._data_parallel_size, self._tensor_parallel_size = (
+            self.num_nodes * self.num_processes,
+            1,
+        )
         super().setup_environment()
 
     def load_checkpoint(self, checkpoint_path, weights_only: Optional[bool] = None) -> dict:

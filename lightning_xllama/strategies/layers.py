@@ -34,7 +34,9 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, classes)]
 
 
-def empty_model(name: str, attn_implementation: str = "sdpa", trust_remote_code: bool = False) -> nn.Module:
+def empty_model(
+    name: str, attn_implementation: str = "sdpa", trust_remote_code: bool = False
+) -> nn.Module:
     """The model of ``name`` (folder or hub name) on the meta device: shapes, no memory, no weights.
 
     The generation config comes from the folder when it has one, as ``from_pretrained`` does.
@@ -44,10 +46,14 @@ def empty_model(name: str, attn_implementation: str = "sdpa", trust_remote_code:
     config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(
-            config, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+            config,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
             dtype=torch.float32,
         )
-    with contextlib.suppress(OSError):  # no generation_config.json: keep the one derived from the config
+    with contextlib.suppress(
+        OSError
+    ):  # no generation_config.json: keep the one derived from the config
         model.generation_config = GenerationConfig.from_pretrained(name)
     return model
 

@@ -14,8 +14,19 @@ from conftest import run_cli
 def demo_run(demo_root):
     """A few steps of ``fit --config configs/demo.yaml`` on the tiny assets."""
     result = run_cli(
-        ["fit", "--config", "configs/demo.yaml", "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
-         "--data.init_args.batch_size", "4", "--trainer.log_every_n_steps", "1"],
+        [
+            "fit",
+            "--config",
+            "configs/demo.yaml",
+            "--trainer.max_steps",
+            "4",
+            "--trainer.val_check_interval",
+            "2",
+            "--data.init_args.batch_size",
+            "4",
+            "--trainer.log_every_n_steps",
+            "1",
+        ],
         cwd=demo_root,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -29,11 +40,17 @@ def test_demo_config_trains_logs_checkpoints_and_exports(demo_run, demo_root):
     runs = sorted((demo_root / "artifacts" / "demo" / "runs" / "lightning_logs").iterdir())
     log_dir = runs[-1]
     metrics = (log_dir / "metrics.csv").read_text()
-    assert "train/loss" in metrics and "val/loss" in metrics and "val/translation/en-syn_far/chrf_pp" in metrics
+    assert (
+        "train/loss" in metrics
+        and "val/loss" in metrics
+        and "val/translation/en-syn_far/chrf_pp" in metrics
+    )
     assert (log_dir / "checkpoints" / "last.ckpt").is_file()
     assert "first (step)" in demo_run.stdout  # the summary table
     summary = json.loads((log_dir / "summary.json").read_text())
-    assert summary["val/translation/en-syn_far/chrf_pp"]["first"][0] == 0  # measured before training
+    assert (
+        summary["val/translation/en-syn_far/chrf_pp"]["first"][0] == 0
+    )  # measured before training
     # the exported folder loads through from_pretrained and matches the last checkpoint
     export = demo_root / "artifacts" / "demo" / "final_model"
     assert (export / "model.safetensors").is_file()
@@ -45,18 +62,29 @@ def test_demo_config_trains_logs_checkpoints_and_exports(demo_run, demo_root):
     assert tokenizer("the dog sees a cat.")["input_ids"][0] == tokenizer.bos_token_id
 
 
-def test_fit_writes_the_run_record_and_every_export_copies_it(demo_run, demo_root, tmp_path, monkeypatch):
+def test_fit_writes_the_run_record_and_every_export_copies_it(
+    demo_run, demo_root, tmp_path, monkeypatch
+):
     from lightning_xllama.cli import main
     from lightning_xllama.run_record import CHECKPOINT_KEY, read_run_record
 
     log_dir = sorted((demo_root / "artifacts" / "demo" / "runs" / "lightning_logs").iterdir())[-1]
     record = read_run_record(log_dir / "run.json")
-    assert record["status"] == "finished" and record["log_dir"] == str(log_dir.resolve()) and record["global_step"] == 4
+    assert (
+        record["status"] == "finished"
+        and record["log_dir"] == str(log_dir.resolve())
+        and record["global_step"] == 4
+    )
     assert record["model_path"] == "artifacts/demo/base_model" and record["template"] == "alpaca"
-    assert record["pad_token"]["token"] == "<unk>" and "no pad token" in record["pad_token"]["reason"]
+    assert (
+        record["pad_token"]["token"] == "<unk>" and "no pad token" in record["pad_token"]["reason"]
+    )
     plan = record["data_plan"]
-    assert [(s["name"], s["kind"], s["lang"], s["direction"], s["weight"]) for s in plan["streams"]] == [
-        ("english", "instructions", "en", None, 1.0), ("translated", "instructions", "syn_far", None, 1.0),
+    assert [
+        (s["name"], s["kind"], s["lang"], s["direction"], s["weight"]) for s in plan["streams"]
+    ] == [
+        ("english", "instructions", "en", None, 1.0),
+        ("translated", "instructions", "syn_far", None, 1.0),
         ("parallel", "parallel", "syn_far", "en-x", 3.0),
     ]
     assert sum(s["epoch_examples"] for s in plan["streams"]) == plan["epoch_examples"] > 0
@@ -64,18 +92,37 @@ def test_fit_writes_the_run_record_and_every_export_copies_it(demo_run, demo_roo
     assert plan["batching"]["batch_size"] == 4 and plan["batching"]["mode"] == "pad"
     report = record["data_report"]
     assert [s["name"] for s in report["streams"]] == ["english", "translated", "parallel"]
-    assert all(s["units"] >= s["usable"] > s["held_out"] == min(32, s["usable"] // 10) for s in report["streams"])
+    assert all(
+        s["units"] >= s["usable"] > s["held_out"] == min(32, s["usable"] // 10)
+        for s in report["streams"]
+    )
     validation = report["validation"]
-    assert validation["encoded"] + sum(validation["dropped"].values()) == sum(s["held_out"] for s in report["streams"])
+    assert validation["encoded"] + sum(validation["dropped"].values()) == sum(
+        s["held_out"] for s in report["streams"]
+    )
     assert report["training"]["encoded"] == 4 * 4  # 4 steps of 4 examples
-    assert record["training_settings"]["effective_batch_size"] == 4 and "val/loss" in record["evaluation"]
+    assert (
+        record["training_settings"]["effective_batch_size"] == 4
+        and "val/loss" in record["evaluation"]
+    )
     # the checkpoint holds the record and the DataModule's plan; both exports copy the record
     checkpoint = torch.load(log_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert checkpoint["CoITDataModule"]["data_plan"] == plan and checkpoint[CHECKPOINT_KEY]["data_plan"] == plan
+    assert (
+        checkpoint["CoITDataModule"]["data_plan"] == plan
+        and checkpoint[CHECKPOINT_KEY]["data_plan"] == plan
+    )
     exported = read_run_record(demo_root / "artifacts" / "demo" / "final_model")  # HFExport
     assert exported["data_plan"] == plan and exported["status"] == "finished"
     monkeypatch.chdir(demo_root)  # the checkpoint names its base model relative to the run's folder
-    main(["export", "--ckpt", str(log_dir / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "hf")])
+    main(
+        [
+            "export",
+            "--ckpt",
+            str(log_dir / "checkpoints" / "last.ckpt"),
+            "--out",
+            str(tmp_path / "hf"),
+        ]
+    )
     from_command = read_run_record(tmp_path / "hf")
     assert from_command["data_plan"] == plan and from_command["log_dir"] == record["log_dir"]
     assert from_command["global_step"] == checkpoint["global_step"]
@@ -84,26 +131,58 @@ def test_fit_writes_the_run_record_and_every_export_copies_it(demo_run, demo_roo
 def test_predict_writes_one_output_per_input(demo_root, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
-        "\n".join(json.dumps({"instruction": f"what is the subject of this sentence?", "input": f"the dog sees {i} cats."})
-                  for i in range(5)) + "\n"
+        "\n".join(
+            json.dumps(
+                {
+                    "instruction": "what is the subject of this sentence?",
+                    "input": f"the dog sees {i} cats.",
+                }
+            )
+            for i in range(5)
+        )
+        + "\n"
     )
     out = tmp_path / "answers.jsonl"
     result = run_cli(
-        ["predict", "--config", "configs/demo.yaml", "--data.init_args.predict_file", str(prompts),
-         "--data.init_args.eval_batch_size", "2", "--model.init_args.max_new_tokens", "4", "--output", str(out)],
+        [
+            "predict",
+            "--config",
+            "configs/demo.yaml",
+            "--data.init_args.predict_file",
+            str(prompts),
+            "--data.init_args.eval_batch_size",
+            "2",
+            "--model.init_args.max_new_tokens",
+            "4",
+            "--output",
+            str(out),
+        ],
         cwd=demo_root,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in records] == list(range(5))
-    assert all(isinstance(r["response"], str) and r["input"] == f"the dog sees {r['id']} cats." for r in records)
+    assert all(
+        isinstance(r["response"], str) and r["input"] == f"the dog sees {r['id']} cats."
+        for r in records
+    )
 
     sentences = tmp_path / "sentences.txt"
     sentences.write_text("the dog sees a cat.\na bird finds the tree.\nthe king holds a cup.\n")
     result = run_cli(
-        ["predict", "--config", "configs/demo.yaml", "--data.init_args.predict_file", str(sentences),
-         "--data.init_args.predict_direction", "en-syn_far", "--model.init_args.max_new_tokens", "4",
-         "--output", str(out)],
+        [
+            "predict",
+            "--config",
+            "configs/demo.yaml",
+            "--data.init_args.predict_file",
+            str(sentences),
+            "--data.init_args.predict_direction",
+            "en-syn_far",
+            "--model.init_args.max_new_tokens",
+            "4",
+            "--output",
+            str(out),
+        ],
         cwd=demo_root,
     )
     assert result.returncode == 0, result.stderr[-4000:]
@@ -115,12 +194,18 @@ def test_print_config_round_trips(demo_root, tmp_path):
     first = run_cli(["fit", "--config", "configs/demo.yaml", "--print_config"], cwd=demo_root)
     assert first.returncode == 0, first.stderr[-2000:]
     (tmp_path / "printed.yaml").write_text(first.stdout)
-    second = run_cli(["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"], cwd=demo_root)
+    second = run_cli(
+        ["fit", "--config", str(tmp_path / "printed.yaml"), "--print_config"], cwd=demo_root
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     assert yaml.safe_load(first.stdout) == yaml.safe_load(second.stdout)
     config = yaml.safe_load(first.stdout)
-    assert config["model"]["init_args"]["learning_rate"] == 1e-3  # the demo's value, not the default
-    assert "tokenizer" not in config["data"]["init_args"]  # derived from the model path, not set twice
+    assert (
+        config["model"]["init_args"]["learning_rate"] == 1e-3
+    )  # the demo's value, not the default
+    assert (
+        "tokenizer" not in config["data"]["init_args"]
+    )  # derived from the model path, not set twice
 
 
 @pytest.mark.parametrize(

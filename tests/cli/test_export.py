@@ -19,10 +19,15 @@ def trained(tiny_model, tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     module = XLlamaModule(tiny_model, learning_rate=1e-3)
     trainer = quiet_trainer(
-        max_steps=2, limit_val_batches=1, val_check_interval=2, enable_checkpointing=True,
+        max_steps=2,
+        limit_val_batches=1,
+        val_check_interval=2,
+        enable_checkpointing=True,
         callbacks=[ResumableCheckpoint(str(root / "checkpoints"))],
     )
-    trainer.fit(module, datamodule=tiny_datamodule(tiny_model, tiny_data, cache_dir=str(root / "cache")))
+    trainer.fit(
+        module, datamodule=tiny_datamodule(tiny_model, tiny_data, cache_dir=str(root / "cache"))
+    )
     return module, root / "checkpoints" / "last.ckpt"
 
 
@@ -32,28 +37,43 @@ def test_export_from_a_full_checkpoint_loads_with_the_trained_logits(trained, ti
     main(["export", "--ckpt", str(ckpt), "--out", str(out)])
     exported = AutoModelForCausalLM.from_pretrained(out)
     torch.testing.assert_close(probe_logits(exported), probe_logits(module.model))
-    tokens = [AutoTokenizer.from_pretrained(path)("a cat.")["input_ids"] for path in (out, tiny_model)]
+    tokens = [
+        AutoTokenizer.from_pretrained(path)("a cat.")["input_ids"] for path in (out, tiny_model)
+    ]
     assert tokens[0] == tokens[1]
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+    } <= {p.name for p in out.iterdir()}
     card = (out / "README.md").read_text()
     assert f"base_model: {tiny_model}" in card
     assert "| parallel | parallel | syn_far | en-x |" in card  # the data mixture
-    assert "| effective batch size | 2 |" in card and "| learning rate (AdamW, peak) | 0.001 |" in card
+    assert (
+        "| effective batch size | 2 |" in card and "| learning rate (AdamW, peak) | 0.001 |" in card
+    )
     assert "| val/loss |" in card  # the last evaluation scores
 
 
-def test_export_reads_the_saved_data_plan_and_says_when_an_older_checkpoint_has_none(trained, tmp_path, capsys):
+def test_export_reads_the_saved_data_plan_and_says_when_an_older_checkpoint_has_none(
+    trained, tmp_path, capsys
+):
     from lightning_xllama.run_record import read_run_record
 
     _, ckpt = trained
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "hf")])
     plan = torch.load(ckpt, weights_only=True)["CoITDataModule"]["data_plan"]
     record = read_run_record(tmp_path / "hf")
-    assert record["data_plan"] == plan and record["status"] == "exported"  # trained without the RunRecord callback
+    assert (
+        record["data_plan"] == plan and record["status"] == "exported"
+    )  # trained without the RunRecord callback
     counts = [s["epoch_examples"] for s in plan["streams"]]
-    assert f"| `{plan['streams'][2]['path']}` | 1.0 | {counts[2]} |" in (tmp_path / "hf" / "README.md").read_text()
+    assert (
+        f"| `{plan['streams'][2]['path']}` | 1.0 | {counts[2]} |"
+        in (tmp_path / "hf" / "README.md").read_text()
+    )
     # a checkpoint written before the DataModule saved its plan
     old = torch.load(ckpt, weights_only=True)
     del old["CoITDataModule"]["data_plan"]
@@ -66,12 +86,16 @@ def test_export_reads_the_saved_data_plan_and_says_when_an_older_checkpoint_has_
 
 
 @pytest.mark.distributed
-def test_export_from_a_sharded_checkpoint_loads_with_the_trained_logits(tmp_path_factory, tiny_model, tiny_data, tmp_path):
+def test_export_from_a_sharded_checkpoint_loads_with_the_trained_logits(
+    tmp_path_factory, tiny_model, tiny_data, tmp_path
+):
     sharded = sharded_run(tmp_path_factory.getbasetemp(), tiny_model, tiny_data)
     out = tmp_path / "hf"
     main(["export", "--ckpt", str(checkpoint_at(sharded, 4)), "--out", str(out), "--dtype", "fp32"])
     exported = AutoModelForCausalLM.from_pretrained(out)
-    torch.testing.assert_close(probe_logits(exported), torch.load(sharded / "logits_end.pt", weights_only=True))
+    torch.testing.assert_close(
+        probe_logits(exported), torch.load(sharded / "logits_end.pt", weights_only=True)
+    )
     assert "| world size | 2 |" in (out / "README.md").read_text()
 
 

@@ -37,7 +37,9 @@ def test_prompt_tokens_are_masked_and_response_ends_with_eos(tiny_model):
 
 def test_over_long_examples_are_truncated_or_dropped_and_counted(tiny_model):
     tokenizer = load_tokenizer(tiny_model)
-    example = Example("rewrite this sentence.", "the dog sees a cat.", "the cat sees the dog near a big house.")
+    example = Example(
+        "rewrite this sentence.", "the dog sees a cat.", "the cat sees the dog near a big house."
+    )
     prompt_length = len(tokenizer(alpaca_prompt(example.instruction, example.input))["input_ids"])
     report = EncodingReport()
     truncated = encode_example(tokenizer, example, prompt_length + 2, "truncate", report)
@@ -79,7 +81,10 @@ def test_invalid_utf8_names_file_and_line(tmp_path):
     [
         ('{"instruction": "x", "output": "y"', r"data\.jsonl:2: invalid JSON"),
         ('{"instruction": "x"}', r"data\.jsonl:2: missing field 'output'"),
-        ('{"instruction": "x", "output": 3}', r"data\.jsonl:2: field 'output' must be a string, got int"),
+        (
+            '{"instruction": "x", "output": 3}',
+            r"data\.jsonl:2: field 'output' must be a string, got int",
+        ),
         ('["x", "y"]', r"data\.jsonl:2: expected a JSON object"),
     ],
 )
@@ -92,8 +97,14 @@ def test_bad_jsonl_records_name_file_and_line(tmp_path, line, message):
 
 def test_alpaca_json_list_errors_name_the_record(tmp_path):
     path = tmp_path / "alpaca.json"
-    path.write_text(json.dumps([{"instruction": "a", "output": "b"}, {"instruction": "c", "input": 5, "output": "d"}]))
-    with pytest.raises(DataFormatError, match=r"alpaca\.json: record 1: field 'input' must be a string"):
+    path.write_text(
+        json.dumps(
+            [{"instruction": "a", "output": "b"}, {"instruction": "c", "input": 5, "output": "d"}]
+        )
+    )
+    with pytest.raises(
+        DataFormatError, match=r"alpaca\.json: record 1: field 'input' must be a string"
+    ):
         list(read_instructions(path))
     (tmp_path / "empty.json").write_text("[]")
     with pytest.raises(DataFormatError, match="non-empty JSON list"):
@@ -120,8 +131,13 @@ def test_translation_instructions_rotate_deterministically_in_both_directions():
     assert len(TRANSLATION_INSTRUCTIONS) >= 20
 
     def examples(seed, direction="both"):
-        return [e for i in range(60) for e in pair_examples(
-            f"sentence {i}", f"phrase {i}", "en", "zh", direction, random.Random(f"{seed}:{i}"))]
+        return [
+            e
+            for i in range(60)
+            for e in pair_examples(
+                f"sentence {i}", f"phrase {i}", "en", "zh", direction, random.Random(f"{seed}:{i}")
+            )
+        ]
 
     both = examples(3)
     assert len(both) == 120
@@ -148,10 +164,17 @@ def test_stop_rules_say_which_streams_are_oversampled():
     sizes, weights = [100, 10], [1.0, 1.0]
     assert epoch_counts(sizes, weights, "first_exhausted") == [10, 10]  # nothing repeats
     assert epoch_counts(sizes, weights, "all_exhausted") == [100, 100]  # the small stream 10 times
-    assert epoch_counts(sizes, weights, "all_exhausted_without_replacement") == [100, 10]  # each once
+    assert epoch_counts(sizes, weights, "all_exhausted_without_replacement") == [
+        100,
+        10,
+    ]  # each once
     assert epoch_counts(sizes, weights, "total") == [55, 55]  # default total: the sizes summed
     assert epoch_counts(sizes, [3.0, 1.0], "total", total=40) == [30, 10]
-    assert epoch_counts([100, 10, 50], [1.0, 0.0, 1.0], "all_exhausted_without_replacement") == [100, 0, 50]
+    assert epoch_counts([100, 10, 50], [1.0, 0.0, 1.0], "all_exhausted_without_replacement") == [
+        100,
+        0,
+        50,
+    ]
     with pytest.raises(ValueError, match="stop must be one of"):
         epoch_counts(sizes, weights, "longest")
 
@@ -166,7 +189,10 @@ def test_deal_gives_every_shard_the_same_total_and_each_stream_its_share():
     order = shard_order([3, 2], seed=1, epoch=0, shard=0)
     assert sorted(order.tolist()) == [0, 0, 0, 1, 1]
     assert order.tolist() == shard_order([3, 2], seed=1, epoch=0, shard=0).tolist()
-    assert any(shard_order([30, 20], 1, epoch, 0).tolist() != shard_order([30, 20], 1, 0, 0).tolist() for epoch in (1, 2))
+    assert any(
+        shard_order([30, 20], 1, epoch, 0).tolist() != shard_order([30, 20], 1, 0, 0).tolist()
+        for epoch in (1, 2)
+    )
 
 
 # --- the synthetic world ------------------------------------------------------------------
@@ -179,7 +205,9 @@ def test_synthetic_world_is_deterministic_for_a_seed(tmp_path):
     for path in files_a:
         twin = tmp_path / "b" / path.relative_to(tmp_path / "a")
         assert path.read_bytes() == twin.read_bytes(), path
-    assert (tmp_path / "a" / "pretraining.txt").read_text() != (tmp_path / "c" / "pretraining.txt").read_text()
+    assert (tmp_path / "a" / "pretraining.txt").read_text() != (
+        tmp_path / "c" / "pretraining.txt"
+    ).read_text()
 
 
 def test_translated_instructions_correspond_to_the_english_ones():
@@ -222,7 +250,11 @@ def test_importing_the_data_package_loads_neither_scipy_nor_matplotlib():
         "assert 'scipy' not in sys.modules and 'matplotlib' not in sys.modules, "
         "sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'matplotlib'))[:5]"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    )
     # the DataModule itself needs Lightning (which loads scipy), but not the scaling package
     code = "import lightning_xllama.data.datamodule, sys; assert 'lightning_xllama.scaling' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120
+    )

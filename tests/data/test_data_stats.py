@@ -16,17 +16,35 @@ def test_data_stats_reports_streams_filters_padding_overlap_and_masks(demo_root,
     # a corpus with three test pairs leaked into it, one repeated pair and one empty line
     en = train.with_suffix(".en").read_text().splitlines()
     far = train.with_suffix(".syn_far").read_text().splitlines()
-    test_en, test_far = test.with_suffix(".en").read_text().splitlines(), test.with_suffix(".syn_far").read_text().splitlines()
+    test_en, test_far = (
+        test.with_suffix(".en").read_text().splitlines(),
+        test.with_suffix(".syn_far").read_text().splitlines(),
+    )
     leaked = tmp_path / "leaked"
     leaked.with_suffix(".en").write_text("\n".join(en + test_en[:3] + [en[0], ""]) + "\n")
-    leaked.with_suffix(".syn_far").write_text("\n".join(far + test_far[:3] + [far[0], far[1]]) + "\n")
+    leaked.with_suffix(".syn_far").write_text(
+        "\n".join(far + test_far[:3] + [far[0], far[1]]) + "\n"
+    )
     config = yaml.safe_load((demo_root / "configs" / "demo.yaml").read_text())
-    config["data"]["init_args"].update(parallel=str(leaked), dedupe=True, cache_dir=str(tmp_path / "cache"), batching="pack")
+    config["data"]["init_args"].update(
+        parallel=str(leaked), dedupe=True, cache_dir=str(tmp_path / "cache"), batching="pack"
+    )
     (tmp_path / "leaked.yaml").write_text(yaml.safe_dump(config))
 
     out = tmp_path / "stats.json"
-    result = run_cli(["data", "stats", "--config", str(tmp_path / "leaked.yaml"), "--limit_batches", "6",
-                      "--out", str(out)], cwd=demo_root)
+    result = run_cli(
+        [
+            "data",
+            "stats",
+            "--config",
+            str(tmp_path / "leaked.yaml"),
+            "--limit_batches",
+            "6",
+            "--out",
+            str(out),
+        ],
+        cwd=demo_root,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     streams = {s["stream"]: s for s in report["streams"]}
@@ -35,13 +53,23 @@ def test_data_stats_reports_streams_filters_padding_overlap_and_masks(demo_root,
     for name, stream in streams.items():
         assert abs(stream["planned_share"] - weights[name] / sum(weights.values())) < 0.01
         assert stream["examples"] > 0 and stream["prompt_tokens"] > stream["response_tokens"] > 0
-    assert sum(s["examples"] for s in streams.values()) == 6 * config["data"]["init_args"]["batch_size"]
+    assert (
+        sum(s["examples"] for s in streams.values())
+        == 6 * config["data"]["init_args"]["batch_size"]
+    )
     assert streams["parallel"]["skipped"] == {"empty en side": 1, "duplicate": 1}
     assert streams["parallel"]["units"] == len(en) + 5
     assert report["padding_efficiency"]["pack"] == 1.0 > report["padding_efficiency"]["pad"]
     (overlap,) = report["overlap"].values()
-    assert overlap["in_training"] == 6 and overlap["sentences"] == 2 * len(test_en)  # both sides of 3 pairs
-    assert "1 skipped: duplicate (e.g." in result.stdout and "1 skipped: empty en side" in result.stdout
+    assert overlap["in_training"] == 6 and overlap["sentences"] == 2 * len(
+        test_en
+    )  # both sides of 3 pairs
+    assert (
+        "1 skipped: duplicate (e.g." in result.stdout
+        and "1 skipped: empty en side" in result.stdout
+    )
     assert "6 of 400 sentences appear in training pairs" in result.stdout
-    assert "loss mask (" in result.stdout and "⟦" in result.stdout and "### Response:" in result.stdout
+    assert (
+        "loss mask (" in result.stdout and "⟦" in result.stdout and "### Response:" in result.stdout
+    )
     assert "first packed batch" in result.stdout

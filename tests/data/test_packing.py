@@ -31,9 +31,19 @@ from lightning_xllama.model import XLlamaModule
 
 EXAMPLES = [
     Example("what is the subject of this sentence?", "the dog sees a cat.", "the dog"),
-    Example("rewrite this sentence with subject and object swapped.", "a king holds the cup.", "the cup holds a king."),
-    Example("how many words are in this sentence?", "the girl paints a red boat near the river.", "nine"),
-    Example("Translate this text from English into Farish.", "the boy follows a bird.", "лебу борор кен фен."),
+    Example(
+        "rewrite this sentence with subject and object swapped.",
+        "a king holds the cup.",
+        "the cup holds a king.",
+    ),
+    Example(
+        "how many words are in this sentence?", "the girl paints a red boat near the river.", "nine"
+    ),
+    Example(
+        "Translate this text from English into Farish.",
+        "the boy follows a bird.",
+        "лебу борор кен фен.",
+    ),
 ]
 
 # three hand-made examples: 3, 2 and 4 tokens; -100 marks prompt tokens
@@ -71,12 +81,29 @@ def test_rows_are_filled_first_fit_by_decreasing_length():
 
 def test_one_row_holds_the_examples_in_order_with_their_segments():
     batch = PackCollator(pad_token_id=0)(HAND)
-    assert set(batch) == {"input_ids", "labels", "position_ids", "cu_seq_lens", "max_seq_len", "loss_positions"}  # no mask
-    assert batch["loss_positions"].tolist() == [0, 1, 3, 6, 7]  # positions whose next label is trained on
+    assert set(batch) == {
+        "input_ids",
+        "labels",
+        "position_ids",
+        "cu_seq_lens",
+        "max_seq_len",
+        "loss_positions",
+    }  # no mask
+    assert batch["loss_positions"].tolist() == [
+        0,
+        1,
+        3,
+        6,
+        7,
+    ]  # positions whose next label is trained on
     assert batch["input_ids"].tolist() == [[11, 12, 13, 21, 22, 31, 32, 33, 34]]
-    assert batch["labels"].tolist() == [[-100, 12, 13, -100, 22, -100, -100, 33, 34]]  # each first token -100
+    assert batch["labels"].tolist() == [
+        [-100, 12, 13, -100, 22, -100, -100, 33, 34]
+    ]  # each first token -100
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3]]
-    assert batch["cu_seq_lens"].tolist() == [0, 3, 5, 9] and batch["cu_seq_lens"].dtype == torch.int32
+    assert (
+        batch["cu_seq_lens"].tolist() == [0, 3, 5, 9] and batch["cu_seq_lens"].dtype == torch.int32
+    )
     assert batch["max_seq_len"] == 4 and type(batch["max_seq_len"]) is int
     for key in ("input_ids", "labels", "position_ids"):
         assert batch[key].dtype == torch.int64
@@ -85,7 +112,9 @@ def test_one_row_holds_the_examples_in_order_with_their_segments():
 def test_padding_tail_is_one_more_segment_counting_from_zero():
     batch = PackCollator(pad_token_id=0, pad_to_multiple_of=4)(HAND)
     assert batch["input_ids"].tolist() == [[11, 12, 13, 21, 22, 31, 32, 33, 34, 0, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 12, 13, -100, 22, -100, -100, 33, 34, -100, -100, -100]]
+    assert batch["labels"].tolist() == [
+        [-100, 12, 13, -100, 22, -100, -100, 33, 34, -100, -100, -100]
+    ]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 0, 1, 2, 3, 0, 1, 2]]
     assert batch["cu_seq_lens"].tolist() == [0, 3, 5, 9, 12] and batch["max_seq_len"] == 4
 
@@ -97,7 +126,11 @@ def test_rows_of_at_most_pack_length_and_the_loaders_row_marks():
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
     assert batch["cu_seq_lens"].tolist() == [0, 3, 5, 9, 10] and batch["max_seq_len"] == 4
 
-    marked = [{**HAND[0], "row": 1}, {**HAND[1], "row": 0}, {**HAND[2], "row": 1}]  # rows in order of first mark
+    marked = [
+        {**HAND[0], "row": 1},
+        {**HAND[1], "row": 0},
+        {**HAND[2], "row": 1},
+    ]  # rows in order of first mark
     batch = PackCollator(pad_token_id=0)(marked)
     assert batch["input_ids"].tolist() == [[11, 12, 13, 31, 32, 33, 34], [21, 22, 0, 0, 0, 0, 0]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1, 2, 3], [0, 1, 0, 1, 2, 3, 4]]
@@ -111,10 +144,14 @@ def test_mask_from_position_ids_equals_the_former_mask():
     batch = PackCollator(pad_token_id=0, pack_length=5)(HAND)
     mask = block_causal_mask(batch["position_ids"])
     assert mask.shape == (2, 1, 5, 5) and mask.dtype == torch.bool
-    assert torch.equal(mask, old_block_causal_mask([[3, 2], [4]], 5) | padding_tail([[3, 2], [4]], 5))
+    assert torch.equal(
+        mask, old_block_causal_mask([[3, 2], [4]], 5) | padding_tail([[3, 2], [4]], 5)
+    )
 
     rng = np.random.default_rng(0)
-    for _ in range(5):  # random rows, padded: equal on every real token's row; the padding sees its tail only
+    for _ in range(
+        5
+    ):  # random rows, padded: equal on every real token's row; the padding sees its tail only
         lengths = rng.integers(1, 40, size=int(rng.integers(2, 30))).tolist()
         examples = fake(lengths)
         collator = PackCollator(pad_token_id=0, pack_length=64, pad_to_multiple_of=8)
@@ -122,7 +159,9 @@ def test_mask_from_position_ids_equals_the_former_mask():
         rows = [[lengths[i] for i in row] for row in collator.rows(examples)]
         width = batch["input_ids"].shape[1]
         new, old = block_causal_mask(batch["position_ids"]), old_block_causal_mask(rows, width)
-        padding = torch.tensor([[at >= sum(row) for at in range(width)] for row in rows])[:, None, :, None]
+        padding = torch.tensor([[at >= sum(row) for at in range(width)] for row in rows])[
+            :, None, :, None
+        ]
         assert torch.equal(new & ~padding, old & ~padding)
         assert torch.equal(new & padding, padding_tail(rows, width))
         assert new.any(dim=-1).all()  # no empty attention row
@@ -143,24 +182,37 @@ def test_additive_mask_is_zero_where_attended_and_the_minimum_elsewhere():
     mask = block_causal_mask(torch.tensor([[0, 1, 0, 1]]))
     additive = additive_mask(mask, torch.float32)
     assert additive.dtype == torch.float32
-    assert torch.equal(additive == 0, mask) and (additive[~mask] == torch.finfo(torch.float32).min).all()
+    assert (
+        torch.equal(additive == 0, mask)
+        and (additive[~mask] == torch.finfo(torch.float32).min).all()
+    )
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
 def test_packed_logits_and_loss_equal_unpacked_ones(tiny_model, attn_implementation):
     tokenizer = load_tokenizer(tiny_model)
     examples = encode_examples(tokenizer, EXAMPLES, max_length=512)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attn_implementation).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        tiny_model, attn_implementation=attn_implementation
+    ).eval()
     batch = PackCollator(tokenizer.pad_token_id)(examples)  # one row, the four examples in order
     assert batch["input_ids"].shape == (1, sum(len(e["input_ids"]) for e in examples))
-    assert batch["cu_seq_lens"].tolist() == np.cumsum([0] + [len(e["input_ids"]) for e in examples]).tolist()
+    assert (
+        batch["cu_seq_lens"].tolist()
+        == np.cumsum([0] + [len(e["input_ids"]) for e in examples]).tolist()
+    )
     mask = block_causal_mask(batch["position_ids"])  # what the model builds for sdpa and eager
     if attn_implementation == "eager":
         mask = additive_mask(mask, torch.float32)
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=mask).logits[0]
-        leaky = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                      attention_mask=torch.ones_like(batch["input_ids"])).logits[0]
+        packed = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=mask
+        ).logits[0]
+        leaky = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            attention_mask=torch.ones_like(batch["input_ids"]),
+        ).logits[0]
         at = 0
         for example in examples:
             n = len(example["input_ids"])
@@ -173,27 +225,41 @@ def test_packed_logits_and_loss_equal_unpacked_ones(tiny_model, attn_implementat
     module = XLlamaModule(tiny_model, attn_implementation=attn_implementation)
     module.configure_model()
     with torch.no_grad():
-        padded_loss, padded_tokens = module.response_loss(PadCollator(tokenizer.pad_token_id)(examples))
-        rows = PackCollator(tokenizer.pad_token_id, pack_length=100)(examples)  # several rows, padded
+        padded_loss, padded_tokens = module.response_loss(
+            PadCollator(tokenizer.pad_token_id)(examples)
+        )
+        rows = PackCollator(tokenizer.pad_token_id, pack_length=100)(
+            examples
+        )  # several rows, padded
         assert rows["input_ids"].shape[0] > 1 and (rows["labels"] == -100).any()
         packed_loss, packed_tokens = module.response_loss(rows)
     assert packed_tokens == padded_tokens
     torch.testing.assert_close(packed_loss, padded_loss, atol=1e-4, rtol=1e-5)
 
 
-def test_packed_training_batches_hold_the_same_examples_and_loss_as_padded_ones(tiny_model, tiny_data, tmp_path):
+def test_packed_training_batches_hold_the_same_examples_and_loss_as_padded_ones(
+    tiny_model, tiny_data, tmp_path
+):
     padded = tiny_datamodule(tiny_model, tiny_data, batch_size=6, cache_dir=str(tmp_path))
-    packed = tiny_datamodule(tiny_model, tiny_data, batch_size=6, cache_dir=str(tmp_path), batching="pack")
+    packed = tiny_datamodule(
+        tiny_model, tiny_data, batch_size=6, cache_dir=str(tmp_path), batching="pack"
+    )
     for datamodule in (padded, packed):
         datamodule.setup("fit")
     module = XLlamaModule(tiny_model)
     module.configure_model()
-    for pad_batch, pack_batch, _ in zip(padded.train_dataloader(), packed.train_dataloader(), range(3)):
+    for pad_batch, pack_batch, _ in zip(
+        padded.train_dataloader(), packed.train_dataloader(), range(3)
+    ):
         assert pack_batch["input_ids"].shape[0] == 1  # the whole micro-batch in one row
         assert "attention_mask" not in pack_batch
-        assert int(pad_batch["attention_mask"].sum()) == pack_batch["input_ids"].shape[1]  # no padding left
+        assert (
+            int(pad_batch["attention_mask"].sum()) == pack_batch["input_ids"].shape[1]
+        )  # no padding left
         lengths = pad_batch["attention_mask"].sum(dim=1).tolist()
-        assert pack_batch["cu_seq_lens"].tolist() == np.cumsum([0] + lengths).tolist()  # one segment an example
+        assert (
+            pack_batch["cu_seq_lens"].tolist() == np.cumsum([0] + lengths).tolist()
+        )  # one segment an example
         assert pack_batch["max_seq_len"] == max(lengths)
         with torch.no_grad():
             pad_loss, pad_tokens = module.response_loss(pad_batch)
@@ -217,7 +283,9 @@ def test_a_buffer_packs_into_micro_batches_of_about_equal_tokens_and_rows():
     lengths = lengths_mix(64 * 8)
     plan = pack_buffer(lengths, 64, 512)
     assert len(plan) == 64
-    assert sorted(i for rows in plan for row in rows for i in row) == list(range(len(lengths)))  # each once
+    assert sorted(i for rows in plan for row in rows for i in row) == list(
+        range(len(lengths))
+    )  # each once
     loads = [[sum(lengths[i] for i in row) for row in rows] for rows in plan]
     assert max(max(batch) for batch in loads) <= 512
     tokens = [sum(batch) for batch in loads]
@@ -228,7 +296,9 @@ def test_a_buffer_packs_into_micro_batches_of_about_equal_tokens_and_rows():
     assert all(row == sorted(row) for rows in plan for row in rows)
     assert plan == pack_buffer(lengths, 64, 512)  # deterministic
     wide = pack_buffer(lengths, 64, 512 * 16)  # rows that hold a micro-batch's share: one row each
-    assert all(len(rows) == 1 for rows in wide) and max(len(row) for rows in wide for row in rows) > 1
+    assert (
+        all(len(rows) == 1 for rows in wide) and max(len(row) for rows in wide for row in rows) > 1
+    )
 
     assert pack_buffer([5, 3], 4, 8) == [[[0]], [[1]], [], []]  # fewer examples than micro-batches
     assert pack_buffer([], 2, 8) == [[], []]
@@ -269,12 +339,19 @@ def test_buffer_packing_fills_rows_at_95_percent_where_one_micro_batch_at_a_time
     def fill(batches: list[list[dict]]) -> float:
         collator = PackCollator(pad_token_id=0, pack_length=512)
         tensors = [collator(batch) for batch in batches]
-        return sum(len(e["input_ids"]) for b in batches for e in b) / sum(t["input_ids"].numel() for t in tensors)
+        return sum(len(e["input_ids"]) for b in batches for e in b) / sum(
+            t["input_ids"].numel() for t in tensors
+        )
 
     buffers = []
     for start in range(0, len(lengths), group * batch_size):
-        buffers += cut_buffer(fake(lengths[start : start + group * batch_size]), batch_size, "pack", 512,
-                              np.random.default_rng(start))
+        buffers += cut_buffer(
+            fake(lengths[start : start + group * batch_size]),
+            batch_size,
+            "pack",
+            512,
+            np.random.default_rng(start),
+        )
     assert len(buffers) == len(lengths) // batch_size
     assert fill(buffers) >= 0.95
     cells = 0
@@ -288,11 +365,26 @@ def test_buffer_packing_fills_rows_at_95_percent_where_one_micro_batch_at_a_time
 def muit(tiny_model, tiny_data, tmp_path, **overrides) -> MuITDataModule:
     streams = [
         Stream("instructions", "en", str(DataLayout(tiny_data).instructions("en")), weight=1.0),
-        Stream("parallel", "syn_far", str(DataLayout(tiny_data).parallel("syn_far")), "both", weight=2.0),
+        Stream(
+            "parallel",
+            "syn_far",
+            str(DataLayout(tiny_data).parallel("syn_far")),
+            "both",
+            weight=2.0,
+        ),
         Stream("parallel", "syn_near", str(DataLayout(tiny_data).parallel("syn_near")), weight=1.0),
     ]
-    kwargs = dict(tokenizer=tiny_model, batch_size=7, seed=5, cache_dir=str(tmp_path / "cache"),
-                  stop="all_exhausted", batching="pack", max_length=256, pack_length=256, group_batches=4)
+    kwargs = dict(
+        tokenizer=tiny_model,
+        batch_size=7,
+        seed=5,
+        cache_dir=str(tmp_path / "cache"),
+        stop="all_exhausted",
+        batching="pack",
+        max_length=256,
+        pack_length=256,
+        group_batches=4,
+    )
     datamodule = MuITDataModule(streams, **{**kwargs, **overrides})
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -311,15 +403,21 @@ def test_every_worker_of_every_rank_yields_the_planned_batches_and_the_epoch_kee
     world_size = 2
     for rank in range(world_size):
         dataset = packed.train_dataset(rank, world_size)
-        assert dataset.shard_examples % (dataset.batch_size * dataset.group_batches) != 0  # a partial last buffer
+        assert (
+            dataset.shard_examples % (dataset.batch_size * dataset.group_batches) != 0
+        )  # a partial last buffer
         for logical in range(dataset.workers):
-            assert sum(1 for _ in dataset._encoded_batches(logical, 0, 0)) == dataset.worker_batches  # lockstep
+            assert (
+                sum(1 for _ in dataset._encoded_batches(logical, 0, 0)) == dataset.worker_batches
+            )  # lockstep
         batches = list(dataset.encoded_batches(0, 0))
         assert len(batches) == len(dataset) == len(padded.train_dataset(rank, world_size))
         sizes = Counter(len(b) for b in batches)
         assert len(sizes) > 1  # micro-batches of varying numbers of examples
         examples = Counter(key(e) for b in batches for e in b)
-        same = Counter(key(e) for b in padded.train_dataset(rank, world_size).encoded_batches(0, 0) for e in b)
+        same = Counter(
+            key(e) for b in padded.train_dataset(rank, world_size).encoded_batches(0, 0) for e in b
+        )
         assert examples == same  # the same examples, each as often: only their grouping changed
         for batch in batches:  # rows as marked, within pack_length
             tensors = dataset.collated(batch)
@@ -328,14 +426,29 @@ def test_every_worker_of_every_rank_yields_the_planned_batches_and_the_epoch_kee
             assert tensors["cu_seq_lens"][-1] == tensors["input_ids"].numel()
 
 
-def test_resuming_inside_a_packed_buffer_gives_the_same_remaining_batches(tiny_model, tiny_data, tmp_path):
+def test_resuming_inside_a_packed_buffer_gives_the_same_remaining_batches(
+    tiny_model, tiny_data, tmp_path
+):
     datamodule = muit(tiny_model, tiny_data, tmp_path, num_workers=2)
     dataset = datamodule.train_dataset()
     whole = [[key(e) + (e["row"],) for e in b] for b in dataset.encoded_batches(0, 0)]
-    for start in (1, 3, 4, 9, 13, len(whole) - 1):  # inside and at the borders of buffers of 4 a worker
-        assert [[key(e) + (e["row"],) for e in b] for b in dataset.encoded_batches(0, start)] == whole[start:]
-    assert whole == [[key(e) + (e["row"],) for e in b] for b in muit(tiny_model, tiny_data, tmp_path, num_workers=2)
-                     .train_dataset().encoded_batches(0, 0)]  # the seed decides
+    for start in (
+        1,
+        3,
+        4,
+        9,
+        13,
+        len(whole) - 1,
+    ):  # inside and at the borders of buffers of 4 a worker
+        assert [
+            [key(e) + (e["row"],) for e in b] for b in dataset.encoded_batches(0, start)
+        ] == whole[start:]
+    assert whole == [
+        [key(e) + (e["row"],) for e in b]
+        for b in muit(tiny_model, tiny_data, tmp_path, num_workers=2)
+        .train_dataset()
+        .encoded_batches(0, 0)
+    ]  # the seed decides
     other = muit(tiny_model, tiny_data, tmp_path, num_workers=2, seed=6).train_dataset()
     assert whole != [[key(e) + (e["row"],) for e in b] for b in other.encoded_batches(0, 0)]
 
@@ -345,4 +458,7 @@ def test_resuming_inside_a_packed_buffer_gives_the_same_remaining_batches(tiny_m
     assert len(loader) == len(expected) - 7
     for got, want in zip(loader, expected[7:]):
         assert got.keys() == want.keys()
-        assert all(torch.equal(got[k], want[k]) if isinstance(got[k], torch.Tensor) else got[k] == want[k] for k in got)
+        assert all(
+            torch.equal(got[k], want[k]) if isinstance(got[k], torch.Tensor) else got[k] == want[k]
+            for k in got
+        )

@@ -34,7 +34,9 @@ from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifi
 from lightning_xllama.evaluation.translation_metrics import comet_score, load_comet
 from lightning_xllama.model import XLlamaModule
 
-needs_comet = pytest.mark.skipif(importlib.util.find_spec("comet") is None, reason="unbabel-comet is not installed")
+needs_comet = pytest.mark.skipif(
+    importlib.util.find_spec("comet") is None, reason="unbabel-comet is not installed"
+)
 
 
 def prefix_of(data: Path) -> str:
@@ -73,12 +75,29 @@ def tiny_comet(tmp_path_factory) -> Optional[str]:
     return str(build_tiny_comet(tmp_path_factory.mktemp("comet")).parent.parent)
 
 
-def sacrebleu_cli(tmp_path: Path, hypotheses: list[str], references: list[str]) -> tuple[float, float]:
+def sacrebleu_cli(
+    tmp_path: Path, hypotheses: list[str], references: list[str]
+) -> tuple[float, float]:
     (tmp_path / "hyp.txt").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
     (tmp_path / "ref.txt").write_text("\n".join(references) + "\n", encoding="utf-8")
-    command = [sys.executable, "-m", "sacrebleu", str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt"),
-               "-m", "bleu", "chrf", "--chrf-word-order", "2", "-w", "6"]
-    bleu, chrf = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    command = [
+        sys.executable,
+        "-m",
+        "sacrebleu",
+        str(tmp_path / "ref.txt"),
+        "-i",
+        str(tmp_path / "hyp.txt"),
+        "-m",
+        "bleu",
+        "chrf",
+        "--chrf-word-order",
+        "2",
+        "-w",
+        "6",
+    ]
+    bleu, chrf = json.loads(
+        subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    )
     return bleu["score"], chrf["score"]
 
 
@@ -92,24 +111,42 @@ def test_validation_pass_logs_scores_outputs_and_tables(tiny_model, tiny_data, t
     out = Path(logger.log_dir)
 
     # translation: the scores are sacreBLEU's command line on the written outputs
-    records = [json.loads(line) for line in (out / "translation" / "en-syn_far-step0.jsonl").read_text().splitlines()]
-    assert len(records) == 7 and set(records[0]) == {"source", "reference", "hypothesis", "language"}
-    bleu, chrf = sacrebleu_cli(tmp_path, [r["hypothesis"] for r in records], [r["reference"] for r in records])
+    records = [
+        json.loads(line)
+        for line in (out / "translation" / "en-syn_far-step0.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == 7 and set(records[0]) == {
+        "source",
+        "reference",
+        "hypothesis",
+        "language",
+    }
+    bleu, chrf = sacrebleu_cli(
+        tmp_path, [r["hypothesis"] for r in records], [r["reference"] for r in records]
+    )
     assert metrics["val/translation/en-syn_far/bleu"] == pytest.approx(bleu, abs=1e-4)
     assert metrics["val/translation/en-syn_far/chrf_pp"] == pytest.approx(chrf, abs=1e-4)
     assert chrf > 0
     off = sum(r["language"] not in (None, "syn_far") for r in records)
     undetermined = sum(r["language"] is None for r in records)
-    assert metrics["val/translation/en-syn_far/off_target"] == pytest.approx(100 * off / 7, abs=1e-4)
-    assert metrics["val/translation/en-syn_far/undetermined"] == pytest.approx(100 * undetermined / 7, abs=1e-4)
+    assert metrics["val/translation/en-syn_far/off_target"] == pytest.approx(
+        100 * off / 7, abs=1e-4
+    )
+    assert metrics["val/translation/en-syn_far/undetermined"] == pytest.approx(
+        100 * undetermined / 7, abs=1e-4
+    )
 
     # QA: the logged scores are the per-answer rules averaged, headline = the files' rules (mlqa)
-    answers = [json.loads(line) for line in (out / "qa" / "syn_far-step0.jsonl").read_text().splitlines()]
+    answers = [
+        json.loads(line) for line in (out / "qa" / "syn_far-step0.jsonl").read_text().splitlines()
+    ]
     assert len(answers) == 5
     for rules in ("mlqa", "squad"):
         for name in ("exact_match", "f1", "contains"):
             score = getattr(qa_metrics, name)
-            expected = 100 * sum(score(a["answer"], a["golds"], "syn_far", rules) for a in answers) / 5
+            expected = (
+                100 * sum(score(a["answer"], a["golds"], "syn_far", rules) for a in answers) / 5
+            )
             assert metrics[f"val/qa/syn_far/{rules}/{name}"] == pytest.approx(expected, abs=1e-4)
     assert metrics["val/qa/syn_far/f1"] == metrics["val/qa/syn_far/mlqa/f1"]
     assert "val/qa/syn_far/off_target" in metrics
@@ -124,22 +161,33 @@ def test_validation_pass_logs_scores_outputs_and_tables(tiny_model, tiny_data, t
     assert columns == ["source", "reference", "hypothesis", "language"] and len(data) == 3
     assert data[0][0] == records[0]["source"]
     assert "val/qa/syn_far/samples" in keys
-    assert logger.images == [("val/probe/en-syn_far/alignment", [str(out / "probe" / "en-syn_far-step0.png")], 0)]
+    assert logger.images == [
+        ("val/probe/en-syn_far/alignment", [str(out / "probe" / "en-syn_far-step0.png")], 0)
+    ]
     table = (out / "translation" / "en-syn_far-step0.md").read_text()
-    assert table.startswith("| source | reference | hypothesis | language |") and table.count("\n") == 5
+    assert (
+        table.startswith("| source | reference | hypothesis | language |")
+        and table.count("\n") == 5
+    )
 
 
 @needs_comet
 def test_comet_scores_the_generated_translations(tiny_comet, tiny_data, model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     callback = TranslationEvaluation(
-        ["en-syn_far"], prefix_of(tiny_data), max_samples=3, max_new_tokens=4, comet_model=tiny_comet
+        ["en-syn_far"],
+        prefix_of(tiny_data),
+        max_samples=3,
+        max_new_tokens=4,
+        comet_model=tiny_comet,
     )
     callback.prepare()
     result = callback.run(model, tokenizer)
     records = result.samples["en-syn_far"]
     system, segments = comet_score(
-        load_comet(tiny_comet), [r["source"] for r in records], [r["hypothesis"] for r in records],
+        load_comet(tiny_comet),
+        [r["source"] for r in records],
+        [r["hypothesis"] for r in records],
         [r["reference"] for r in records],
     )
     assert result.metrics["translation/en-syn_far/comet"] == pytest.approx(system)
@@ -150,8 +198,18 @@ def test_comet_scores_the_generated_translations(tiny_comet, tiny_data, model_an
 @pytest.mark.parametrize(
     "callback, message",
     [
-        (lambda d: TranslationEvaluation(["en-syn_far"], test_prefix=str(d / "missing" / "test")), r"missing/test\.en"),
-        (lambda d: TranslationEvaluation(["en-syn_far"], prefix_of(d), comet_model=str(d / "no-such-comet")), "no-such-comet"),
+        (
+            lambda d: TranslationEvaluation(
+                ["en-syn_far"], test_prefix=str(d / "missing" / "test")
+            ),
+            r"missing/test\.en",
+        ),
+        (
+            lambda d: TranslationEvaluation(
+                ["en-syn_far"], prefix_of(d), comet_model=str(d / "no-such-comet")
+            ),
+            "no-such-comet",
+        ),
         (lambda d: TranslationEvaluation(["en-zh"], flores_dir=str(d)), r"eng\.devtest"),
         (lambda d: QAEvaluation(files={"syn_far": str(DataLayout(d).qa("nope"))}), r"nope\.json"),
         (lambda d: RepresentationProbe(["en-syn_near"], prefix_of(d)), r"test\.syn_near"),
@@ -184,16 +242,28 @@ class CountingProbe(RepresentationProbe):
 
 
 def test_schedule_before_training_and_every_n_validations(tiny_model, tiny_data, tmp_path):
-    probe = CountingProbe(["en-syn_far"], prefix_of(tiny_data), num_sentences=3, every_n_validations=2, plot=False)
+    probe = CountingProbe(
+        ["en-syn_far"], prefix_of(tiny_data), num_sentences=3, every_n_validations=2, plot=False
+    )
     trainer = quiet_trainer(
-        max_steps=4, val_check_interval=1, limit_val_batches=1, num_sanity_val_steps=1,
-        logger=CSVLogger(tmp_path), callbacks=[probe],
+        max_steps=4,
+        val_check_interval=1,
+        limit_val_batches=1,
+        num_sanity_val_steps=1,
+        logger=CSVLogger(tmp_path),
+        callbacks=[probe],
     )
     trainer.fit(XLlamaModule(tiny_model), datamodule=tiny_datamodule(tiny_model, tiny_data))
-    assert probe.steps == [0, 2, 4]  # before training, then every 2nd of 4 validations; not the sanity check
+    assert probe.steps == [
+        0,
+        2,
+        4,
+    ]  # before training, then every 2nd of 4 validations; not the sanity check
     assert probe.state_dict() == {"validations": 4}
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as handle:
-        logged = [row for row in csv.DictReader(handle) if row.get("val/probe/en-syn_far/peak_layer")]
+        logged = [
+            row for row in csv.DictReader(handle) if row.get("val/probe/en-syn_far/peak_layer")
+        ]
     assert len(logged) == 3
 
 
@@ -207,7 +277,10 @@ def test_off_target_identifiers():
     metric = OffTargetRate(identifier, "syn_far")
     metric.update([farish, english, "", near])
     assert metric.compute() == {"off_target": 50.0, "undetermined": 25.0}
-    assert build_identifier(["en", "zh"]).identify("委员会将于明年春天发布关于新铁路的最终报告。") == "zh"
+    assert (
+        build_identifier(["en", "zh"]).identify("委员会将于明年春天发布关于新铁路的最终报告。")
+        == "zh"
+    )
     with pytest.raises(ValueError, match="separate callbacks"):
         build_identifier(["zh", "syn_far"])
 
@@ -215,8 +288,13 @@ def test_off_target_identifiers():
 def test_qa_prompt_in_the_target_language_and_answer_extraction():
     example = QAExample("1", "北京是中国的首都。", "中国的首都是哪里？", ("北京",), "zh")
     prompt = qa_prompt(example)
-    assert "根据上下文回答问题。" in prompt and "上下文: 北京是中国的首都。\n问题: 中国的首都是哪里？" in prompt
-    assert "### Instruction:\n中国的首都是哪里？\n\n### Input:\n北京是中国的首都。" in qa_prompt(example, "question")
+    assert (
+        "根据上下文回答问题。" in prompt
+        and "上下文: 北京是中国的首都。\n问题: 中国的首都是哪里？" in prompt
+    )
+    assert "### Instruction:\n中国的首都是哪里？\n\n### Input:\n北京是中国的首都。" in qa_prompt(
+        example, "question"
+    )
     assert qa_answer("答案：北京\n下一个问题", prompt, "zh") == "北京"
     assert qa_answer(prompt + "answer: Paris", prompt, "en") == "Paris"
     assert qa_answer("\n\n  the Seine river \nmore", "", "en") == "the Seine river"
@@ -240,30 +318,58 @@ def test_two_ranks_finish_and_agree_with_one(tiny_model, tiny_data, tiny_comet, 
     env = helper_env()
     out = tmp_path / "metrics"
     result = subprocess.run(
-        [sys.executable, str(HELPERS / "ddp_callbacks.py"), tiny_model, str(tiny_data), str(out), *comet],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(HELPERS / "ddp_callbacks.py"),
+            tiny_model,
+            str(tiny_data),
+            str(out),
+            *comet,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     one_rank, _ = validate_metrics(tiny_model, tiny_data, *comet)
     assert len(one_rank) > 30 and ("val/translation/en-syn_far/comet" in one_rank) == bool(comet)
     for rank in (0, 1):
-        assert json.loads(Path(f"{out}.rank{rank}.json").read_text()) == pytest.approx(one_rank, rel=1e-5, abs=1e-6)
+        assert json.loads(Path(f"{out}.rank{rank}.json").read_text()) == pytest.approx(
+            one_rank, rel=1e-5, abs=1e-6
+        )
 
 
 def test_user_callback_from_the_command_line_and_yaml(demo_root, tmp_path):
     extra = tmp_path / "extra.yaml"
     example = {
         "class_path": "callbacks.print_samples.PrintSamples",
-        "init_args": {"prompts": ["what is the subject of this sentence?"], "max_new_tokens": 3, "header": "from yaml"},
+        "init_args": {
+            "prompts": ["what is the subject of this sentence?"],
+            "max_new_tokens": 3,
+            "header": "from yaml",
+        },
     }
     extra.write_text(yaml.safe_dump({"trainer": {"callbacks": [example]}}))
     result = run_cli(
-        ["validate", "--config", "configs/demo.yaml", "--config", str(extra), "--trainer.limit_val_batches", "1",
-         "--trainer.callbacks+=callbacks.print_samples.PrintSamples",
-         "--trainer.callbacks.prompts=[how many words are in this sentence?]",
-         "--trainer.callbacks.header=from the command line", "--trainer.callbacks.max_new_tokens=3"],
+        [
+            "validate",
+            "--config",
+            "configs/demo.yaml",
+            "--config",
+            str(extra),
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.callbacks+=callbacks.print_samples.PrintSamples",
+            "--trainer.callbacks.prompts=[how many words are in this sentence?]",
+            "--trainer.callbacks.header=from the command line",
+            "--trainer.callbacks.max_new_tokens=3",
+        ],
         cwd=demo_root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[from yaml] step 0\n  'what is the subject of this sentence?' -> " in result.stdout
-    assert "[from the command line] step 0\n  'how many words are in this sentence?' -> " in result.stdout
+    assert (
+        "[from the command line] step 0\n  'how many words are in this sentence?' -> "
+        in result.stdout
+    )

@@ -59,7 +59,9 @@ def test_flores_problems_name_the_file(tmp_path):
 def test_test_pairs_come_from_exactly_one_source(tmp_path):
     write(tmp_path / "test.en", "a b.\n")
     write(tmp_path / "test.syn_far", "c d.\n")
-    assert read_test_pairs("en", "syn_far", test_prefix=str(tmp_path / "test")) == [("a b.", "c d.")]
+    assert read_test_pairs("en", "syn_far", test_prefix=str(tmp_path / "test")) == [
+        ("a b.", "c d.")
+    ]
     with pytest.raises(ValueError, match="exactly one"):
         read_test_pairs("en", "syn_far")
     with pytest.raises(ValueError, match="exactly one"):
@@ -84,8 +86,16 @@ def squad(*paragraphs) -> dict:
 def test_squad_reader_strips_the_bom_and_keeps_every_answer(tmp_path):
     paragraph = {
         "context": "\ufeffParis is the capital of France.",
-        "qas": [{"id": "q1", "question": "\ufeffWhat is the capital?", "answers": [
-            {"text": "Paris", "answer_start": 0}, {"text": "Paris", "answer_start": 0}]}],
+        "qas": [
+            {
+                "id": "q1",
+                "question": "\ufeffWhat is the capital?",
+                "answers": [
+                    {"text": "Paris", "answer_start": 0},
+                    {"text": "Paris", "answer_start": 0},
+                ],
+            }
+        ],
     }
     path = write(tmp_path / "qa.json", json.dumps(squad(paragraph)))
     [example] = read_squad(path, "en")
@@ -101,7 +111,10 @@ def one_question(**fields) -> dict:
 @pytest.mark.parametrize(
     "document, message",
     [
-        ({"data": [{"paragraphs": [{"qas": []}]}]}, r"data\[0\]\.paragraphs\[0\]: missing field 'context'"),
+        (
+            {"data": [{"paragraphs": [{"qas": []}]}]},
+            r"data\[0\]\.paragraphs\[0\]: missing field 'context'",
+        ),
         (one_question(), r"qas\[0\] \(id q7\): missing field 'answers'"),
         (one_question(answers=[]), r"\(id q7\): no gold answers"),
         (one_question(question=3, answers=[{"text": "a"}]), "'question' must be a str"),
@@ -133,7 +146,10 @@ def test_xquad_and_mlqa_file_names(tmp_path):
     write(tmp_path / "MLQA_V1" / "test" / "test-context-de-question-de.json", "{}")
     write(tmp_path / "flat" / "dev-context-es-question-es.json", "{}")
     assert mlqa_file(tmp_path / "MLQA_V1", "de", "de").parent.name == "test"
-    assert mlqa_file(tmp_path / "flat", "es", "es", split="dev").name == "dev-context-es-question-es.json"
+    assert (
+        mlqa_file(tmp_path / "flat", "es", "es", split="dev").name
+        == "dev-context-es-question-es.json"
+    )
     with pytest.raises(FileNotFoundError, match="dev-context-de-question-de.json"):
         mlqa_file(tmp_path / "MLQA_V1", "de", "de", split="dev")
 
@@ -144,7 +160,9 @@ def test_real_xquad_and_flores():
     chinese = read_squad(xquad_file(SHARED / "xquad", "zh"), "zh")
     assert len(english) == len(chinese) == 1190
     assert [e.id for e in english] == [e.id for e in chinese]
-    assert not any(e.context.startswith("\ufeff") or e.question.startswith("\ufeff") for e in chinese + english)
+    assert not any(
+        e.context.startswith("\ufeff") or e.question.startswith("\ufeff") for e in chinese + english
+    )
     assert all(answer in e.context for e in chinese for answer in e.answers)
     pairs = read_flores(SHARED / "flores101-devtest", "en", "zh")
     assert len(pairs) == 1012 and all(src and tgt for src, tgt in pairs)

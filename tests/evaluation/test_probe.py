@@ -8,7 +8,11 @@ import torch
 from lightning_xllama.callbacks import RepresentationProbe
 from lightning_xllama.evaluation.probe import alignment, plot_alignment, pooled_hidden_states, probe
 
-SENTENCES = ["the dog sees a cat.", "a tall teacher holds the heavy book near the old river.", "the king opens a door."]
+SENTENCES = [
+    "the dog sees a cat.",
+    "a tall teacher holds the heavy book near the old river.",
+    "the king opens a door.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +32,24 @@ def test_pooling_averages_the_sentence_tokens_only(model_and_tokenizer):
         ids = [tokenizer.bos_token_id] + tokenizer(sentence, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             states = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-        expected = torch.stack([layer[0, 1:].mean(dim=0) for layer in states])  # without BOS, no padding
+        expected = torch.stack(
+            [layer[0, 1:].mean(dim=0) for layer in states]
+        )  # without BOS, no padding
         torch.testing.assert_close(batched[:, index], expected, atol=1e-5, rtol=1e-4)
     # the shorter sentences were padded in the batch: padding changed nothing
-    torch.testing.assert_close(pooled_hidden_states(model, tokenizer, SENTENCES[:1]), batched[:, :1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        pooled_hidden_states(model, tokenizer, SENTENCES[:1]), batched[:, :1], atol=1e-5, rtol=1e-4
+    )
 
 
 def test_identical_languages_align_perfectly(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     result = probe(model, tokenizer, [(s, s) for s in SENTENCES], batch_size=2)
-    assert result.retrieval_src_to_tgt == result.retrieval_tgt_to_src == [1.0] * (model.config.num_hidden_layers + 1)
+    assert (
+        result.retrieval_src_to_tgt
+        == result.retrieval_tgt_to_src
+        == [1.0] * (model.config.num_hidden_layers + 1)
+    )
     assert result.cosine_parallel == pytest.approx([1.0] * len(result.cosine_parallel))
     assert all(gap > 0 for gap in result.cosine_gap)
 
@@ -46,12 +58,15 @@ def test_alignment_on_known_vectors():
     source = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
     target = torch.tensor([[[1.0, 2.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]])  # layer 1: swapped
     result = alignment(source, target)
-    a, b = 5 ** -0.5, 2 * 5 ** -0.5  # cosines of target 0 with source 0 and source 1
+    a, b = 5**-0.5, 2 * 5**-0.5  # cosines of target 0 with source 0 and source 1
     assert result.cosine_parallel == pytest.approx([(a + 1) / 2, 0.0])
     assert result.cosine_nonparallel == pytest.approx([(0 + b) / 2, 1.0])
     assert result.cosine_gap == pytest.approx([(a + 1 - b) / 2, -1.0])
     assert result.retrieval_src_to_tgt == [1.0, 0.0]
-    assert result.retrieval_tgt_to_src == [0.5, 0.0]  # target 0 is nearer to source 1 than to source 0
+    assert result.retrieval_tgt_to_src == [
+        0.5,
+        0.0,
+    ]  # target 0 is nearer to source 1 than to source 0
     assert result.peak_layer == 0
     with pytest.raises(ValueError, match="at least 2 pairs"):
         alignment(source[:, :1], target[:, :1])
@@ -62,10 +77,17 @@ def test_alignment_on_known_vectors():
 def test_probe_callback_logs_curves_and_saves_a_plot(tiny_model, tmp_path, model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     (tmp_path / "test.en").write_text("\n".join(SENTENCES) + "\n")
-    (tmp_path / "test.syn_near").write_text("\n".join(SENTENCES) + "\n")  # "translations" identical to the source
-    callback = RepresentationProbe(directions=["en-syn_near"], test_prefix=str(tmp_path / "test"), num_sentences=2)
+    (tmp_path / "test.syn_near").write_text(
+        "\n".join(SENTENCES) + "\n"
+    )  # "translations" identical to the source
+    callback = RepresentationProbe(
+        directions=["en-syn_near"], test_prefix=str(tmp_path / "test"), num_sentences=2
+    )
     callback.prepare()
-    assert callback.pairs["en-syn_near"] == [(SENTENCES[0], SENTENCES[0]), (SENTENCES[1], SENTENCES[1])]
+    assert callback.pairs["en-syn_near"] == [
+        (SENTENCES[0], SENTENCES[0]),
+        (SENTENCES[1], SENTENCES[1]),
+    ]
     result = callback.run(model, tokenizer)
     layers = model.config.num_hidden_layers + 1
     for layer in range(layers):

@@ -121,7 +121,9 @@ def test_extract_answer(generated, prompt, expected):
 
 def test_qa_scores_accumulates_over_updates():
     metric = QAScores(rules="mlqa", lang="en")
-    metric.update(["Paris", "the Eiffel Tower is tall"], [["Paris", "City of Paris"], "Eiffel Tower"])
+    metric.update(
+        ["Paris", "the Eiffel Tower is tall"], [["Paris", "City of Paris"], "Eiffel Tower"]
+    )
     metric.update([""], ["London"])
     scores = metric.compute()
     assert scores["count"].item() == 3
@@ -142,7 +144,9 @@ def test_qa_scores_state_sums_across_ranks():
     first.update(predictions[:2], golds[:2])
     second.update(predictions[2:], golds[2:])
     first.merge_state(second)
-    assert {k: v.item() for k, v in first.compute().items()} == {k: v.item() for k, v in whole.compute().items()}
+    assert {k: v.item() for k, v in first.compute().items()} == {
+        k: v.item() for k, v in whole.compute().items()
+    }
 
 
 def test_qa_scores_rejects_mismatched_batch():

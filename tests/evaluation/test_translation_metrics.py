@@ -15,7 +15,8 @@ from comet_fixture import build_tiny_comet
 from lightning_xllama.evaluation.translation_metrics import comet_score, corpus_scores, load_comet
 
 needs_comet = pytest.mark.skipif(
-    importlib.util.find_spec("comet") is None, reason="unbabel-comet is not installed (the [comet] extra)"
+    importlib.util.find_spec("comet") is None,
+    reason="unbabel-comet is not installed (the [comet] extra)",
 )
 
 EN_REFS = [
@@ -34,11 +35,20 @@ ZH_REFS = ["猫坐在垫子上。", "委员会将于明年春天发布报告。"
 ZH_HYPS = ["猫坐在席子上。", "委员会明年春天发布它的报告。", "五点钟火车还没到。"]
 
 
-def _sacrebleu_cli(tmp_path: Path, hyps: list[str], refs: list[str], *options: str, env=None) -> dict:
+def _sacrebleu_cli(
+    tmp_path: Path, hyps: list[str], refs: list[str], *options: str, env=None
+) -> dict:
     """BLEU and chrF++ as sacreBLEU's command line reports them on the same lines, written to files."""
     (tmp_path / "hyp.txt").write_text("\n".join(hyps) + "\n", encoding="utf-8")
     (tmp_path / "ref.txt").write_text("\n".join(refs) + "\n", encoding="utf-8")
-    command = [sys.executable, "-m", "sacrebleu", str(tmp_path / "ref.txt"), "-i", str(tmp_path / "hyp.txt")]
+    command = [
+        sys.executable,
+        "-m",
+        "sacrebleu",
+        str(tmp_path / "ref.txt"),
+        "-i",
+        str(tmp_path / "hyp.txt"),
+    ]
     command += ["-m", "bleu", "chrf", "--chrf-word-order", "2", "-w", "6", *options]
     output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
     bleu, chrf = json.loads(output)
@@ -76,12 +86,16 @@ def test_local_spm_model_is_used_without_download(tmp_path):
     cache = tmp_path / "sacrebleu_home"
     (cache / "models").mkdir(parents=True)
     shutil.copy(tmp_path / "flores.model", cache / "models" / "sacrebleu_tokenizer_spm.model")
-    cli = _sacrebleu_cli(tmp_path, EN_HYPS, EN_REFS, "-tok", "flores101", env={**os.environ, "SACREBLEU": str(cache)})
+    cli = _sacrebleu_cli(
+        tmp_path, EN_HYPS, EN_REFS, "-tok", "flores101", env={**os.environ, "SACREBLEU": str(cache)}
+    )
     assert ours["bleu"] == pytest.approx(cli["bleu"]["score"], abs=1e-5)
     assert ours["bleu_signature"] == cli["bleu"]["signature"]
     assert ours["bleu"] != pytest.approx(corpus_scores(EN_HYPS, EN_REFS, "en")["bleu"])
 
-    flores200 = corpus_scores(EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "flores.model"), spm_name="flores200")
+    flores200 = corpus_scores(
+        EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "flores.model"), spm_name="flores200"
+    )
     assert "tok:flores200" in flores200["bleu_signature"]
     with pytest.raises(FileNotFoundError, match="missing.model"):
         corpus_scores(EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "missing.model"))

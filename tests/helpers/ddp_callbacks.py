@@ -30,14 +30,24 @@ def evaluation_callbacks(data: Path | str, comet: Optional[str] = None) -> list:
     test = str(DataLayout(data).translation_test("syn_far"))
     return [
         TranslationEvaluation(
-            directions=["en-syn_far"], test_prefix=test, max_samples=TRANSLATIONS, batch_size=2,
-            max_new_tokens=6, comet_model=comet, comet_batch_size=4,
+            directions=["en-syn_far"],
+            test_prefix=test,
+            max_samples=TRANSLATIONS,
+            batch_size=2,
+            max_new_tokens=6,
+            comet_model=comet,
+            comet_batch_size=4,
         ),
         QAEvaluation(
-            files={"syn_far": str(DataLayout(data).qa("syn_far"))}, prompt_style="question",
-            max_samples=QUESTIONS, batch_size=2, max_new_tokens=6,
+            files={"syn_far": str(DataLayout(data).qa("syn_far"))},
+            prompt_style="question",
+            max_samples=QUESTIONS,
+            batch_size=2,
+            max_new_tokens=6,
         ),
-        RepresentationProbe(directions=["en-syn_far"], test_prefix=test, num_sentences=PROBE_PAIRS, batch_size=4),
+        RepresentationProbe(
+            directions=["en-syn_far"], test_prefix=test, num_sentences=PROBE_PAIRS, batch_size=4
+        ),
     ]
 
 
@@ -45,10 +55,13 @@ def validate_metrics(
     model: str, data: Path | str, comet: Optional[str] = None, **trainer_args
 ) -> tuple[dict[str, float], int]:
     """The ``val/`` metrics but the loss after ``trainer.validate`` with the callbacks, and the rank."""
-    trainer = quiet_trainer(limit_val_batches=1, callbacks=evaluation_callbacks(data, comet), **trainer_args)
+    trainer = quiet_trainer(
+        limit_val_batches=1, callbacks=evaluation_callbacks(data, comet), **trainer_args
+    )
     trainer.validate(XLlamaModule(model), datamodule=tiny_datamodule(model, data))
     return {
-        key: float(value) for key, value in trainer.callback_metrics.items()
+        key: float(value)
+        for key, value in trainer.callback_metrics.items()
         if key.startswith("val/") and key != "val/loss"
     }, trainer.global_rank
 

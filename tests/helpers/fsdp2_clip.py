@@ -22,8 +22,11 @@ class FullGradients(L.Callback):
     def on_train_start(self, trainer, pl_module):
         def hook(optimizer, args, kwargs):
             grads = {
-                n: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad).detach().clone()
-                for n, p in pl_module.named_parameters() if p.grad is not None
+                n: (p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad)
+                .detach()
+                .clone()
+                for n, p in pl_module.named_parameters()
+                if p.grad is not None
             }
             if trainer.is_global_zero:
                 torch.save(grads, f"{sys.argv[3]}.pt")
@@ -35,5 +38,11 @@ if __name__ == "__main__":
     model_path, data_path = sys.argv[1:3]
     L.seed_everything(0)
     strategy = DecoderFSDP2Strategy(param_dtype="fp32", process_group_backend="gloo")
-    trainer = quiet_trainer(devices=2, strategy=strategy, max_steps=1, gradient_clip_val=0.05, callbacks=[FullGradients()])
+    trainer = quiet_trainer(
+        devices=2,
+        strategy=strategy,
+        max_steps=1,
+        gradient_clip_val=0.05,
+        callbacks=[FullGradients()],
+    )
     trainer.fit(XLlamaModule(model_path), datamodule=tiny_datamodule(model_path, data_path))

@@ -29,7 +29,9 @@ class Probe(L.Callback):
     def __init__(self, out: Path):
         self.out = out
 
-    def on_fit_start(self, trainer, pl_module):  # sharded and loaded; a checkpoint is restored later
+    def on_fit_start(
+        self, trainer, pl_module
+    ):  # sharded and loaded; a checkpoint is restored later
         self._save(trainer, pl_module, "logits_start.pt")
 
     def on_fit_end(self, trainer, pl_module):
@@ -70,25 +72,40 @@ if __name__ == "__main__":
     L.seed_everything(0)
     recorder = StepLosses()
     callbacks = [
-        recorder, Probe(args.out),
+        recorder,
+        Probe(args.out),
         ResumableCheckpoint(
-            str(args.out / "checkpoints"), every_n_train_steps=args.save_every, save_top_k=-1, save_last=False
+            str(args.out / "checkpoints"),
+            every_n_train_steps=args.save_every,
+            save_top_k=-1,
+            save_last=False,
         ),
     ]
     if args.sigterm_at is not None:
         callbacks.append(SendSigterm(args.sigterm_at))
     trainer = L.Trainer(
-        accelerator="cpu", devices=args.devices, strategy=DecoderFSDP2Strategy(param_dtype="fp32"),
-        max_steps=args.steps, accumulate_grad_batches=args.accumulate, callbacks=callbacks,
-        logger=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=args.devices,
+        strategy=DecoderFSDP2Strategy(param_dtype="fp32"),
+        max_steps=args.steps,
+        accumulate_grad_batches=args.accumulate,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         limit_val_batches=0,
     )
-    datamodule = tiny_datamodule(args.model, args.data, batch_size=2, cache_dir=str(args.out.parent / "cache"))
+    datamodule = tiny_datamodule(
+        args.model, args.data, batch_size=2, cache_dir=str(args.out.parent / "cache")
+    )
     try:
         module = XLlamaModule(args.model, learning_rate=LEARNING_RATE, warmup_ratio=0.0)
         trainer.fit(module, datamodule=datamodule, ckpt_path=args.resume)
     finally:
         if trainer.is_global_zero:
             (args.out / "losses.json").write_text(json.dumps(recorder.losses))
-        if torch.distributed.is_initialized():  # Lightning leaves it; gloo can abort at exit otherwise
+        if (
+            torch.distributed.is_initialized()
+        ):  # Lightning leaves it; gloo can abort at exit otherwise
             torch.distributed.destroy_process_group()

@@ -12,4 +12,9 @@ REPO = HELPERS.parents[1]
 
 def helper_env(**extra: str) -> dict[str, str]:
     """The environment of a launched helper script: the helpers and the repository importable."""
-    return {**os.environ, "PYTHONPATH": f"{HELPERS}{os.pathsep}{REPO}", "TOKENIZERS_PARALLELISM": "false", **extra}
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{HELPERS}{os.pathsep}{REPO}",
+        "TOKENIZERS_PARALLELISM": "false",
+        **extra,
+    }

@@ -41,7 +41,9 @@ def rank_batches(datamodule, rank: int, world_size: int, count: int) -> list[dic
     """The first ``count`` training batches of ``rank`` among ``world_size``, as its loader gives them."""
     datamodule.setup("fit")
     dataset = datamodule.train_dataset(rank, world_size)
-    batches = [dataset.collated(b) for b in islice(dataset.encoded_batches(epoch=0, start=0), count)]
+    batches = [
+        dataset.collated(b) for b in islice(dataset.encoded_batches(epoch=0, start=0), count)
+    ]
     for batch in batches:
         batch.pop("report")
     return batches
@@ -50,15 +52,26 @@ def rank_batches(datamodule, rank: int, world_size: int, count: int) -> list[dic
 def interleaved_batches(datamodule, world_size: int, accumulate: int, steps: int) -> list[dict]:
     """The micro-batches of ``steps`` optimizer steps on ``world_size`` ranks, in the order one
     process takes them with ``world_size * accumulate`` accumulation: the same data per step."""
-    per_rank = [rank_batches(datamodule, r, world_size, steps * accumulate) for r in range(world_size)]
-    return [b for s in range(steps) for r in range(world_size) for b in per_rank[r][s * accumulate : (s + 1) * accumulate]]
+    per_rank = [
+        rank_batches(datamodule, r, world_size, steps * accumulate) for r in range(world_size)
+    ]
+    return [
+        b
+        for s in range(steps)
+        for r in range(world_size)
+        for b in per_rank[r][s * accumulate : (s + 1) * accumulate]
+    ]
 
 
 def launch(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run ``tests/{script}`` as its own process (Lightning's launcher starts the other ranks)."""
     env = helper_env()
     return subprocess.run(
-        [sys.executable, str(HELPERS / script), *args], env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(HELPERS / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -72,7 +85,9 @@ def sharded_run(root: Path, model: str, data: Path) -> Path:
     per session (several test modules use it); returns its output folder."""
     out = root / "sharded_run" / "uninterrupted"
     if not (out / "done").is_file():
-        result = launch("fsdp2_run.py", model, str(data), str(out), "--steps", "4", "--accumulate", "2")
+        result = launch(
+            "fsdp2_run.py", model, str(data), str(out), "--steps", "4", "--accumulate", "2"
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         (out / "done").touch()
     return out

@@ -9,7 +9,13 @@ from lightning_xllama.languages import Language, SyntheticSettings, register
 
 SWAHILI = register(
     Language(
-        "sw", "Swahili", "Latn", flores101="swh", flores200="swh_Latn",
-        synthetic=SyntheticSettings("latin", cognate_share=0.2, word_order="SVO", adjective_after_noun=True),
+        "sw",
+        "Swahili",
+        "Latn",
+        flores101="swh",
+        flores200="swh_Latn",
+        synthetic=SyntheticSettings(
+            "latin", cognate_share=0.2, word_order="SVO", adjective_after_noun=True
+        ),
     )
 )

@@ -40,7 +40,11 @@ class GradientCapture(L.Callback):
     def on_train_start(self, trainer, pl_module):
         def hook(optimizer, args, kwargs):
             self.steps.append(
-                {n: p.grad.detach().clone() for n, p in pl_module.named_parameters() if p.grad is not None}
+                {
+                    n: p.grad.detach().clone()
+                    for n, p in pl_module.named_parameters()
+                    if p.grad is not None
+                }
             )
 
         trainer.optimizers[0].register_step_post_hook(hook)
@@ -50,16 +54,26 @@ def first_examples(datamodule: CoITDataModule, count: int, world_size: int = 1) 
     """The first ``count`` training examples of epoch 0: each rank's first ``count / world_size``
     in rank order (the data of the first optimizer step when each rank takes that many)."""
     per_rank = count // world_size
-    return [e for rank in range(world_size) for e in datamodule.train_examples(per_rank, rank, world_size)]
+    return [
+        e
+        for rank in range(world_size)
+        for e in datamodule.train_examples(per_rank, rank, world_size)
+    ]
 
 
-def reference_gradients(model: str, examples: list[dict], pad_token_id: int, per_batch: int | None = None):
+def reference_gradients(
+    model: str, examples: list[dict], pad_token_id: int, per_batch: int | None = None
+):
     """Gradients of the response-token mean over ``examples`` as one batch; with ``per_batch``,
     the mean of per-micro-batch means instead (what a naive implementation computes)."""
     module = XLlamaModule(model)
     module.configure_model()
     collate = PadCollator(pad_token_id)
-    chunks = [examples] if per_batch is None else [examples[i : i + per_batch] for i in range(0, len(examples), per_batch)]
+    chunks = (
+        [examples]
+        if per_batch is None
+        else [examples[i : i + per_batch] for i in range(0, len(examples), per_batch)]
+    )
     for chunk in chunks:
         loss_sum, tokens = module.response_loss(collate(chunk))
         (loss_sum / tokens / len(chunks)).backward()
@@ -68,8 +82,13 @@ def reference_gradients(model: str, examples: list[dict], pad_token_id: int, per
 
 def quiet_trainer(**kwargs) -> L.Trainer:
     defaults = dict(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         limit_val_batches=0,
     )
     return L.Trainer(**{**defaults, **kwargs})

@@ -51,7 +51,12 @@ def test_fit_recovers_known_parameters(fitted):
         assert fit.a == pytest.approx(a, rel=0.15)
         assert fit.alpha == pytest.approx(alpha, abs=0.15)
         assert fit.n0 == pytest.approx(n0, rel=0.5)
-        assert np.abs(fitted.predict(language, grid).value - power_law(grid, s_max, a, alpha, n0)).max() < 0.6
+        assert (
+            np.abs(
+                fitted.predict(language, grid).value - power_law(grid, s_max, a, alpha, n0)
+            ).max()
+            < 0.6
+        )
         assert len(fit.residuals) == len(fit.pairs) == 20 and fit.n_range == (0, 64000)
         assert all(value is not None and value > 0 for value in fit.stderr.values())
 
@@ -59,13 +64,18 @@ def test_fit_recovers_known_parameters(fitted):
 def test_shared_exponent_fits_languages_with_three_sizes_each():
     shared = {"syn_near": (65.0, 40.0, 0.6, 500.0), "syn_far": (50.0, 40.0, 0.6, 5000.0)}
     points = noisy_points(shared, sizes=np.array([1000, 10000, 100000]), seeds=3, noise=0.3)
-    with pytest.raises(ValueError, match=r"'syn_near' has 3 distinct pair count\(s\) \[1000, 10000, 100000\].*fewer than the 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"'syn_near' has 3 distinct pair count\(s\) \[1000, 10000, 100000\].*fewer than the 4",
+    ):
         fit_scaling(points, "chrf", n_bootstrap=0)
     fit = fit_scaling(points, "chrf", shared_exponent=True, n_bootstrap=0)
     near, far = fit.languages["syn_near"], fit.languages["syn_far"]
     assert near.alpha == far.alpha == pytest.approx(0.6, abs=0.15)
     assert near.a == far.a
-    assert far.n0 / near.n0 == pytest.approx(10, rel=0.5)  # the near language's similarity factor k is 10x
+    assert far.n0 / near.n0 == pytest.approx(
+        10, rel=0.5
+    )  # the near language's similarity factor k is 10x
     assert near.s_max == pytest.approx(65, abs=3) and far.s_max == pytest.approx(50, abs=3)
 
 
@@ -77,7 +87,12 @@ def test_predict_and_pairs_needed_invert_each_other(fitted):
             needed = fitted.pairs_needed(language, score.value)
             assert needed.value == pytest.approx(n, rel=1e-6)
             assert needed.low <= needed.value <= needed.high
-        assert fitted.pairs_needed(language, fitted.languages[language].s_max - fitted.languages[language].a - 1).value == 0
+        assert (
+            fitted.pairs_needed(
+                language, fitted.languages[language].s_max - fitted.languages[language].a - 1
+            ).value
+            == 0
+        )
 
 
 def test_unreachable_target_is_an_error(fitted):
@@ -115,7 +130,10 @@ def test_plot_is_written(fitted, tmp_path):
 def test_non_increasing_scores_error_or_fall_back_to_flat():
     n = np.repeat([1000.0, 2000.0, 4000.0, 8000.0, 16000.0], 2)
     points = {"syn_near": noisy_points()["syn_near"], "syn_odd": (n, 40 - n / 1000)}
-    with pytest.raises(ValueError, match=r"'syn_odd': chrf does not grow with the number of pairs.*on_non_increasing='flat'"):
+    with pytest.raises(
+        ValueError,
+        match=r"'syn_odd': chrf does not grow with the number of pairs.*on_non_increasing='flat'",
+    ):
         fit_scaling(points, "chrf", n_bootstrap=0)
     with pytest.warns(UserWarning, match=r"'syn_odd'.*does not grow.*flat"):
         fit = fit_scaling(points, "chrf", n_bootstrap=20, on_non_increasing="flat")
@@ -147,11 +165,26 @@ def write_csv(path, lines):
 @pytest.mark.parametrize(
     "lines, message",
     [
-        (["language,pairs,metric", "syn_a,10,chrf"], r"results.csv, line 1: missing column\(s\) \['score'\]"),
-        (["language,pairs,metric,score", "syn_a,10,chrf,1", "syn_a,20,chrf,high"], r"results.csv, line 3: score 'high' is not a number"),
-        (["language,pairs,metric,score", "syn_a,-5,chrf,1"], r"results.csv, line 2: pairs must be a non-negative whole number, got '-5'"),
-        (["language,pairs,metric,score,seed", "syn_a,10,chrf,1,x"], r"results.csv, line 2: seed must be a whole number"),
-        (["language,pairs,metric,score", "syn_a,10,bleu,1"], r"results.csv: no rows for metric 'chrf'; metrics in the file: \['bleu'\]"),
+        (
+            ["language,pairs,metric", "syn_a,10,chrf"],
+            r"results.csv, line 1: missing column\(s\) \['score'\]",
+        ),
+        (
+            ["language,pairs,metric,score", "syn_a,10,chrf,1", "syn_a,20,chrf,high"],
+            r"results.csv, line 3: score 'high' is not a number",
+        ),
+        (
+            ["language,pairs,metric,score", "syn_a,-5,chrf,1"],
+            r"results.csv, line 2: pairs must be a non-negative whole number, got '-5'",
+        ),
+        (
+            ["language,pairs,metric,score,seed", "syn_a,10,chrf,1,x"],
+            r"results.csv, line 2: seed must be a whole number",
+        ),
+        (
+            ["language,pairs,metric,score", "syn_a,10,bleu,1"],
+            r"results.csv: no rows for metric 'chrf'; metrics in the file: \['bleu'\]",
+        ),
     ],
 )
 def test_malformed_results_table(tmp_path, lines, message):
@@ -160,17 +193,33 @@ def test_malformed_results_table(tmp_path, lines, message):
 
 
 def test_too_few_sizes_names_the_language_and_counts():
-    points = {"syn_a": (np.array([100.0, 100.0, 1000.0, 1000.0]), np.array([10.0, 11.0, 20.0, 21.0]))}
-    with pytest.raises(ValueError, match=r"'syn_a' has 2 distinct pair count\(s\) \[100, 1000\] for chrf, fewer than the 4"):
+    points = {
+        "syn_a": (np.array([100.0, 100.0, 1000.0, 1000.0]), np.array([10.0, 11.0, 20.0, 21.0]))
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"'syn_a' has 2 distinct pair count\(s\) \[100, 1000\] for chrf, fewer than the 4",
+    ):
         fit_scaling(points, "chrf")
-    two_sizes = {name: (np.array([100.0, 1000.0]), np.array([10.0, 20.0])) for name in ("syn_a", "syn_b")}
-    with pytest.raises(ValueError, match=r"the shared fit has 4 distinct \(language, pairs\) points for 6 parameters"):
+    two_sizes = {
+        name: (np.array([100.0, 1000.0]), np.array([10.0, 20.0])) for name in ("syn_a", "syn_b")
+    }
+    with pytest.raises(
+        ValueError,
+        match=r"the shared fit has 4 distinct \(language, pairs\) points for 6 parameters",
+    ):
         fit_scaling(two_sizes, "chrf", shared_exponent=True)
 
 
 def random_fit(rng, count):
     languages = {
-        f"syn_{i}": law(f"syn_{i}", rng.uniform(30, 70), rng.uniform(10, 40), rng.uniform(0.2, 1.5), rng.uniform(1, 50))
+        f"syn_{i}": law(
+            f"syn_{i}",
+            rng.uniform(30, 70),
+            rng.uniform(10, 40),
+            rng.uniform(0.2, 1.5),
+            rng.uniform(1, 50),
+        )
         for i in range(count)
     }
     return ScalingFit("chrf", languages)
@@ -209,7 +258,9 @@ def test_optimised_beats_uniform_when_languages_differ(fitted):
 
 
 def test_uniform_split_redistributes_what_caps_leave():
-    fit = ScalingFit("chrf", {name: law(name, 50, 30, 0.5, 10) for name in ("syn_a", "syn_b", "syn_c")})
+    fit = ScalingFit(
+        "chrf", {name: law(name, 50, 30, 0.5, 10) for name in ("syn_a", "syn_b", "syn_c")}
+    )
     allocation = allocate(fit, 101, caps={"syn_a": 10}, step=1)
     assert allocation.uniform_counts == {"syn_a": 10, "syn_b": 46, "syn_c": 45}
     assert allocation.counts["syn_a"] == 10 and allocation.budget == 101
@@ -220,12 +271,20 @@ def test_allocation_errors(fitted):
         allocate(fitted, 100, minimums={"syn_near": 100, "syn_far": 50})
     with pytest.raises(ValueError, match=r"no fitted law for language 'syn_none'"):
         allocate(fitted, 100, languages=["syn_near", "syn_none"])
-    with pytest.raises(ValueError, match=r"caps name \['syn_none'\], which are not among the languages"):
+    with pytest.raises(
+        ValueError, match=r"caps name \['syn_none'\], which are not among the languages"
+    ):
         allocate(fitted, 100, caps={"syn_none": 5})
-    with pytest.raises(ValueError, match=r"caps add up to 70 pairs, fewer than the budget 100.*infeasible"):
+    with pytest.raises(
+        ValueError, match=r"caps add up to 70 pairs, fewer than the budget 100.*infeasible"
+    ):
         allocate(fitted, 100, caps={"syn_near": 30, "syn_far": 40})
-    with pytest.warns(UserWarning, match=r"caps add up to 70 pairs.*allocating every pair that exists"):
-        allocation = allocate(fitted, 100, caps={"syn_near": 30, "syn_far": 40}, if_caps_short="use_all")
+    with pytest.warns(
+        UserWarning, match=r"caps add up to 70 pairs.*allocating every pair that exists"
+    ):
+        allocation = allocate(
+            fitted, 100, caps={"syn_near": 30, "syn_far": 40}, if_caps_short="use_all"
+        )
     assert allocation.counts == {"syn_near": 30, "syn_far": 40}
     with pytest.raises(ValueError, match=r"brute force would enumerate"):
         allocate(random_fit(np.random.default_rng(0), 4), 10**6, step=1, search="brute_force")
@@ -236,23 +295,49 @@ def test_allocation_file_round_trip(fitted, tmp_path):
     path = write_allocation(tmp_path / "allocation.yaml", allocation, direction="x-en")
     assert path.read_text().startswith("# lightning_xllama allocation file\n")
     document = read_allocation(path)
-    assert document["kind"] == "allocation" and document["budget"] == 10000 and document["metric"] == "chrf"
+    assert (
+        document["kind"] == "allocation"
+        and document["budget"] == 10000
+        and document["metric"] == "chrf"
+    )
     assert {s["lang"]: s["count"] for s in document["streams"]} == allocation.counts
     assert {s["direction"] for s in document["streams"]} == {"syn_near-en", "syn_far-en"}
-    assert document["optimised"]["predicted_total"] == pytest.approx(allocation.predicted_total, abs=1e-3)
-    assert document["uniform"]["predicted_total"] == pytest.approx(allocation.uniform_total, abs=1e-3)
+    assert document["optimised"]["predicted_total"] == pytest.approx(
+        allocation.predicted_total, abs=1e-3
+    )
+    assert document["uniform"]["predicted_total"] == pytest.approx(
+        allocation.uniform_total, abs=1e-3
+    )
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("kind: mixture\nstreams: []\n", r"a.yaml: expected a mapping with 'kind: allocation', found 'mixture'"),
+        (
+            "kind: mixture\nstreams: []\n",
+            r"a.yaml: expected a mapping with 'kind: allocation', found 'mixture'",
+        ),
         ("kind: allocation\nstreams: []\n", r"a.yaml: 'streams' must be a non-empty list"),
-        ("kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: 3}\n- {kind: parallel, count: 3}\n", r"a.yaml: streams\[1\]: missing 'lang'"),
-        ("kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: -3}\n", r"streams\[0\]: count must be a non-negative whole number, got -3"),
-        ("kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: 1.5}\n", r"streams\[0\]: count must be a non-negative whole number, got 1.5"),
-        ("kind: allocation\nstreams:\n- {kind: parallel, lang: x}\n", r"streams\[0\]: needs a 'count' \(pairs\) or a 'weight'"),
-        ("kind: allocation\nbudget: 10\nstreams:\n- {kind: parallel, lang: x, count: 3}\n", r"stream counts add up to 3, not the budget 10"),
+        (
+            "kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: 3}\n- {kind: parallel, count: 3}\n",
+            r"a.yaml: streams\[1\]: missing 'lang'",
+        ),
+        (
+            "kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: -3}\n",
+            r"streams\[0\]: count must be a non-negative whole number, got -3",
+        ),
+        (
+            "kind: allocation\nstreams:\n- {kind: parallel, lang: x, count: 1.5}\n",
+            r"streams\[0\]: count must be a non-negative whole number, got 1.5",
+        ),
+        (
+            "kind: allocation\nstreams:\n- {kind: parallel, lang: x}\n",
+            r"streams\[0\]: needs a 'count' \(pairs\) or a 'weight'",
+        ),
+        (
+            "kind: allocation\nbudget: 10\nstreams:\n- {kind: parallel, lang: x, count: 3}\n",
+            r"stream counts add up to 3, not the budget 10",
+        ),
         ("kind: allocation\nstreams: [\n", r"a.yaml: not valid YAML"),
     ],
 )
@@ -263,14 +348,18 @@ def test_malformed_allocation_file(tmp_path, text, message):
 
 
 def test_weights_are_accepted_in_place_of_counts(tmp_path):
-    (tmp_path / "a.yaml").write_text("kind: allocation\nstreams:\n- {kind: parallel, lang: x, weight: 0.3}\n")
+    (tmp_path / "a.yaml").write_text(
+        "kind: allocation\nstreams:\n- {kind: parallel, lang: x, weight: 0.3}\n"
+    )
     assert read_allocation(tmp_path / "a.yaml")["streams"][0]["weight"] == 0.3
 
 
 def test_commands_end_to_end(tmp_path, capsys):
     lines = ["language,pairs,metric,score,seed"]
     for language, (n, y) in noisy_points().items():
-        lines += [f"{language},{int(p)},chrf_pp,{s:.3f},{i % 2}" for i, (p, s) in enumerate(zip(n, y))]
+        lines += [
+            f"{language},{int(p)},chrf_pp,{s:.3f},{i % 2}" for i, (p, s) in enumerate(zip(n, y))
+        ]
         lines += [f"{language},{int(p)},bleu,{s / 2:.3f},0" for p, s in zip(n, y)]
     results = write_csv(tmp_path / "results.csv", lines)
     summary = fit_command(str(results), str(tmp_path / "fit"), n_bootstrap=20)
@@ -279,7 +368,9 @@ def test_commands_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "syn_near" in printed and "syn_far" in printed and "R^2" in printed
 
-    result = allocate_command(str(tmp_path / "fit"), 50000, str(tmp_path / "alloc"), caps={"syn_near": 10000})
+    result = allocate_command(
+        str(tmp_path / "fit"), 50000, str(tmp_path / "alloc"), caps={"syn_near": 10000}
+    )
     document = read_allocation(result["allocation"])
     counts = {stream["lang"]: stream["count"] for stream in document["streams"]}
     assert sum(counts.values()) == 50000 and counts["syn_near"] <= 10000

@@ -52,10 +52,26 @@ def test_unknown_language_fails_before_training(data_dir, tmp_path):
 def test_sweep_appends_one_row_per_metric_and_skips_finished_runs(demo_root, data_dir, tmp_path):
     results, out = tmp_path / "results.csv", tmp_path / "sweep"
     args = [
-        "scaling", "sweep", "--results", str(results), "--out", str(out), "--languages", "[syn_far]",
-        "--sizes", "[10, 40]", "--data_dir", str(data_dir),
-        "--base_model", str(DemoLayout(demo_root / "artifacts" / "demo").base_model),
-        "--max_steps", "3", "--batch_size", "4", "--eval_samples", "4",
+        "scaling",
+        "sweep",
+        "--results",
+        str(results),
+        "--out",
+        str(out),
+        "--languages",
+        "[syn_far]",
+        "--sizes",
+        "[10, 40]",
+        "--data_dir",
+        str(data_dir),
+        "--base_model",
+        str(DemoLayout(demo_root / "artifacts" / "demo").base_model),
+        "--max_steps",
+        "3",
+        "--batch_size",
+        "4",
+        "--eval_samples",
+        "4",
     ]
     first = run_cli(args, cwd=demo_root)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -66,7 +82,10 @@ def test_sweep_appends_one_row_per_metric_and_skips_finished_runs(demo_root, dat
     assert all(r["language"] == "syn_far" and r["steps"] == "3" and r["seed"] == "0" for r in rows)
     assert all(0.0 <= float(r["score"]) <= 100.0 for r in rows)
     # the validation loss holds out min(16, n/10) pairs; `pairs` is what was trained on
-    assert [r["pairs"] for r in rows[::3]] == ["9", "36"] and [r["subset"] for r in rows[::3]] == ["10", "40"]
+    assert [r["pairs"] for r in rows[::3]] == ["9", "36"] and [r["subset"] for r in rows[::3]] == [
+        "10",
+        "40",
+    ]
     assert len(open(out / "pairs" / "en-syn_far.40.syn_far").read().splitlines()) == 40
     pairs, scores = read_results(results, "chrf_pp")["syn_far"]
     assert list(pairs) == [9, 36] and len(scores) == 2
@@ -79,7 +98,13 @@ def test_sweep_appends_one_row_per_metric_and_skips_finished_runs(demo_root, dat
 
 def test_sizes_beyond_the_corpus_fail_before_any_run(data_dir, tmp_path):
     with pytest.raises(ValueError, match=r"sizes up to 5000 asked for; the corpus holds 200 pairs"):
-        sweep(str(tmp_path / "r.csv"), ["syn_near", "syn_far"], [10, 5000], str(data_dir), out=str(tmp_path))
+        sweep(
+            str(tmp_path / "r.csv"),
+            ["syn_near", "syn_far"],
+            [10, 5000],
+            str(data_dir),
+            out=str(tmp_path),
+        )
     assert not (tmp_path / "runs").exists()
 
 
@@ -92,6 +117,8 @@ def test_a_table_with_other_columns_is_refused(data_dir, tmp_path):
 
 def test_appending_after_a_line_without_an_end_is_refused(tmp_path):
     results = tmp_path / "results.csv"
-    results.write_text("language,pairs,metric,score,seed,steps,subset,run,seconds\nsyn_far,9,bleu,1,0,3,10,r,1")
+    results.write_text(
+        "language,pairs,metric,score,seed,steps,subset,run,seconds\nsyn_far,9,bleu,1,0,3,10,r,1"
+    )
     with pytest.raises(ValueError, match="the last line has no line end"):
         append_results(results, [{"language": "syn_far"}])

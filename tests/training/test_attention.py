@@ -24,12 +24,18 @@ def loss_and_gradients(tiny_model: str, attn_implementation: str, batch: dict):
     module.configure_model()
     loss_sum, tokens = module.response_loss(batch)
     (loss_sum / tokens).backward()
-    return float(loss_sum.detach()), int(tokens), {n: p.grad.clone() for n, p in module.named_parameters()}
+    return (
+        float(loss_sum.detach()),
+        int(tokens),
+        {n: p.grad.clone() for n, p in module.named_parameters()},
+    )
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa_varlen", "sdpa", "eager"])
 @pytest.mark.parametrize("pack_length", [None, 160])
-def test_packed_batch_trains_like_the_padded_one(tiny_model, examples, attn_implementation, pack_length):
+def test_packed_batch_trains_like_the_padded_one(
+    tiny_model, examples, attn_implementation, pack_length
+):
     """Same loss, token count and gradients; ``pack_length`` makes several rows (a multi-row
     batch, each with a padding tail)."""
     encoded, pad = examples
@@ -53,10 +59,16 @@ def test_examples_do_not_see_each_other(tiny_model, examples):
     module = XLlamaModule(tiny_model)
     module.configure_model()
     with torch.no_grad():
-        logits = module.model(input_ids=merged["input_ids"], position_ids=merged["position_ids"],
-                              attention_mask=torch.ones_like(merged["input_ids"]), use_cache=False).logits
+        logits = module.model(
+            input_ids=merged["input_ids"],
+            position_ids=merged["position_ids"],
+            attention_mask=torch.ones_like(merged["input_ids"]),
+            use_cache=False,
+        ).logits
     labels = merged["labels"][:, 1:]
-    together = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="sum")
+    together = torch.nn.functional.cross_entropy(
+        logits[:, :-1].flatten(0, 1), labels.flatten(), reduction="sum"
+    )
     assert abs(float(together) - apart) > 1e-3
 
 
@@ -84,7 +96,14 @@ def test_sdpa_varlen_generates_like_sdpa(tiny_model, examples):
         module = XLlamaModule(tiny_model, attn_implementation=implementation)
         module.configure_model()
         module.model.eval()
-        outputs.append(generate(module.model, module.tokenizer, ["the dog", "a king holds the cup and"], max_new_tokens=8))
+        outputs.append(
+            generate(
+                module.model,
+                module.tokenizer,
+                ["the dog", "a king holds the cup and"],
+                max_new_tokens=8,
+            )
+        )
     assert outputs[0] == outputs[1]
 
 
@@ -99,7 +118,9 @@ def test_loss_only_at_trained_positions_keeps_loss_and_gradients(tiny_model, exa
     gradients are those of every position's logits."""
     encoded, pad = examples
     batch = (PadCollator(pad) if collate == "pad" else PackCollator(pad))(encoded)
-    assert 0 < len(batch["loss_positions"]) < batch["labels"].numel() // 2  # most positions are prompt
+    assert (
+        0 < len(batch["loss_positions"]) < batch["labels"].numel() // 2
+    )  # most positions are prompt
     everywhere = {k: v for k, v in batch.items() if k != "loss_positions"}
     selected = loss_and_gradients(tiny_model, "sdpa", batch)
     full = loss_and_gradients(tiny_model, "sdpa", everywhere)
@@ -109,18 +130,27 @@ def test_loss_only_at_trained_positions_keeps_loss_and_gradients(tiny_model, exa
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="FlexAttention's backward runs on CUDA only")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="FlexAttention's backward runs on CUDA only"
+)
 def test_flex_attention_gradients_equal_padded_on_a_gpu(tiny_model, examples):
     encoded, pad = examples
     results = []
-    for implementation, batch in (("sdpa", PadCollator(pad)(encoded)), ("flex_attention", PackCollator(pad)(encoded))):
+    for implementation, batch in (
+        ("sdpa", PadCollator(pad)(encoded)),
+        ("flex_attention", PackCollator(pad)(encoded)),
+    ):
         torch.manual_seed(0)
         module = XLlamaModule(tiny_model, attn_implementation=implementation)
         module.configure_model()
         module.cuda()
-        loss_sum, tokens = module.response_loss({k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()})
+        loss_sum, tokens = module.response_loss(
+            {k: v.cuda() if torch.is_tensor(v) else v for k, v in batch.items()}
+        )
         (loss_sum / tokens).backward()
-        results.append((float(loss_sum.detach()), {n: p.grad.cpu() for n, p in module.named_parameters()}))
+        results.append(
+            (float(loss_sum.detach()), {n: p.grad.cpu() for n, p in module.named_parameters()})
+        )
     assert results[1][0] == pytest.approx(results[0][0], rel=1e-4)
     for name, grad in results[0][1].items():
         torch.testing.assert_close(results[1][1][name], grad, atol=1e-5, rtol=1e-3, msg=name)

@@ -21,7 +21,9 @@ from lightning_xllama.chunked_loss import (
 N, H, V = 50, 16, 37
 
 
-def reference_loss(hidden, weight, labels, softcap: Optional[float] = None, bias=None) -> torch.Tensor:
+def reference_loss(
+    hidden, weight, labels, softcap: Optional[float] = None, bias=None
+) -> torch.Tensor:
     logits = F.linear(hidden, weight, bias).float()
     if softcap is not None:
         logits = softcap * torch.tanh(logits / softcap)
@@ -52,9 +54,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def check(hidden, weight, bias, labels, chunk_size: int, softcap=None, tol: Optional[float] = None):
-    ref_loss, ref_grads = loss_and_grads(reference_loss, hidden, weight, bias, labels, softcap=softcap)
-    loss, grads = loss_and_grads(chunked_cross_entropy, hidden, weight, bias, labels,
-                                 chunk_size=chunk_size, softcap=softcap)
+    ref_loss, ref_grads = loss_and_grads(
+        reference_loss, hidden, weight, bias, labels, softcap=softcap
+    )
+    loss, grads = loss_and_grads(
+        chunked_cross_entropy, hidden, weight, bias, labels, chunk_size=chunk_size, softcap=softcap
+    )
     assert loss.dtype == torch.float32 and loss.dim() == 0
     for got, want in zip([loss, *grads], [ref_loss, *ref_grads]):
         if want is None:
@@ -141,7 +146,9 @@ def test_head_shifts_the_labels_and_returns_empty_logits():
     labels[0, :4] = -100
     logits = head(hidden)
     torch.testing.assert_close(logits, F.linear(hidden, head.weight, head.bias))
-    ref = reference_loss(hidden[:, :-1].flatten(0, 1), head.weight, labels[:, 1:].flatten(), bias=head.bias)
+    ref = reference_loss(
+        hidden[:, :-1].flatten(0, 1), head.weight, labels[:, 1:].flatten(), bias=head.bias
+    )
     with head.computing_loss(labels, chunk_size=5):
         empty = head(hidden)
         loss = head.take_loss()
@@ -154,8 +161,15 @@ def test_head_shifts_the_labels_and_returns_empty_logits():
 
 def tiny_llama(tied: bool) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tied)
+    config = LlamaConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -177,7 +191,9 @@ def model_loss_matches(plain: torch.nn.Module, vocab: int, chunk_size: int = 5) 
     input_ids, attention_mask, labels = batch(vocab)
 
     logits = plain(input_ids=input_ids, attention_mask=attention_mask).logits
-    want = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), reduction="sum")
+    want = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), reduction="sum"
+    )
     want.backward()
     with head.computing_loss(labels, chunk_size=chunk_size):
         out = chunked(input_ids=input_ids, attention_mask=attention_mask)
@@ -189,7 +205,9 @@ def model_loss_matches(plain: torch.nn.Module, vocab: int, chunk_size: int = 5) 
     for name, parameter in plain.named_parameters():
         torch.testing.assert_close(grads[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
     with torch.no_grad():  # outside the block: the model's usual logits
-        torch.testing.assert_close(chunked(input_ids=input_ids, attention_mask=attention_mask).logits, logits)
+        torch.testing.assert_close(
+            chunked(input_ids=input_ids, attention_mask=attention_mask).logits, logits
+        )
     return chunked
 
 
@@ -204,9 +222,17 @@ def test_llama_with_the_head_has_the_same_loss_and_gradients(tied):
 
 def test_gemma2_soft_capping_comes_from_the_config():
     torch.manual_seed(0)
-    config = Gemma2Config(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                          final_logit_softcapping=1.0, attn_implementation="eager")
+    config = Gemma2Config(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        final_logit_softcapping=1.0,
+        attn_implementation="eager",
+    )
     assert final_logit_softcap(config) == 1.0
     assert final_logit_softcap(LlamaConfig()) is None
     model = Gemma2ForCausalLM(config)

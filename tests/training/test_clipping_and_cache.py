@@ -42,17 +42,26 @@ def test_layer_checkpointing_with_the_cache_on_in_the_config(tiny_model, tiny_da
         if checkpointed:
             layers = tuple(decoder_layer_classes(module.model))
             apply_activation_checkpointing(
-                module.model, checkpoint_wrapper_fn=checkpoint_wrapper, check_fn=lambda m: isinstance(m, layers)
+                module.model,
+                checkpoint_wrapper_fn=checkpoint_wrapper,
+                check_fn=lambda m: isinstance(m, layers),
             )
         loss_sum, tokens = module.response_loss(batch)
         (loss_sum / tokens).backward()
-        gradients.append({n.replace("._checkpoint_wrapped_module", ""): p.grad for n, p in module.named_parameters()})
+        gradients.append(
+            {
+                n.replace("._checkpoint_wrapped_module", ""): p.grad
+                for n, p in module.named_parameters()
+            }
+        )
     for name, grad in gradients[0].items():
         torch.testing.assert_close(gradients[1][name], grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def clipped(gradients: dict[str, torch.Tensor], max_norm: float) -> dict[str, torch.Tensor]:
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in gradients.values()]))
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g) for g in gradients.values()])
+    )
     return {n: g * min(1.0, max_norm / (float(norm) + 1e-6)) for n, g in gradients.items()}
 
 
@@ -62,29 +71,46 @@ def test_clipping_by_global_norm_on_one_device(tiny_model, tiny_data, precision)
     the fused AdamW the module builds, under each precision (Lightning's own clipping refuses a
     fused optimizer under mixed precision)."""
     capture = GradientCapture()
-    trainer = quiet_trainer(max_steps=2, gradient_clip_val=0.05, precision=precision, callbacks=[capture])
+    trainer = quiet_trainer(
+        max_steps=2, gradient_clip_val=0.05, precision=precision, callbacks=[capture]
+    )
     module = XLlamaModule(tiny_model)
     trainer.fit(module, datamodule=tiny_datamodule(tiny_model, tiny_data))
     assert trainer.optimizers[0].defaults["fused"]
     assert len(capture.steps) == 2
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in capture.steps[0].values()]))
-    assert float(norm) == pytest.approx(0.05, rel=1e-2)  # the tiny model's raw norm is far above 0.05
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.float()) for g in capture.steps[0].values()])
+    )
+    assert float(norm) == pytest.approx(
+        0.05, rel=1e-2
+    )  # the tiny model's raw norm is far above 0.05
     assert float(trainer.callback_metrics["train/grad_norm"]) > 0.05
     if precision == "32-true":
         datamodule = tiny_datamodule(tiny_model, tiny_data)
-        expected = clipped(reference_gradients(tiny_model, first_examples(datamodule, 2), datamodule.tokenizer.pad_token_id), 0.05)
+        expected = clipped(
+            reference_gradients(
+                tiny_model, first_examples(datamodule, 2), datamodule.tokenizer.pad_token_id
+            ),
+            0.05,
+        )
         for name, grad in expected.items():
             torch.testing.assert_close(capture.steps[0][name], grad, atol=1e-7, rtol=1e-4, msg=name)
 
 
-def test_fp16_gets_an_unfused_optimizer_so_its_scaler_unscales_before_clipping(tiny_model, tiny_data):
+def test_fp16_gets_an_unfused_optimizer_so_its_scaler_unscales_before_clipping(
+    tiny_model, tiny_data
+):
     """fp16 with a loss scaler (CPU autocast here; the same plugin as ``16-mixed`` on a GPU)."""
     fp16 = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=2.0**10))
     capture = GradientCapture()
-    trainer = quiet_trainer(max_steps=1, gradient_clip_val=0.05, plugins=[fp16], callbacks=[capture])
+    trainer = quiet_trainer(
+        max_steps=1, gradient_clip_val=0.05, plugins=[fp16], callbacks=[capture]
+    )
     trainer.fit(XLlamaModule(tiny_model), datamodule=tiny_datamodule(tiny_model, tiny_data))
     assert not trainer.optimizers[0].defaults["fused"]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in capture.steps[0].values()]))
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.float()) for g in capture.steps[0].values()])
+    )
     assert float(norm) == pytest.approx(0.05, rel=1e-2)  # clipped after unscaling, not before
 
 
@@ -94,9 +120,15 @@ def test_clip_grad_norm_is_the_global_norm():
     parameters[1].grad = torch.tensor([[0.0, 4.0], [0.0, 0.0]])
     norm = clip_grad_norm(parameters, 1.0)
     assert float(norm) == pytest.approx(5.0)
-    torch.testing.assert_close(parameters[0].grad, torch.tensor([0.6, 0.0, 0.0]), atol=1e-6, rtol=1e-5)
-    assert float(clip_grad_norm(parameters, 10.0)) == pytest.approx(1.0, rel=1e-5)  # below: unchanged
-    torch.testing.assert_close(parameters[1].grad, torch.tensor([[0.0, 0.8], [0.0, 0.0]]), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(
+        parameters[0].grad, torch.tensor([0.6, 0.0, 0.0]), atol=1e-6, rtol=1e-5
+    )
+    assert float(clip_grad_norm(parameters, 10.0)) == pytest.approx(
+        1.0, rel=1e-5
+    )  # below: unchanged
+    torch.testing.assert_close(
+        parameters[1].grad, torch.tensor([[0.0, 0.8], [0.0, 0.0]]), atol=1e-6, rtol=1e-5
+    )
 
 
 @pytest.mark.distributed
@@ -108,7 +140,9 @@ def test_fsdp2_clipping_on_two_ranks_equals_one_process(tiny_model, tiny_data, t
     assert result.returncode == 0, result.stderr[-4000:]
     datamodule = tiny_datamodule(tiny_model, tiny_data)
     examples = first_examples(datamodule, 4, world_size=2)
-    expected = clipped(reference_gradients(tiny_model, examples, datamodule.tokenizer.pad_token_id), 0.05)
+    expected = clipped(
+        reference_gradients(tiny_model, examples, datamodule.tokenizer.pad_token_id), 0.05
+    )
     actual = torch.load(f"{out}.pt", weights_only=True)
     assert actual.keys() == expected.keys()
     for name, grad in expected.items():

@@ -34,10 +34,16 @@ def sharded(tmp_path_factory, tiny_model, tiny_data):
 
 def test_decoder_layer_is_found_from_the_model():
     with torch.device("meta"):  # shapes only: nothing allocated, nothing downloaded
-        qwen = Qwen2ForCausalLM(Qwen2Config(
-            vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-            num_key_value_heads=2,
-        ))
+        qwen = Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=64,
+                hidden_size=16,
+                intermediate_size=32,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+            )
+        )
         gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2))
     assert {c.__name__ for c in decoder_layer_classes(qwen)} == {"Qwen2DecoderLayer"}
     assert {c.__name__ for c in decoder_layer_classes(gpt2)} == {"GPT2Block"}
@@ -53,12 +59,17 @@ def test_fsdp_strategy_wraps_checkpoints_and_casts_at_the_decoder_layer(tiny_mod
     wrap = strategy.kwargs["auto_wrap_policy"]
     assert isinstance(wrap, ModuleWrapPolicy) and wrap._module_classes == {LlamaDecoderLayer}
     checkpointing = strategy._activation_checkpointing_kwargs["auto_wrap_policy"]
-    assert isinstance(checkpointing, ModuleWrapPolicy) and checkpointing._module_classes == {LlamaDecoderLayer}
+    assert isinstance(checkpointing, ModuleWrapPolicy) and checkpointing._module_classes == {
+        LlamaDecoderLayer
+    }
     assert strategy.sharding_strategy == ShardingStrategy.FULL_SHARD
     assert strategy.mixed_precision_config == MixedPrecision(
         param_dtype=torch.bfloat16, reduce_dtype=torch.float32, buffer_dtype=torch.float32
     )
-    assert strategy._state_dict_type == "sharded" and DecoderFSDPStrategy(state_dict_type="full")._state_dict_type == "full"
+    assert (
+        strategy._state_dict_type == "sharded"
+        and DecoderFSDPStrategy(state_dict_type="full")._state_dict_type == "full"
+    )
     assert strategy.kwargs["use_orig_params"] and strategy.kwargs["sync_module_states"]
     assert "param_init_fn" not in strategy.kwargs  # rank 0: the weights are real
 
@@ -81,7 +92,9 @@ def test_checkpointing_twice_is_refused(tiny_model):
 
 
 def test_fsdp_strategy_on_cpu_fails_at_once_naming_the_alternative():
-    with pytest.raises(ValueError, match="CUDA GPUs only.*DecoderFSDP2Strategy.*ModelParallelStrategy"):
+    with pytest.raises(
+        ValueError, match="CUDA GPUs only.*DecoderFSDP2Strategy.*ModelParallelStrategy"
+    ):
         L.Trainer(accelerator="cpu", devices=1, strategy=DecoderFSDPStrategy(), logger=False)
     with pytest.raises(ValueError, match="param_dtype must be one of"):
         DecoderFSDP2Strategy(param_dtype="bfloat")

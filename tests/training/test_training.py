@@ -48,11 +48,16 @@ def test_two_ranks_give_the_gradient_of_one_batch(tiny_model, tiny_data, tmp_pat
     out = tmp_path / "grads"
     result = subprocess.run(
         [sys.executable, str(HELPERS / "ddp_gradients.py"), tiny_model, str(tiny_data), str(out)],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     examples = first_examples(tiny_datamodule(tiny_model, tiny_data), 4, world_size=2)  # 2 per rank
-    expected = reference_gradients(tiny_model, examples, tiny_datamodule(tiny_model, tiny_data).tokenizer.pad_token_id)
+    expected = reference_gradients(
+        tiny_model, examples, tiny_datamodule(tiny_model, tiny_data).tokenizer.pad_token_id
+    )
     for rank in (0, 1):
         assert_same_gradients(torch.load(f"{out}.rank{rank}.pt", weights_only=True), expected)
 
@@ -61,7 +66,9 @@ def test_two_ranks_give_the_gradient_of_one_batch(tiny_model, tiny_data, tmp_pat
 # Re-pinned when the data became streamed: the epoch order (per-shard interleave of exact stream
 # counts, chunk-window shuffles) and the held-out selection changed, not the loss.
 GOLDEN_LOSSES = [6.619924, 6.617824, 6.531994, 6.550550, 6.505121, 6.519101]
-GOLDEN_TOLERANCE = 1e-4  # relative: room for float differences between CPU kernels, not for behaviour
+GOLDEN_TOLERANCE = (
+    1e-4  # relative: room for float differences between CPU kernels, not for behaviour
+)
 
 
 class LossRecorder(L.Callback):
