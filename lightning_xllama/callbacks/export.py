@@ -54,9 +54,8 @@ class HFExport(L.Callback):
             datamodule = trainer.datamodule
             if datamodule is not None:
                 record["datamodule_hyper_parameters"] = dict(datamodule.hparams)
-                record[type(datamodule).__qualname__] = (
-                    datamodule.state_dict()
-                )  # as a checkpoint holds it
+                # under its class name, as a checkpoint holds it
+                record[type(datamodule).__qualname__] = datamodule.state_dict()
             recorder = next((c for c in trainer.callbacks if isinstance(c, RunRecord)), None)
             run_record = (
                 recorder.update(trainer, pl_module, "finished")

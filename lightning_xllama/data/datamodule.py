@@ -340,13 +340,16 @@ class MuITDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> ResumableLoader:
-        trainer = self.trainer
-        dataset = self.train_dataset(
-            trainer.global_rank if trainer else 0, trainer.world_size if trainer else 1
-        )
+        dataset = self.train_dataset(*self._rank_and_world_size())
         return ResumableLoader(
             dataset, self.position, self.hparams.num_workers, self._trainer_epoch
         )
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        """This process's rank and the number of ranks (0 and 1 without a trainer)."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
 
     def _trainer_epoch(self) -> Optional[int]:
         return self.trainer.current_epoch if self.trainer is not None else None
@@ -396,11 +399,7 @@ class MuITDataModule(L.LightningDataModule):
     def _plan(self) -> dict:
         """What a position means: in another plan, the same position points at other examples."""
         h = self.hparams
-        rank, world_size = (
-            (self.trainer.global_rank, self.trainer.world_size)
-            if self.trainer is not None
-            else (0, 1)
-        )
+        rank, world_size = self._rank_and_world_size()
         return {
             "num_workers": h.num_workers,
             "world_size": world_size,
@@ -433,11 +432,7 @@ class MuITDataModule(L.LightningDataModule):
         planned = bool(self.readers) and len(self.counts) == len(self.streams)
         counts = list(self.counts) if planned else [None] * len(self.streams)
         counted = any(s.count is not None for s in self.streams)
-        rank, world_size = (
-            (self.trainer.global_rank, self.trainer.world_size)
-            if self.trainer is not None
-            else (0, 1)
-        )
+        rank, world_size = self._rank_and_world_size()
         return {
             "datamodule": f"{type(self).__module__}.{type(self).__qualname__}",
             "streams": [
