@@ -9,15 +9,20 @@ flag and a YAML key). Other subcommands are plain typed functions registered in
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Optional
 
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
 from lightning_xllama.callbacks.run_record import RunRecord
 from lightning_xllama.data.datamodule import MuITDataModule
 from lightning_xllama.hf_loading import check_model_path
 from lightning_xllama.model import XLlamaModule
+from lightning_xllama.run_folder import claim_version, latest_last_checkpoint
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -67,12 +72,97 @@ class XLlamaCLI(LightningCLI):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            raise SystemExit(self._signal_exit_status()) from None
+
+    def _signal_exit_status(self) -> int:
+        """After SIGTERM: 0 when every optimizer step done is in a checkpoint (or in the one the
+        run resumed from), else 1, saying which steps were not saved and how to save them."""
+        trainer = self.trainer
+        record = next((c for c in trainer.callbacks if isinstance(c, RunRecord)), None)
+        first = record.first_step if record is not None else None
+        saved = max(
+            [c._last_global_step_saved for c in trainer.checkpoint_callbacks]
+            + ([first] if first is not None else [])
+            or [0]
+        )
+        step = trainer.global_step
+        if step == (first or 0):
+            message = (
+                f"stopped by SIGTERM before this run's first optimizer step (step {step}): "
+                "nothing was trained and nothing saved; run the same command again"
+            )
+        elif saved >= step:
+            rank_zero_info(f"stopped by SIGTERM; steps up to {step} are saved")
+            return 0
+        else:
+            message = (
+                f"stopped by SIGTERM after optimizer step {step}; steps {saved + 1}-{step} are in "
+                "no checkpoint and are lost. Add lightning_xllama.callbacks.ResumableCheckpoint "
+                "(it saves at the step boundary on SIGTERM) to trainer.callbacks"
+            )
+        if trainer.is_global_zero:
+            print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a user error raised while building them (a bad value, a missing
+        file) is printed alone, not inside jsonargparse's dump of every union member tried.
+        Then claim the run's log folder (rank 0), so two runs started together never share one."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            cause = _root_cause(err)
+            if cause is err or not isinstance(cause, USER_ERRORS):
+                raise
+            print(f"error: {cause}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if rank_zero_only.rank == 0:
+            for logger in self.trainer.loggers:
+                claim_version(logger)
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` without a fixed checkpoint folder: the ``last.ckpt`` of the
+        newest version folder that has one (Lightning would look only in this run's new folder
+        and train from scratch)."""
+        config = self.config_init["fit"]
+        if config.get("ckpt_path") != "last" or any(
+            getattr(c, "dirpath", None) for c in self.trainer.checkpoint_callbacks
+        ):
+            return
+        logger = self.trainer.loggers[0] if self.trainer.loggers else None
+        root = getattr(logger, "root_dir", None) or Path(
+            self.trainer.default_root_dir, "lightning_logs"
+        )
+        try:
+            config["ckpt_path"] = str(latest_last_checkpoint(root))
+        except FileNotFoundError as missing:
+            rank_zero_warn(f"{missing}; training starts from the base model")
+            config["ckpt_path"] = None
+        except ValueError as ambiguous:
+            print(f"error: {ambiguous}", file=sys.stderr)
+            raise SystemExit(2) from None
+        rank_zero_info(f"--ckpt_path last: resuming from {config['ckpt_path']}")
+
     def before_predict(self) -> None:
         output = self.config["predict"].get("output")
         if output is None:
             output = f"{self.trainer.log_dir or '.'}/predictions.jsonl"
         if not any(isinstance(c, JsonlPredictionWriter) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(JsonlPredictionWriter(output))
+
+
+USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)
+"""Errors raised by the package's classes on bad settings or inputs, shown without a traceback."""
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
 
 
 def _function_commands() -> dict[str, object]:

@@ -3,14 +3,15 @@
 ``python -m lightning_xllama export --ckpt PATH --out DIR`` consolidates a Lightning checkpoint,
 a single file (one device, DDP, FSDP ``full``) or a sharded folder (FSDP ``sharded``, FSDP2), into
 config, safetensors weights, tokenizer, generation config and a model card README: base model,
-data mixture, training settings and the last evaluation scores. It runs in one process with no
-GPU: a sharded checkpoint is read tensor by tensor into the full shapes (torch distributed
-checkpoint reshards on load), and only the model's weights are read, not the optimizer state.
+data mixture, training settings and the last evaluation scores, plus the run record and the
+export's manifest (:mod:`lightning_xllama.export_target` says what may be written and replaced).
+It runs in one process with no GPU: a sharded checkpoint is read tensor by tensor into the full
+shapes (torch distributed checkpoint reshards on load), and only the model's weights are read,
+not the optimizer state.
 """
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 from typing import Literal, Optional
@@ -18,6 +19,7 @@ from typing import Literal, Optional
 import torch
 
 from lightning_xllama.data.datamodule import saved_data_plan
+from lightning_xllama.export_target import Protected, check_export_target, write_export
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
 from lightning_xllama.run_record import RunRecordDict, checkpoint_run_record, write_run_record
 from lightning_xllama.strategies import (
@@ -39,33 +41,28 @@ def save_hf_folder(
     state_dict: Optional[dict] = None,
     card: Optional[str] = None,
     run_record: Optional[RunRecordDict] = None,
+    protected: Protected = (),
+    how_to_overwrite: str = "pass --overwrite true",
 ) -> Path:
     """Save config, safetensors weights, generation config, tokenizer, a README and the run
-    record (``run.json``) to ``out_dir``.
+    record (``run.json``) to ``out_dir``, with the manifest that lists them.
 
     ``state_dict`` replaces the model's own tensors (a sharded model's gathered weights).
+    ``out_dir`` is checked and replaced by the rules of :mod:`lightning_xllama.export_target`:
+    the files are written into a temporary sibling folder and moved into place when complete;
+    with ``overwrite`` only an earlier export is replaced, and only the files its manifest lists.
+    ``protected`` names paths the target must not hold (the checkpoint, the run's folders).
     """
-    out = Path(out_dir)
-    check_target(out, overwrite)
-    if out.is_dir():
-        shutil.rmtree(out)
-    elif out.exists():
-        out.unlink()
-    out.mkdir(parents=True)
-    model.save_pretrained(out, safe_serialization=True, state_dict=state_dict)
-    tokenizer.save_pretrained(out)
-    if card is not None:
-        (out / "README.md").write_text(card)
-    if run_record is not None:
-        write_run_record(run_record, out)
-    return out
 
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        tokenizer.save_pretrained(folder)
+        if card is not None:
+            (folder / "README.md").write_text(card)
+        if run_record is not None:
+            write_run_record(run_record, folder)
 
-def check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(
-            f"export target {out} exists and is not empty; pass --overwrite true to replace it"
-        )
+    return write_export(out_dir, write, overwrite, protected, how_to_overwrite)
 
 
 # --- reading checkpoints ------------------------------------------------------------------------
@@ -308,8 +305,8 @@ def export_checkpoint(
     overwrite: bool = False,
 ) -> Path:
     """Write the Hugging Face folder of a checkpoint (see :func:`export`); returns the folder."""
-    target = Path(out)
-    check_target(target, overwrite)  # before any loading
+    protected = _protected_paths(ckpt, model)
+    check_export_target(out, overwrite, protected)  # before any loading
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     hf_model, checkpoint = load_checkpoint_model(ckpt, model)
@@ -325,11 +322,20 @@ def export_checkpoint(
     return save_hf_folder(
         hf_model,
         tokenizer,
-        target,
+        out,
         overwrite,
         card=model_card(checkpoint),
         run_record=checkpoint_run_record(checkpoint, plan),
+        protected=_protected_paths(ckpt, checkpoint["base_model"]),  # checked again on writing
     )
+
+
+def _protected_paths(ckpt: str | Path, model: Optional[str]) -> list[tuple[Path, str]]:
+    """What an export target must not hold: the checkpoint read, and the base model folder."""
+    protected = [(Path(ckpt), "the checkpoint being exported")]
+    if model is not None and Path(model).exists():
+        protected.append((Path(model), "the base model"))
+    return protected
 
 
 def export(
@@ -341,12 +347,29 @@ def export(
 ) -> None:
     """Write a Hugging Face model folder from a Lightning checkpoint (a file or a sharded folder).
 
+    The folder also gets ``export_manifest.json`` (format ``lightning_xllama.hf_export``, a
+    version, and the list of every file the export wrote); only a folder with that manifest is an
+    earlier export that ``--overwrite true`` may replace. Replacing removes only the files the
+    earlier manifest lists: anything else in the folder stays. The new export is written into a
+    temporary sibling folder (``.NAME.tmp-XXXX``) and moved into place when complete, so a failure
+    leaves the earlier export as it was.
+
+    Refused before anything is loaded or touched, with or without ``--overwrite``: the current
+    working directory or a folder above it, a folder that holds the checkpoint (or the base
+    model), an existing non-empty folder that is not an earlier export (``config.json`` alone
+    does not make one), an existing file.
+
     Args:
         ckpt: the checkpoint: a ``.ckpt`` file, or the folder a sharded checkpoint is.
-        out: the folder to write; an existing non-empty folder needs ``--overwrite true``.
+        out: the folder to write: new, empty, or an earlier export (with ``--overwrite true``).
+            Refused: the current folder or one above it, a folder holding the checkpoint or the
+            base model, a non-empty folder that is not an earlier export.
         model: the base model folder or hub name (default: the one the checkpoint was trained from).
         dtype: dtype of the saved weights (default: as trained, fp32); ``bf16`` halves the size.
-        overwrite: replace ``out`` if it exists.
+        overwrite: replace an earlier export in ``out`` (a folder holding the
+            ``export_manifest.json`` an export wrote): only the files it lists are removed,
+            anything else stays; the new files are written beside it first and moved in when
+            complete.
     """
     try:
         folder = export_checkpoint(ckpt, out, model, dtype, overwrite)

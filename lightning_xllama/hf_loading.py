@@ -1,7 +1,8 @@
 """Loading Hugging Face models and tokenizers by local folder or hub name, safely.
 
 A path that looks local but is missing fails at once with the command that creates the demo's
-base model; ``trust_remote_code`` stays off unless the user turns it on.
+base model; a folder without tokenizer files is named with what it holds (transformers would fail
+inside SentencePiece, naming neither); ``trust_remote_code`` stays off unless the user turns it on.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PREPARE_COMMAND = "python -m lightning_xllama prepare-demo"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "vocab.json",
+    "vocab.txt",
+    "tokenizer.tiktoken",
+)
+"""Files of which a local tokenizer folder holds at least one (fast, SentencePiece, BPE, WordPiece
+or tiktoken tokenizers). Without any, transformers fails deep inside SentencePiece with
+``Either model_file or model_proto must be specified``, naming neither folder nor file."""
 
 
 def looks_like_local_path(name: str) -> bool:
@@ -41,6 +55,20 @@ def check_model_path(name: str, kind: str = "model") -> None:
         raise FileNotFoundError(
             f"model path {name!r} has no config.json: not a Hugging Face model folder"
         )
+    if kind == "tokenizer" and not any((path / file).is_file() for file in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, or another of "
+            f"{', '.join(TOKENIZER_FILES[3:])}) in {path}; it holds {_listing(path)}. Save "
+            "the tokenizer there (`tokenizer.save_pretrained(folder)`), e.g. copy the base model's "
+            "tokenizer files, or point model_name_or_path at a folder that has them."
+        )
+
+
+def _listing(path: Path, most: int = 12) -> str:
+    names = sorted(p.name for p in path.iterdir())
+    if not names:
+        return "nothing"
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str = "right"):
@@ -48,7 +76,17 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str
     from transformers import AutoTokenizer
 
     check_model_path(name, kind="tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError) as err:
+        if not looks_like_local_path(name):
+            raise
+        # e.g. a tokenizer_config.json whose tokenizer.model is missing: SentencePiece's own
+        # message names neither the folder nor the file
+        path = Path(name).expanduser()
+        raise ValueError(
+            f"could not load a tokenizer from {path} (it holds {_listing(path)}): {err}"
+        ) from err
     reason = "the tokenizer's own pad token"
     if tokenizer.pad_token is None:
         if tokenizer.unk_token is not None:

@@ -92,10 +92,43 @@ class XLlamaModule(L.LightningModule):
             raise ValueError(
                 f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}"
             )
-        if loss_chunk_size is not None and loss_chunk_size < 1:
-            raise ValueError(
-                f"loss_chunk_size must be a positive number of positions or None, got {loss_chunk_size}"
-            )
+
+        def whole(v) -> bool:  # int or numpy integer; bool is refused below
+            return hasattr(v, "__index__")
+
+        # Ranges checked when the module is built: a negative learning rate would otherwise
+        # train quietly in the wrong direction. NaN fails every comparison, so it is refused too.
+        ranges = {
+            "learning_rate": (learning_rate, "> 0", lambda v: v > 0),
+            "weight_decay": (weight_decay, ">= 0", lambda v: v >= 0),
+            "warmup_ratio": (warmup_ratio, "in [0, 1)", lambda v: 0 <= v < 1),
+            "min_lr_ratio": (min_lr_ratio, "in [0, 1]", lambda v: 0 <= v <= 1),
+            "adam_beta1": (adam_beta1, "in [0, 1)", lambda v: 0 <= v < 1),
+            "adam_beta2": (adam_beta2, "in [0, 1)", lambda v: 0 <= v < 1),
+            "adam_eps": (adam_eps, "> 0", lambda v: v > 0),
+            "loss_chunk_size": (
+                loss_chunk_size,
+                "a whole number >= 1 (positions) or None",
+                lambda v: v is None or whole(v) and v >= 1,
+            ),
+            "max_new_tokens": (
+                max_new_tokens,
+                "a whole number >= 1",
+                lambda v: whole(v) and v >= 1,
+            ),
+            "num_beams": (
+                num_beams,
+                "a whole number >= 1",
+                lambda v: whole(v) and v >= 1,
+            ),
+        }
+        for name, (value, expected, in_range) in ranges.items():
+            try:
+                valid = not isinstance(value, bool) and bool(in_range(value))
+            except TypeError:  # not a number at all
+                valid = False
+            if not valid:
+                raise ValueError(f"XLlamaModule: {name} must be {expected}, got {value!r}")
         register_attention()
         self.save_hyperparameters()
         self.model = None

@@ -32,10 +32,14 @@ Fields (``RunRecordDict``; every value is plain JSON):
   ``group_batches``, ``pack_length``, ``pad_to_multiple_of``, ``num_workers``, ``world_size``,
   ``batches_per_epoch``).
 - ``data_report``: what reading and encoding did (:class:`DataReport`): ``streams`` (per stream:
-  ``units`` read, ``usable``, ``skipped`` by reason, ``held_out`` for validation,
-  ``pass_examples`` (one pass), and ``validation``: its held-out examples encoded, truncated and
-  dropped by reason), ``validation`` (those summed) and ``training`` (the training examples this
-  rank 0 consumed so far: encoded, truncated, dropped by reason).
+  ``name``, ``path``, ``units`` read, ``usable``, ``skipped`` by reason and ``skipped_at`` (the
+  first places, ``file:line``, per reason), ``duplicates`` (exact duplicates trained on, without
+  ``dedupe``) and ``duplicates_at``, ``byte_order_marks`` (files whose leading UTF-8 BOM was
+  stripped), ``held_out`` for validation, ``pass_examples`` (one pass), ``epoch_examples`` and
+  ``passes_per_epoch`` (above 1: repeated; below 1: part unseen), and ``validation``: its
+  held-out examples encoded, truncated and dropped by reason), ``validation`` (those summed) and
+  ``training`` (the training examples this rank 0 consumed so far: encoded, truncated, dropped
+  by reason). ``fit`` prints it when it starts.
 - ``training_settings`` / ``evaluation``: what ``XLlamaModule.training_record()`` returns: ranks,
   accumulation, precision, strategy, epochs, steps, clipping, batch sizes; the latest ``val/``
   scores.
@@ -99,11 +103,18 @@ class EncodingCounts(TypedDict):
 
 class StreamReport(TypedDict):
     name: str
+    path: str
     units: int
     usable: int
     skipped: dict[str, int]
+    skipped_at: dict[str, list[str]]
+    duplicates: int
+    duplicates_at: list[str]
+    byte_order_marks: list[str]
     held_out: int
     pass_examples: int
+    epoch_examples: Optional[int]
+    passes_per_epoch: Optional[float]
     validation: EncodingCounts
 
 

@@ -73,12 +73,27 @@ class ResumableCheckpoint(ModelCheckpoint):
         self._stopping = False
         self._previous_handler: Any = None
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._received = self._stopping = False
+
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._take_signal(trainer)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        self._received = self._stopping = False
-        if (
-            self.save_on_signal
-        ):  # after Lightning registered its handlers; it restores them when fit ends
+        self._take_signal(trainer)
+
+    def _take_signal(self, trainer: L.Trainer) -> None:
+        """Record SIGTERM here from the sanity check on (Lightning registers its handlers just
+        before it; it restores them when fit ends). A signal Lightning's handler caught before
+        (during the evaluation callbacks' pass before training) is taken over: the run trains
+        to the first step boundary, saves there and stops, rather than stopping unsaved."""
+        if not self.save_on_signal:
+            return
+        if trainer.received_sigterm:
+            self._received = True
+            trainer._signal_connector.received_sigterm = False
+        if self._previous_handler is None:
             self._previous_handler = signal.signal(signal.SIGTERM, self._record_signal)
 
     def _record_signal(self, signum: int, frame: Optional[Any]) -> None:

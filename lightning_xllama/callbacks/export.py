@@ -2,37 +2,57 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama.callbacks.run_record import RunRecord
 from lightning_xllama.export import MODEL_PREFIX, model_card, save_hf_folder
+from lightning_xllama.export_target import ExportTargetError, check_export_target
 from lightning_xllama.run_record import build_run_record
+
+HOW_TO_OVERWRITE = "set overwrite: true on HFExport"
 
 
 class HFExport(L.Callback):
-    """At the end of ``fit``, write ``output_dir`` (config, safetensors, tokenizer, model card and
-    the run record ``run.json``), gathering the weights first when the model is sharded.
+    """At the end of ``fit``, write ``output_dir`` (config, safetensors, tokenizer, model card,
+    the run record ``run.json`` and the export manifest), gathering the weights first when the
+    model is sharded.
+
+    The target is checked when ``fit`` sets up, so a refused folder stops the run before it
+    trains, and again when writing. Refused: the current working directory or a folder above it,
+    a folder that holds the run (the trainer's ``default_root_dir``, log dir, a logger's
+    ``save_dir``, a checkpoint ``dirpath``, the checkpoint resumed from), an existing non-empty
+    folder that is not an earlier export. ``overwrite`` replaces only an earlier export (a folder
+    with the ``export_manifest.json`` an export wrote), and only the files its manifest lists; see
+    :mod:`lightning_xllama.export_target`.
 
     Args:
-        output_dir: folder to write; it must not exist unless ``overwrite`` is set.
-        overwrite: replace an existing folder.
+        output_dir: folder to write; new or empty, or an earlier export with ``overwrite``.
+        overwrite: replace an earlier export in ``output_dir``.
     """
 
     def __init__(self, output_dir: str, overwrite: bool = False):
         self.output_dir, self.overwrite = output_dir, overwrite
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        target = Path(self.output_dir)
-        if stage == "fit" and not self.overwrite and target.exists() and any(target.iterdir()):
-            raise FileExistsError(
-                f"export target {target} exists; set overwrite: true on HFExport or choose another output_dir"
+        if stage == "fit":  # every rank: they see the same folders and fail together
+            check_export_target(
+                self.output_dir, self.overwrite, run_paths(trainer), HOW_TO_OVERWRITE
             )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        protected = run_paths(trainer)  # on every rank: trainer.log_dir is a collective
+        # the folder may have changed while training: check again, and stop every rank together
+        problem = None
+        if trainer.is_global_zero:
+            try:
+                check_export_target(self.output_dir, self.overwrite, protected, HOW_TO_OVERWRITE)
+            except ExportTargetError as err:
+                problem = str(err)
+        problem = trainer.strategy.broadcast(problem)
+        if problem is not None:
+            raise ExportTargetError(problem)
         # the weights whole, gathered from every rank when the model is sharded (a collective)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -70,6 +90,26 @@ class HFExport(L.Callback):
                 state_dict=state,
                 card=model_card(record),
                 run_record=run_record,
+                protected=protected,
+                how_to_overwrite=HOW_TO_OVERWRITE,
             )
             rank_zero_info(f"Hugging Face model folder written to {out}")
         trainer.strategy.barrier("hf_export")
+
+
+def run_paths(trainer: L.Trainer) -> list[tuple[str, str]]:
+    """The run's folders and checkpoint, which an export target must not hold. A collective
+    (``trainer.log_dir`` broadcasts): call it on every rank."""
+    paths = [
+        (trainer.default_root_dir, "the trainer's default_root_dir"),
+        (trainer.log_dir, "the trainer's log dir"),
+    ]
+    paths += [(logger.save_dir, "a logger's save_dir") for logger in trainer.loggers]
+    paths += [
+        (callback.dirpath, "a checkpoint dirpath of this run")
+        for callback in trainer.checkpoint_callbacks
+        if getattr(callback, "dirpath", None)
+    ]
+    if trainer.ckpt_path:
+        paths.append((trainer.ckpt_path, "the checkpoint this run resumed from"))
+    return [(path, what) for path, what in paths if path]

@@ -20,13 +20,26 @@ from typing import Callable, Optional
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from lightning_xllama.data.allocation import read_allocation
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_examples
-from lightning_xllama.data.loader import Batching, DataPosition, MixtureDataset, ResumableLoader
-from lightning_xllama.data.mixing import STOP_RULES, StopRule, epoch_counts
+from lightning_xllama.data.loader import (
+    Batching,
+    DataPosition,
+    MixtureDataset,
+    ResumableLoader,
+    ignore_sigterm,
+)
+from lightning_xllama.data.mixing import (
+    REPEAT_WARNING,
+    STOP_RULES,
+    UNSEEN_WARNING,
+    StopRule,
+    epoch_counts,
+)
 from lightning_xllama.data.packing import PackCollator
 from lightning_xllama.data.sources import read_instructions, read_lines
 from lightning_xllama.data.streams import Stream, StreamReader, held_out_units
@@ -36,6 +49,9 @@ from lightning_xllama.languages import import_language_modules
 from lightning_xllama.prompts import Template, render_prompt
 
 log = logging.getLogger(__name__)
+
+PLACES_SHOWN = 5
+"""How many places (lines, records) a warning names before it says '...'."""
 
 DATA_PLAN_KEY = "data_plan"
 """Where the DataModule's ``state_dict`` (so each checkpoint) holds :meth:`MuITDataModule.data_plan`."""
@@ -49,8 +65,11 @@ class MuITDataModule(L.LightningDataModule):
         allocation: an allocation file (``scaling allocate`` writes one): its entries set the
             ``count`` or ``weight`` of the stream with the same kind, language and direction.
         stop: when an epoch ends for weighted streams: ``first_exhausted``, ``all_exhausted``
-            (oversamples), ``all_exhausted_without_replacement`` or ``total`` (oversamples a
-            stream asked for more than it holds). Streams with counts ignore it.
+            (oversamples), ``all_exhausted_without_replacement`` (every example once) or
+            ``total`` (oversamples a stream asked for more than it holds). Streams with counts
+            ignore it. Unset: every example once an epoch (the paper's epochs) when no stream
+            has a weight and ``examples_per_epoch`` is unset, else ``total``. A stream repeated
+            more than twice an epoch, or more than half unseen, is warned about.
         examples_per_epoch: the epoch size of the ``total`` rule; by default every stream's
             training examples summed.
         val_examples_per_stream: records held out of each stream for the validation loss (at
@@ -97,7 +116,8 @@ class MuITDataModule(L.LightningDataModule):
             (:func:`lightning_xllama.languages.register`).
         tokenizer: tokenizer folder or hub name; the CLI links it to the model's path.
         predict_file: input of ``predict``: a JSONL of Alpaca records (instruction, input) or,
-            with ``predict_direction``, a plain text file with one sentence to translate a line.
+            with ``predict_direction``, a plain text file with one sentence to translate a line
+            (empty lines are skipped and counted; each output's ``id`` is its line's index from 0).
         predict_direction: ``src-tgt`` language codes (``en-zh``) when ``predict_file`` is text.
     """
 
@@ -105,7 +125,7 @@ class MuITDataModule(L.LightningDataModule):
         self,
         streams: list[Stream],
         allocation: Optional[str] = None,
-        stop: StopRule = "total",
+        stop: Optional[StopRule] = None,
         examples_per_epoch: Optional[int] = None,
         val_examples_per_stream: int = 64,
         max_length: int = 512,
@@ -160,7 +180,7 @@ class MuITDataModule(L.LightningDataModule):
     def _check_settings(
         self, stop, examples_per_epoch, batching, pack_length, max_length, batch_size
     ) -> None:
-        if stop not in STOP_RULES:
+        if stop is not None and stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
         counted = [s.label for s in self.streams if s.count is not None]
         weighted = [s.label for s in self.streams if s.weight is not None]
@@ -259,7 +279,40 @@ class MuITDataModule(L.LightningDataModule):
                 for s, size in zip(self.streams, sizes)
             ]
         weights = [1.0 if s.weight is None else s.weight for s in self.streams]
-        return epoch_counts(sizes, weights, self.hparams.stop, self.hparams.examples_per_epoch)
+        rule = self.stop_rule
+        counts = epoch_counts(sizes, weights, rule, self.hparams.examples_per_epoch)
+        starved = [s.label for s, w, c in zip(self.streams, weights, counts) if w > 0 and c == 0]
+        if starved:
+            raise ValueError(
+                f"stream(s) {starved} have a positive weight but get 0 examples an epoch "
+                f"({rule} rule, epoch counts {counts}): raise their weight or "
+                "examples_per_epoch, or set their weight to 0 to leave them out on purpose"
+            )
+        for stream, size, count in zip(self.streams, sizes, counts):
+            passes = count / size if size else 0.0
+            if passes > REPEAT_WARNING or (count and 1 - passes > UNSEEN_WARNING):
+                what = (
+                    f"each example is seen about {passes:.1f} times"
+                    if passes > REPEAT_WARNING
+                    else f"{1 - passes:.0%} of its examples are left unseen"
+                )
+                rank_zero_warn(
+                    f"stream {stream.label}: {what} an epoch ({count} of {size} under the {rule} "
+                    "rule and these weights). Leave out weights and stop to train on every "
+                    "example once an epoch, as the paper does."
+                )
+        return counts
+
+    @property
+    def stop_rule(self) -> StopRule:
+        """The rule in force: ``stop`` if given; else ``total`` when a stream has a weight or
+        ``examples_per_epoch`` is set; else every example once an epoch (the paper's epochs)."""
+        h = self.hparams
+        if h.stop is not None:
+            return h.stop
+        if h.examples_per_epoch is not None or any(s.weight is not None for s in self.streams):
+            return "total"
+        return "all_exhausted_without_replacement"
 
     def encode(self, examples: list) -> list[dict]:
         return self.encoder()(examples)
@@ -284,14 +337,24 @@ class MuITDataModule(L.LightningDataModule):
         if h.predict_direction:
             src, _, tgt = h.predict_direction.partition("-")
             instruction = translation_prompt_instruction(src, tgt)
+            lines = list(enumerate(read_lines(h.predict_file), start=1))
+            empty = [number for number, line in lines if not line.strip()]
+            if empty:
+                shown = ", ".join(str(n) for n in empty[:PLACES_SHOWN])
+                rank_zero_warn(
+                    f"{h.predict_file}: {len(empty)} empty line(s) skipped, not translated "
+                    f"(line {shown}{', ...' if len(empty) > PLACES_SHOWN else ''}); "
+                    "a prediction's id is its line's index from 0, so ids skip them"
+                )
             return [
                 {
-                    "id": i,
+                    "id": number - 1,
                     "instruction": instruction,
                     "input": line,
                     "prompt": self.prompt(instruction, line),
                 }
-                for i, line in enumerate(read_lines(h.predict_file))
+                for number, line in lines
+                if line.strip()
             ]
         if Path(h.predict_file).suffix not in (".jsonl", ".json"):
             raise ValueError(
@@ -373,6 +436,7 @@ class MuITDataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=h.num_workers,
             collate_fn=self.collate_fn(),
+            worker_init_fn=ignore_sigterm if h.num_workers else None,
         )
 
     def predict_dataloader(self) -> DataLoader:
@@ -450,7 +514,7 @@ class MuITDataModule(L.LightningDataModule):
                 for s, count in zip(self.streams, counts)
             ],
             "epoch_examples": sum(counts) if planned else None,
-            "stop": None if counted else h.stop,
+            "stop": None if counted else self.stop_rule,
             "examples_per_epoch": h.examples_per_epoch,
             "seed": h.seed,
             "max_length": h.max_length,
@@ -473,19 +537,35 @@ class MuITDataModule(L.LightningDataModule):
 
     def data_report(self) -> dict:
         """What reading and encoding did so far (``run_record.DataReport``): per stream the units
-        read, skipped (by reason) and held out, and the validation examples truncated or dropped;
-        the training examples this process consumed."""
+        read, skipped (by reason, with the first places), exact duplicates kept, byte-order marks
+        stripped, held out, one pass's examples, an epoch's examples and how many times the epoch
+        goes through the pass, and the validation examples truncated or dropped; the training
+        examples this process consumed (encoded as they are read, so counted as training goes)."""
         streams = []
-        for reader in self.readers:
+        counts = (
+            self.counts if len(self.counts) == len(self.readers) else [None] * len(self.readers)
+        )
+        for reader, epoch_examples in zip(self.readers, counts):
             index, label = reader.index, reader.stream.label
             streams.append(
                 {
                     "name": label,
+                    "path": reader.stream.path,
                     "units": index.units,
                     "usable": index.usable_units,
                     "skipped": dict(index.skipped),
+                    "skipped_at": {reason: list(at) for reason, at in index.skipped_at.items()},
+                    "duplicates": index.duplicates,
+                    "duplicates_at": list(index.duplicates_at),
+                    "byte_order_marks": list(index.byte_order_marks),
                     "held_out": index.usable_units - reader.size // reader.stream.multiplicity,
                     "pass_examples": reader.size,
+                    "epoch_examples": epoch_examples,
+                    "passes_per_epoch": (
+                        round(epoch_examples / reader.size, 4)
+                        if epoch_examples is not None and reader.size
+                        else None
+                    ),
                     "validation": _counts(self.val_reports.get(label, EncodingReport())),
                 }
             )
@@ -606,7 +686,8 @@ class CoITDataModule(MuITDataModule):
         parallel: the parallel corpus: an aligned-text prefix (``{parallel}.en`` and
             ``{parallel}.{language}``, Moses/OPUS) or a ``.tsv`` file (WikiMatrix).
         weights: share of each stream (``english``, ``translated``, ``parallel``) as ratios; a
-            stream asked for more than it holds is repeated.
+            stream asked for more than it holds is repeated. Every stream needs an entry (0 leaves
+            it out). Unset (the paper's way): every example of every stream once an epoch.
         direction: translation direction of the pairs: ``en-x``, ``x-en`` or ``both``.
         min_score: with a TSV corpus that has a score column, skip pairs scoring below it.
     """
@@ -625,13 +706,20 @@ class CoITDataModule(MuITDataModule):
         **kwargs,
     ):
         import_language_modules(kwargs.get("language_modules") or [])
-        weights = dict(weights) if weights is not None else {name: 1.0 for name in self.STREAMS}
+        weighted = weights is not None
+        weights = dict(weights) if weighted else {name: None for name in self.STREAMS}
         unknown = set(weights) - set(self.STREAMS)
         if unknown:
             raise ValueError(
                 f"unknown stream(s) in weights: {sorted(unknown)}; expected {self.STREAMS}"
             )
-        share = {name: float(weights.get(name, 0.0)) for name in self.STREAMS}
+        missing = [name for name in self.STREAMS if name not in weights]
+        if missing:
+            raise ValueError(
+                f"weights has no entry for stream(s) {missing}: give all of {list(self.STREAMS)} "
+                "a weight (0 leaves a stream out), or leave weights unset for 1 each"
+            )
+        share = {name: float(weights[name]) if weighted else None for name in self.STREAMS}
         streams = [
             Stream(
                 "instructions", "en", english_instructions, weight=share["english"], name="english"

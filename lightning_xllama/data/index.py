@@ -7,7 +7,9 @@ it, and records:
 - the byte offsets (or record numbers) of every ``CHUNK_UNITS``-th unit, so a worker can seek to
   its own chunks and never read the rest of the file;
 - one bit per unit: usable or not, after the empty-field, minimum-score and duplicate filters;
-- how many units each filter skipped, and the first few places, for the reports.
+- how many units each filter skipped, and the first few places, for the reports;
+- without ``dedupe``: how many exact duplicates stay in (and where), so a report can suggest
+  ``dedupe: true``; and which files started with a UTF-8 byte-order mark (stripped on reading).
 
 The index is cached on disk under a key made of the source's fingerprint (paths, sizes,
 modification times, columns) and the filter settings, so it is rebuilt only when one changes.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from array import array
 from collections import Counter
@@ -32,9 +35,11 @@ from lightning_xllama.data.sources import Source, empty_field
 
 CHUNK_UNITS = 256
 """Units (lines, records, rows) per chunk: the granularity of seeking, sharding and shuffling."""
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 PLACES_PER_REASON = 3
 """How many skipped units each reason names in reports."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,6 +55,13 @@ class SourceIndex:
     """Reason -> number of units skipped for it."""
     skipped_at: dict[str, list[str]] = field(default_factory=dict)
     """Reason -> the first few units skipped for it, named (``file:line``)."""
+    duplicates: int = 0
+    """Units that repeat an earlier usable unit exactly and are trained on (``dedupe`` off; with
+    ``dedupe`` on they are skipped, under the reason ``duplicate``, and this is 0)."""
+    duplicates_at: list[str] = field(default_factory=list)
+    """The first few of those duplicates, named (``file:line``)."""
+    byte_order_marks: list[str] = field(default_factory=list)
+    """The source's files that start with a UTF-8 byte-order mark, stripped on reading."""
     chunk_units: int = CHUNK_UNITS
 
     @property
@@ -79,6 +91,21 @@ class SourceIndex:
     def usable_units(self) -> int:
         return int(np.unpackbits(self.usable, count=self.units).sum())
 
+    def notes(self) -> list[str]:
+        """What a report should say besides the skipped units: duplicates kept (with the
+        setting that removes them) and byte-order marks stripped."""
+        notes = []
+        if self.duplicates:
+            notes.append(
+                f"{self.duplicates} exact duplicate(s) kept (e.g. {'; '.join(self.duplicates_at)}); "
+                "set `dedupe: true` on the data module to skip them"
+            )
+        if self.byte_order_marks:
+            notes.append(
+                f"UTF-8 byte-order mark stripped from the start of {', '.join(self.byte_order_marks)}"
+            )
+        return notes
+
 
 def _record_hash(record: tuple[str, ...]) -> int:
     return int.from_bytes(
@@ -99,7 +126,7 @@ def build_index(
     usable = bytearray()
     skipped: Counter = Counter()
     skipped_at: dict[str, list[str]] = {}
-    hashes, hashed_units = array("Q"), array("q")
+    hashes = array("Q")  # one per usable unit, in unit order
     units = 0
 
     def skip(reason: str, unit: int) -> None:
@@ -126,27 +153,40 @@ def build_index(
         usable.append(reason is None)
         if reason is not None:
             skip(reason, unit)
-        elif dedupe:
+        else:  # hashed with dedupe off too: duplicates kept are counted and reported
             hashes.append(_record_hash(record[:2] if kind == "parallel" else record))
-            hashed_units.append(unit)
     progress.close()
     bits = np.frombuffer(bytes(usable), dtype=np.uint8)
-    if dedupe and len(hashes):
+    duplicates, duplicates_at = 0, []
+    if len(hashes):
         _, first = np.unique(np.frombuffer(hashes, dtype=np.uint64), return_index=True)
         repeated = np.ones(len(hashes), dtype=bool)
         repeated[first] = False
-        duplicate_units = np.frombuffer(hashed_units, dtype=np.int64)[repeated]
-        bits = bits.copy()
-        bits[duplicate_units] = 0
-        for unit in np.sort(duplicate_units):
-            skip("duplicate", int(unit))
-    return SourceIndex(
+        duplicate_units = np.flatnonzero(bits)[repeated]  # the hashed units, in order
+        if dedupe:
+            bits = bits.copy()
+            bits[duplicate_units] = 0
+            for unit in duplicate_units:
+                skip("duplicate", int(unit))
+        else:
+            duplicates = len(duplicate_units)
+            duplicates_at = [source.describe(int(u)) for u in duplicate_units[:PLACES_PER_REASON]]
+    index = SourceIndex(
         units=units,
         offsets=np.asarray(offsets, dtype=np.int64).reshape(len(offsets), -1),
         usable=np.packbits(bits),
         skipped=skipped,
         skipped_at=skipped_at,
+        duplicates=duplicates,
+        duplicates_at=duplicates_at,
+        byte_order_marks=source.byte_order_marks(),
     )
+    name = label or source.describe(0)
+    if index.duplicates:  # logged when built; reports take notes()
+        log.warning("%s: %s", name, index.notes()[0])
+    if index.byte_order_marks:
+        log.info("%s: %s", name, index.notes()[-1])
+    return index
 
 
 def default_cache_dir() -> Path:
@@ -178,6 +218,9 @@ def load_index(
                 usable=saved["usable"],
                 skipped=Counter(meta["skipped"]),
                 skipped_at=meta["skipped_at"],
+                duplicates=meta["duplicates"],
+                duplicates_at=meta["duplicates_at"],
+                byte_order_marks=meta["byte_order_marks"],
             )
     index = build_index(source, kind, lang, min_score, dedupe, label)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -185,6 +228,9 @@ def load_index(
         "units": index.units,
         "skipped": dict(index.skipped),
         "skipped_at": index.skipped_at,
+        "duplicates": index.duplicates,
+        "duplicates_at": index.duplicates_at,
+        "byte_order_marks": index.byte_order_marks,
         "settings": settings,
     }
     partial = path.with_suffix(f".{os.getpid()}.tmp.npz")

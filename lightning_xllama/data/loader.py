@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterator, Literal, Optional, Sequence
@@ -269,4 +270,17 @@ class ResumableLoader:
         self.mixture.position = DataPosition(self.position.epoch, self.position.batches)
         if self.num_workers:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers are forked
-        yield from DataLoader(self.mixture, batch_size=None, num_workers=self.num_workers)
+        yield from DataLoader(
+            self.mixture,
+            batch_size=None,
+            num_workers=self.num_workers,
+            worker_init_fn=ignore_sigterm if self.num_workers else None,
+        )
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """A loader worker outlives a SIGTERM sent to the whole process group (a scheduler's
+    pre-emption): the main process finishes its step, saves and then shuts the workers down.
+    A worker killed by the signal would crash the run before it could save. Workers still exit
+    when the main process dies (the DataLoader's watchdog)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -25,6 +25,10 @@ import numpy as np
 
 StopRule = Literal["first_exhausted", "all_exhausted", "all_exhausted_without_replacement", "total"]
 STOP_RULES = ("first_exhausted", "all_exhausted", "all_exhausted_without_replacement", "total")
+REPEAT_WARNING = 2.0
+"""An epoch that goes through a stream more than this many times is warned about."""
+UNSEEN_WARNING = 0.5
+"""An epoch that leaves more than this share of a stream unseen is warned about."""
 
 
 def stream_counts(sizes: Sequence[int], weights: Sequence[float], total: int) -> list[int]:

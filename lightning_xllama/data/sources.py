@@ -1,7 +1,9 @@
 """Readers for the files users bring: Alpaca instruction data and parallel corpora.
 
 Every reader validates as it reads and names the file and the line or record of any problem:
-a corpus of millions of lines must not fail hours later, nor be silently shortened.
+a corpus of millions of lines must not fail hours later, nor be silently shortened. A byte that
+is not UTF-8 is named by file, line and column; a UTF-8 byte-order mark at the start of a file
+(Windows editors write one) is stripped rather than left in the first record.
 
 Two kinds of reader live here. ``read_instructions`` and ``read_parallel`` return whole (small)
 files, for prompts and evaluation sets. The :class:`Source` classes serve training streams:
@@ -13,13 +15,19 @@ worker reads only its share of a 10-million-line corpus.
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+log = logging.getLogger(__name__)
+
 INSTRUCTION_FIELDS = ("instruction", "input", "output")
+UTF8_BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte-order mark some editors (Notepad, Excel exports) write at the start of a file.
+Readers strip it from a file's first line: left in, it becomes part of the first sentence."""
 
 Record = tuple[str, ...]
 """An instruction record ``(instruction, input, output)`` or a pair ``(english, other)``."""
@@ -47,18 +55,42 @@ def _check_exists(path: str | Path) -> Path:
     return path
 
 
+def _not_utf8(path: Path, line: int, column: int, err: UnicodeDecodeError) -> DataFormatError:
+    byte = err.object[err.start : err.start + 1].hex()
+    return DataFormatError(
+        f"{path}:{line}: not valid UTF-8 at column {column} (byte 0x{byte}: {err.reason}); "
+        "expected UTF-8 text: re-save the file as UTF-8 (e.g. `iconv -f <encoding> -t utf-8`)"
+    )
+
+
 def _decode(raw: bytes, path: Path, number: int) -> str:
     try:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}:{number}: not valid UTF-8 ({err.reason})") from None
+        column = len(raw[: err.start].decode("utf-8", errors="replace")) + 1
+        raise _not_utf8(path, number, column, err) from None
+
+
+def _strip_bom(raw: bytes, first: bool) -> bytes:
+    """``raw`` without a leading byte-order mark when it is the first line of its file."""
+    return raw[len(UTF8_BOM) :] if first and raw.startswith(UTF8_BOM) else raw
+
+
+def starts_with_bom(path: Path) -> bool:
+    """Whether ``path`` begins with a UTF-8 byte-order mark (which its reader strips)."""
+    with path.open("rb") as handle:
+        return handle.read(len(UTF8_BOM)) == UTF8_BOM
 
 
 def read_lines(path: str | Path) -> Iterator[str]:
-    """Lines without their newline, decoded as UTF-8 with the failing line named."""
+    """Lines without their newline, decoded as UTF-8 with the failing line named; a leading
+    byte-order mark is stripped (and logged)."""
     path = _check_exists(path)
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(UTF8_BOM):
+                log.info("%s: stripped the UTF-8 byte-order mark at its start", path)
+                raw = raw[len(UTF8_BOM) :]
             yield _decode(raw, path, number)
 
 
@@ -91,10 +123,14 @@ def _parse_jsonl_line(line: str, where: str, require_output: bool = True) -> Opt
 
 
 def _load_json_list(path: Path) -> list:
+    """A whole JSON list file; a bad byte is named by line and column, a leading BOM stripped."""
+    raw = _strip_bom(path.read_bytes(), first=True)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not valid UTF-8 at byte {err.start}") from None
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        column = len(raw[line_start : err.start].decode("utf-8", errors="replace")) + 1
+        raise _not_utf8(path, raw.count(b"\n", 0, err.start) + 1, column, err) from None
     try:
         records = json.loads(text)
     except json.JSONDecodeError as err:
@@ -212,6 +248,11 @@ class Source(ABC):
         """The record's quality score where the source has one (WikiMatrix margin)."""
         return None
 
+    def byte_order_marks(self) -> list[str]:
+        """The source's files that start with a UTF-8 byte-order mark, which its reader strips:
+        the index counts them so the data report can say so."""
+        return []
+
 
 def _file_stamp(path: Path) -> str:
     stat = path.stat()
@@ -219,9 +260,17 @@ def _file_stamp(path: Path) -> str:
 
 
 def _read_lines_at(path: Path, offset: int, count: int) -> list[bytes]:
+    """``count`` raw lines from byte ``offset``; at offset 0, without a byte-order mark."""
     with path.open("rb") as handle:
         handle.seek(offset)
-        return [handle.readline() for _ in range(count)]
+        lines = [handle.readline() for _ in range(count)]
+    if lines:
+        lines[0] = _strip_bom(lines[0], first=offset == 0)
+    return lines
+
+
+def _boms(*paths: Path) -> list[str]:
+    return [str(path) for path in paths if starts_with_bom(path)]
 
 
 class JsonlInstructions(Source):
@@ -245,11 +294,14 @@ class JsonlInstructions(Source):
             return None
         return record["instruction"], record.get("input", ""), record["output"]
 
+    def byte_order_marks(self) -> list[str]:
+        return _boms(self.path)
+
     def scan(self) -> Iterator[Unit]:
         offset, number = 0, 0
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                yield (offset,), self._record(raw, number)
+                yield (offset,), self._record(_strip_bom(raw, number == 1), number)
                 offset += len(raw)
         if number == 0:
             raise DataFormatError(f"{self.path}: empty file, expected Alpaca records")
@@ -277,6 +329,9 @@ class JsonInstructions(Source):
     def describe(self, unit: int) -> str:
         return f"{self.path}: record {unit}"
 
+    def byte_order_marks(self) -> list[str]:
+        return _boms(self.path)
+
     def _all(self) -> list:
         if self._records is None:
             self._records = _load_json_list(self.path)
@@ -300,7 +355,9 @@ class JsonInstructions(Source):
 class AlignedText(Source):
     """Sentence pairs from ``{prefix}.en`` and ``{prefix}.{lang}``, one sentence a line.
 
-    The two files are read in step; different lengths are an error naming both counts.
+    The two files are read in step; different lengths are an error naming both counts. A UTF-8
+    byte-order mark at the start of either file is stripped, on scanning and on reading from
+    offset 0 alike, and listed by :meth:`byte_order_marks` (the index reports it).
     """
 
     kind = "parallel"
@@ -314,6 +371,9 @@ class AlignedText(Source):
     def describe(self, unit: int) -> str:
         return f"{self.paths[0]}:{unit + 1} / {self.paths[1].name}:{unit + 1}"
 
+    def byte_order_marks(self) -> list[str]:
+        return _boms(*self.paths)
+
     def scan(self) -> Iterator[Unit]:
         en_path, other_path = self.paths
         offsets, number = [0, 0], 0
@@ -326,7 +386,14 @@ class AlignedText(Source):
                         f"parallel files differ in length: {en_path} has {en_lines} lines, "
                         f"{other_path} has {other_lines}"
                     )
-                yield tuple(offsets), (_decode(a, en_path, number), _decode(b, other_path, number))
+                first = number == 1
+                yield (
+                    tuple(offsets),
+                    (
+                        _decode(_strip_bom(a, first), en_path, number),
+                        _decode(_strip_bom(b, first), other_path, number),
+                    ),
+                )
                 offsets[0] += len(a)
                 offsets[1] += len(b)
         if number == 0:
@@ -372,7 +439,7 @@ class TsvPairs(Source):
             first = handle.readline()
         if not first:
             raise DataFormatError(f"{self.path}: empty file, expected tab-separated pairs")
-        return len(_decode(first, self.path, 1).split("\t"))
+        return len(_decode(_strip_bom(first, True), self.path, 1).split("\t"))
 
     @property
     def has_score(self) -> bool:
@@ -405,11 +472,14 @@ class TsvPairs(Source):
     def score(self, record: Record) -> Optional[float]:
         return float(record[2]) if self.has_score else None
 
+    def byte_order_marks(self) -> list[str]:
+        return _boms(self.path)
+
     def scan(self) -> Iterator[Unit]:
         offset = 0
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
-                yield (offset,), self._record(raw, number)
+                yield (offset,), self._record(_strip_bom(raw, number == 1), number)
                 offset += len(raw)
 
     def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:

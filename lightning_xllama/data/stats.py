@@ -178,10 +178,10 @@ def stats_command(
     total_seen = sum(c["examples"] for c in run["per_stream"].values()) or 1
     weights = [s.weight if s.weight is not None else 1.0 for s in datamodule.streams]
     counted = any(s.count is not None for s in datamodule.streams)
-    report: dict = {"stop": None if counted else h.stop, "streams": []}
+    report: dict = {"stop": None if counted else datamodule.stop_rule, "streams": []}
     lines = [
         f"{type(datamodule).__name__}: {len(datamodule.streams)} streams, epoch of {total_planned} examples "
-        + ("(counts)" if counted else f"(stop rule {h.stop})")
+        + ("(counts)" if counted else f"(stop rule {datamodule.stop_rule})")
     ]
     lines.append(
         f"{'stream':32} {'units':>8} {'skipped':>8} {'held out':>8} {'pass':>8} {'epoch':>8} "

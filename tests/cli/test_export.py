@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from sharded_utils import checkpoint_at, probe_logits, sharded_run
@@ -10,6 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lightning_xllama.callbacks import ResumableCheckpoint
 from lightning_xllama.cli import main
+from lightning_xllama.export_target import MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION
 from lightning_xllama.model import XLlamaModule
 
 
@@ -48,6 +51,11 @@ def test_export_from_a_full_checkpoint_loads_with_the_trained_logits(trained, ti
         "tokenizer.json",
         "README.md",
     } <= {p.name for p in out.iterdir()}
+    # the manifest lists every file the export wrote (it marks the folder as an export)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["format"] == MANIFEST_FORMAT and manifest["version"] == MANIFEST_VERSION
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()} - {MANIFEST_FILE}
+    assert {"run.json", "README.md", "tokenizer_config.json"} <= set(manifest["files"])
     card = (out / "README.md").read_text()
     assert f"base_model: {tiny_model}" in card
     assert "| parallel | parallel | syn_far | en-x |" in card  # the data mixture
@@ -99,16 +107,18 @@ def test_export_from_a_sharded_checkpoint_loads_with_the_trained_logits(
     assert "| world size | 2 |" in (out / "README.md").read_text()
 
 
-def test_export_refuses_an_existing_target_without_overwrite(trained, tmp_path, capsys):
+def test_export_refuses_an_existing_folder_that_is_not_an_earlier_export(trained, tmp_path):
     _, ckpt = trained
     out = tmp_path / "hf"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="exists and is not empty; pass --overwrite true"):
-        main(["export", "--ckpt", str(ckpt), "--out", str(out)])
+    for flags in ([], ["--overwrite", "true"]):  # overwrite replaces only an earlier export
+        with pytest.raises(SystemExit, match="exists, is not empty and is not an earlier export"):
+            main(["export", "--ckpt", str(ckpt), "--out", str(out), *flags])
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    main(["export", "--ckpt", str(ckpt), "--out", str(out), "--overwrite", "true"])
-    assert (out / "model.safetensors").is_file() and not (out / "keep.txt").exists()
+    (out / "keep.txt").unlink()  # an empty folder is written into
+    main(["export", "--ckpt", str(ckpt), "--out", str(out)])
+    assert (out / "model.safetensors").is_file() and (out / MANIFEST_FILE).is_file()
 
 
 def test_export_onto_another_base_model_names_the_differing_tensors(trained, tiny_model, tmp_path):

@@ -21,6 +21,9 @@ def tiny_datamodule(model: str, data: Path | str, **overrides) -> CoITDataModule
         translated_instructions=str(DataLayout(data).instructions("syn_far")),
         parallel=str(DataLayout(data).parallel("syn_far")),
         tokenizer=model,
+        # the 1:1:1 total mixture the pinned losses were measured on (without weights an epoch
+        # would take every example once)
+        weights={"english": 1.0, "translated": 1.0, "parallel": 1.0},
         batch_size=2,
         seed=7,
     )
