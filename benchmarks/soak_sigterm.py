@@ -136,12 +136,17 @@ def main() -> None:
 
     marker = soaked_dir / "steps"
     config = soak_config(REPO / args.config, soaked_dir, args.max_steps, args.num_workers, marker)
+    if args.interruptions > args.max_steps - 2:
+        raise SystemExit(f"--interruptions at most {args.max_steps - 2} for {args.max_steps} steps")
+    # distinct steps spread over the run; each run is stopped at the first target it has not passed
+    targets = sorted(rng.sample(range(2, args.max_steps), args.interruptions))
     stops = []
     for attempt in range(args.interruptions + 1):
         run = start(config, *(["--ckpt_path", "last"] if attempt else []))
         done = steps_done(marker)
-        target = rng.randint(done + 1, args.max_steps - 1) if done + 1 < args.max_steps else None
-        if attempt < args.interruptions and target is not None:
+        targets = [t for t in targets if t > done]  # a stop may overrun the next target by one
+        target = targets.pop(0) if targets else None
+        if target is not None:
             while run.poll() is None and steps_done(marker) < target:
                 time.sleep(0.05)
             if run.poll() is None:
@@ -150,14 +155,14 @@ def main() -> None:
         saved = [line for line in log.splitlines() if "saving and stopping after step" in line]
         stops.append(
             {
-                "signalled_at_step": target if attempt < args.interruptions else None,
+                "signalled_at_step": target,
                 "exit_status": run.returncode,
                 "saved_at_step": int(saved[0].rsplit(" ", 1)[1]) if saved else None,
             }
         )
         if run.returncode != 0:
             raise SystemExit(f"run {attempt} exited {run.returncode}:\n{log[-3000:]}")
-        if steps_done(marker) >= args.max_steps and not saved:
+        if target is None:  # the last run, to the end
             break
 
     expected, observed = losses(reference_dir / "runs"), losses(soaked_dir / "runs")

@@ -14,6 +14,7 @@ from typing import Optional
 
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -76,6 +77,8 @@ class XLlamaCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException:
+            if subcommand != "fit":
+                raise
             raise SystemExit(self._signal_exit_status()) from None
 
     def _signal_exit_status(self) -> int:
@@ -111,7 +114,9 @@ class XLlamaCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         """Build the classes; a user error raised while building them (a bad value, a missing
         file) is printed alone, not inside jsonargparse's dump of every union member tried.
-        Then claim the run's log folder (rank 0), so two runs started together never share one."""
+        Without a logger chosen, log to CSV (Lightning's default turns into TensorBoard when it
+        is installed). Then claim the run's log folder (rank 0), so two runs started together
+        never share one."""
         try:
             super().instantiate_classes()
         except Exception as err:
@@ -120,6 +125,9 @@ class XLlamaCLI(LightningCLI):
                 raise
             print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
+        trainer_config = (self.config[self.subcommand] if self.subcommand else self.config).trainer
+        if trainer_config.logger in (None, True):  # Lightning would pick TensorBoard if installed
+            self.trainer.loggers = [CSVLogger(self.trainer.default_root_dir)]
         if rank_zero_only.rank == 0:
             for logger in self.trainer.loggers:
                 claim_version(logger)
@@ -142,6 +150,7 @@ class XLlamaCLI(LightningCLI):
         except FileNotFoundError as missing:
             rank_zero_warn(f"{missing}; training starts from the base model")
             config["ckpt_path"] = None
+            return
         except ValueError as ambiguous:
             print(f"error: {ambiguous}", file=sys.stderr)
             raise SystemExit(2) from None

@@ -4,7 +4,9 @@ The evaluations are the training callbacks themselves (:class:`TranslationEvalua
 :class:`QAEvaluation`, :class:`RepresentationProbe`, or your own
 :class:`~lightning_xllama.callbacks.EvaluationCallback`), configured with the same keys, and run
 through the same ``prepare``/``run`` code, so a baseline and a finished run are measured exactly as
-the validation passes measured the run. Results go to ``report.json`` (every score, signature and
+the validation passes measured the run: prompts in the template the model was trained with (the
+``run.json`` that exports copy into the model folder), unless ``--template`` says otherwise.
+Results go to ``report.json`` (every score, signature and
 curve) and ``report.md`` (tables, samples, plots), next to every output.
 """
 
@@ -20,15 +22,21 @@ import torch
 from lightning_xllama.callbacks import (
     EvaluationCallback,  # imports every evaluation class: short names resolve
 )
+from lightning_xllama.callbacks.base import folder_template
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.paper_benchmarks import PaperBenchmarks, paper_table, write_paper_table
+from lightning_xllama.prompts import Template, check_template
+from lightning_xllama.run_record import RUN_RECORD_FILE
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def evaluate(
     model: str,
-    evaluations: list[EvaluationCallback],
+    evaluations: Optional[list[EvaluationCallback]] = None,
+    paper: Optional[PaperBenchmarks] = None,
     output_dir: str = "evaluation",
+    template: Optional[Template] = None,
     device: Optional[str] = None,
     dtype: Literal["float32", "bfloat16", "float16"] = "float32",
     attn_implementation: str = "sdpa",
@@ -40,7 +48,14 @@ def evaluate(
         model: the model folder (config, weights, tokenizer), e.g. an ``HFExport`` output.
         evaluations: evaluation callbacks, as in a training config's ``trainer.callbacks``
             (``class_path`` + ``init_args``); their names must differ.
+        paper: the paper's benchmarks for a list of languages (``--paper.languages [zh,ar]``,
+            ``--paper.flores_dir``, ``--paper.xquad_dir``, ``--paper.mlqa_dir``, the metric
+            models, a judge endpoint): their evaluations are added, and ``paper_table.md`` and
+            ``paper_table.json`` written, one row per language, with the metric signatures.
         output_dir: where ``report.json``, ``report.md`` and each evaluation's outputs go.
+        template: prompt template of every evaluation without a ``template`` of its own:
+            ``alpaca``, ``alpaca_official`` or ``chat``; default: the ``template`` in the model
+            folder's ``run.json`` (the one the model was trained with), else ``alpaca``.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: the first GPU if there is one.
         dtype: weights' dtype (``bfloat16`` for a 7B model on a GPU).
         attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2``.
@@ -49,6 +64,7 @@ def evaluate(
     from transformers import AutoModelForCausalLM
 
     check_model_path(model)
+    evaluations = list(evaluations or []) + (paper.evaluations() if paper is not None else [])
     if not evaluations:
         raise ValueError("nothing to evaluate: give at least one evaluation (see --help)")
     names = [evaluation.name for evaluation in evaluations]
@@ -56,10 +72,25 @@ def evaluate(
         raise ValueError(
             f"evaluation names must differ (they name the report sections and files), got {names}"
         )
+    if template is not None:
+        source = "--template"
+        template = check_template(template, "--template")
+    else:
+        template = folder_template(model)
+        source = f"{model}/{RUN_RECORD_FILE}" if template else "the default"
+        template = template or "alpaca"
     for evaluation in evaluations:  # every data file is checked before the model is loaded
+        evaluation.use_model_template(template, source)
         evaluation.prepare()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(model, trust_remote_code)
+    chat = [e.name for e in evaluations if e.prompt_template == "chat"]
+    if chat and getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            f"evaluations {chat} prompt in the 'chat' template, but the tokenizer of {model} has "
+            "no chat template (tokenizer_config.json: chat_template); give --template alpaca or "
+            "alpaca_official, or the template the model was trained with"
+        )
     network = AutoModelForCausalLM.from_pretrained(
         model,
         dtype=DTYPES[dtype],
@@ -75,6 +106,10 @@ def evaluate(
         "model": model,
         "device": device,
         "dtype": dtype,
+        "templates": {
+            e.name: {"template": e.prompt_template, "source": e.template_source}
+            for e in evaluations
+        },
         "metrics": {},
         "details": {},
         "seconds": {},
@@ -103,4 +138,7 @@ def evaluate(
     )
     (out / "report.md").write_text(header + "\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"report written to {out / 'report.md'} and {out / 'report.json'}")
+    if paper is not None:
+        write_paper_table(paper_table(report, paper.languages), out)
+        print(f"the paper's table written to {out / 'paper_table.md'} and paper_table.json")
     return report

@@ -1,9 +1,10 @@
-"""Prompt templates: the Alpaca format (default), the tokenizer's chat template, and the
-translation instructions.
+"""Prompt templates: the Alpaca format (default), the official x-LLM form of it, the tokenizer's
+chat template, the translation instructions and the official QA wording.
 
 The model sees ``prompt + response``; only the response (and EOS) is trained on. Translation
 pairs become instructions by drawing one of :data:`TRANSLATION_INSTRUCTIONS` per example, so the
-model does not tie translation to one fixed wording.
+model does not tie translation to one fixed wording. A model is evaluated in the template it was
+trained with (:func:`render_prompt` for every template).
 """
 
 from __future__ import annotations
@@ -11,8 +12,14 @@ from __future__ import annotations
 import random
 from typing import Literal, Optional
 
-Template = Literal["alpaca", "chat"]
-"""``alpaca``: the Alpaca prompt (the paper's); ``chat``: the tokenizer's own chat template."""
+from lightning_xllama.languages import QAPromptWords, get_language
+
+Template = Literal["alpaca", "alpaca_official", "chat"]
+"""``alpaca``: the Alpaca prompt, ending ``### Response:`` and a newline (the package's default);
+``alpaca_official``: the same text ending at ``### Response:`` with nothing after it, as the
+paper's code trains and prompts (x-LLM ``train.py``, ``PROMPT_DICT``); ``chat``: the tokenizer's
+own chat template."""
+TEMPLATES: tuple[str, ...] = ("alpaca", "alpaca_official", "chat")
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further "
@@ -23,6 +30,46 @@ ALPACA_NO_INPUT = (
     "Below is an instruction that describes a task. Write a response that appropriately "
     "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 )
+
+ALPACA_OFFICIAL_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+"""x-LLM ``train.py`` ``PROMPT_DICT["prompt_input"]``: :data:`ALPACA_WITH_INPUT` without its last
+newline; the response follows the colon directly (training tokenises them as one text)."""
+ALPACA_OFFICIAL_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:"
+)
+"""x-LLM ``train.py`` ``PROMPT_DICT["prompt_no_input"]``: :data:`ALPACA_NO_INPUT` without its last
+newline."""
+
+OFFICIAL_QA_WORDS: dict[str, QAPromptWords] = {
+    "ar": QAPromptWords(
+        "الرجاء الإجابة على الأسئلة بناءً على الفقرات التالية", "فقرة", "سؤال", "إجابة"
+    ),
+    "el": QAPromptWords(
+        "Απαντήστε στις ερωτήσεις με βάση τις παρακάτω παραγράφους",
+        "παράγραφος",
+        "ερώτηση",
+        "Απάντηση",
+    ),
+    "en": QAPromptWords(
+        "Answer the final question with following context", "Context", "Question", "Answer"
+    ),
+    "hi": QAPromptWords("कृपया निम्नलिखित पैराग्राफ के अनुसार प्रश्नों के उत्तर दें", "अनुच्छेद", "सवाल", "उत्तर"),
+    "tr": QAPromptWords(
+        "Lütfen soruları aşağıdaki paragraflara göre cevaplayınız", "paragraf", "soru", "Cevap"
+    ),
+    "vi": QAPromptWords(
+        "Hãy trả lời các câu hỏi theo đoạn văn sau", "đoạn văn", "câu hỏi", "Trả lời"
+    ),
+    "zh": QAPromptWords("请根据以下段落，回答问题", "段落", "问题", "答案"),
+}
+"""The paper's XQuAD/MLQA prompt words per language (x-LLM ``data/xquad/xquad.py`` and
+``data/mlqa/mlqa.py``: ``_INSTRUCTIONS`` and the labels of ``_TEMPLATES``). Other languages use the
+words of the language registry in the same layout (:func:`official_qa_input`)."""
 
 TRANSLATION_INSTRUCTIONS = (
     "Translate the following sentences from {src} to {tgt}.",
@@ -50,11 +97,26 @@ TRANSLATION_INSTRUCTIONS = (
 )
 
 
+def check_template(template: str, where: str = "template") -> Template:
+    """``template`` if it is one of :data:`TEMPLATES`; a clear error naming ``where`` otherwise."""
+    if template not in TEMPLATES:
+        raise ValueError(f"{where}: unknown template {template!r}; expected one of {TEMPLATES}")
+    return template
+
+
 def alpaca_prompt(instruction: str, input: str = "") -> str:
     """The Alpaca prompt, with the input section only when there is an input."""
     if input:
         return ALPACA_WITH_INPUT.format(instruction=instruction, input=input)
     return ALPACA_NO_INPUT.format(instruction=instruction)
+
+
+def alpaca_official_prompt(instruction: str, input: str = "") -> str:
+    """The Alpaca prompt as the paper's code writes it: ending at ``### Response:`` (an input
+    counts when it is not empty, as in x-LLM ``train.py``)."""
+    if input:
+        return ALPACA_OFFICIAL_WITH_INPUT.format(instruction=instruction, input=input)
+    return ALPACA_OFFICIAL_NO_INPUT.format(instruction=instruction)
 
 
 def chat_turns(
@@ -88,15 +150,46 @@ def chat_turns(
     return prompt, full[len(prompt) :]
 
 
+def prompt_and_response(
+    instruction: str, input: str, output: str, template: Template = "alpaca", tokenizer=None
+) -> tuple[str, str]:
+    """Prompt and response text of a training example in ``template``: the one function encoding
+    and generation share, so a model is prompted exactly as it was trained (``tokenizer`` is
+    needed for ``chat`` only)."""
+    check_template(template)
+    if template == "chat":
+        return chat_turns(tokenizer, instruction, input, output)
+    if template == "alpaca_official":
+        return alpaca_official_prompt(instruction, input), output
+    return alpaca_prompt(instruction, input), output
+
+
 def render_prompt(
     instruction: str, input: str = "", template: Template = "alpaca", tokenizer=None
 ) -> str:
     """The prompt a model is given for an instruction, in the chosen template."""
+    check_template(template)
     if template == "chat":
         return chat_turns(tokenizer, instruction, input)[0]
-    if template != "alpaca":
-        raise ValueError(f"template must be 'alpaca' or 'chat', got {template!r}")
-    return alpaca_prompt(instruction, input)
+    return prompt_and_response(instruction, input, "", template)[0]
+
+
+def official_qa_words(lang: str) -> tuple[QAPromptWords, bool]:
+    """The paper's QA words for ``lang`` and True; for a language the paper's code has no words
+    for, the language registry's words (for synthetic languages, English ones) and False."""
+    if lang in OFFICIAL_QA_WORDS:
+        return OFFICIAL_QA_WORDS[lang], True
+    return get_language(lang).qa, False
+
+
+def official_qa_input(context: str, question: str, words: QAPromptWords) -> str:
+    """The input of the paper's QA prompt: passage, question and an open answer label, one a line
+    (``段落: ...``, ``问题: ...``, ``答案: `` for zh); passage and question stripped, as the
+    paper's loader does."""
+    return (
+        f"{words.context}: {context.strip()}\n{words.question}: {question.strip()}\n"
+        f"{words.answer}: "
+    )
 
 
 def translation_instruction(src_name: str, tgt_name: str, rng: random.Random) -> str:

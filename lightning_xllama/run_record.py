@@ -20,7 +20,8 @@ Fields (``RunRecordDict``; every value is plain JSON):
   fit resumed from, or null.
 - ``global_step`` / ``epoch``: the optimizer steps done and the current epoch (from 0) when written.
 - ``model_path``: the base model folder or hub name (``model_name_or_path``).
-- ``template``: the prompt template (``alpaca`` or ``chat``).
+- ``template``: the prompt template (``alpaca``, ``alpaca_official`` or ``chat``); the evaluation
+  callbacks and ``evaluate`` prompt in it.
 - ``pad_token``: which token pads batches and why (:func:`lightning_xllama.hf_loading.pad_token_choice`):
   ``token``, ``id``, ``reason``.
 - ``data_plan``: the DataModule's plan (:class:`DataPlan`), the one its checkpoints save under

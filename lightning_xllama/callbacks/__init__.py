@@ -8,6 +8,7 @@ from lightning_xllama.callbacks.base import (
 )
 from lightning_xllama.callbacks.checkpoint import ResumableCheckpoint
 from lightning_xllama.callbacks.export import HFExport
+from lightning_xllama.callbacks.judge import JudgeEvaluation
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
 from lightning_xllama.callbacks.probe import RepresentationProbe
 from lightning_xllama.callbacks.qa import QAEvaluation
@@ -21,6 +22,7 @@ __all__ = [
     "GenerationEvaluation",
     "HFExport",
     "JsonlPredictionWriter",
+    "JudgeEvaluation",
     "MetricsSummary",
     "QAEvaluation",
     "RepresentationProbe",

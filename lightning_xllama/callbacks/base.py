@@ -5,6 +5,11 @@ missing file fails before training starts) and measures a model in
 :meth:`EvaluationCallback.run`, which needs no Trainer: ``python -m lightning_xllama evaluate``
 calls the same methods on a model loaded from a folder.
 
+Prompts are rendered in the template the model was trained with (:func:`trained_template`: the
+DataModule's ``template``, else the ``run.json`` of the model folder, else ``alpaca``) unless an
+evaluation is given a ``template`` of its own, so a chat-tuned model is not scored with Alpaca
+prompts it never saw.
+
 Under DDP/FSDP every rank runs every evaluation in step (same forward passes, same collectives):
 generation is split across ranks and gathered, scores that add up are torchmetrics metrics
 updated with each rank's own share, and corpus-level scores are computed on gathered outputs.
@@ -14,17 +19,20 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama import distributed
 from lightning_xllama.evaluation.generation import generate_on_all_ranks
 from lightning_xllama.evaluation.markdown import cell_text, markdown_table
 from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
+from lightning_xllama.prompts import Template, check_template, render_prompt
+from lightning_xllama.run_record import RUN_RECORD_FILE, read_run_record
 
 
 @dataclass
@@ -39,6 +47,34 @@ class EvaluationResult:
     """Per set, JSON values that are not scores: metric signatures, per-layer curves."""
 
 
+def folder_template(folder: Optional[str]) -> Optional[Template]:
+    """The template in ``{folder}/run.json`` (exports copy the run's record into the model folder);
+    None when there is no such file or it names no template (a hub name, a base model)."""
+    if not folder:
+        return None
+    path = Path(folder) / RUN_RECORD_FILE
+    if not path.is_file():
+        return None
+    template = read_run_record(path).get("template")
+    return None if template is None else check_template(template, f"{path}: template")
+
+
+def trained_template(trainer, pl_module) -> tuple[Template, str]:
+    """The template a module is trained with, and where it was found: the trainer's DataModule
+    (``hparams.template``), else the ``run.json`` of the module's model folder
+    (``model_name_or_path``), else ``alpaca`` (the package's default)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    template = getattr(getattr(datamodule, "hparams", None), "template", None)
+    if template is not None:
+        return check_template(template, "the DataModule's template"), "the DataModule"
+    hparams = getattr(pl_module, "hparams", None) or {}
+    folder = hparams.get("model_name_or_path")
+    template = folder_template(folder)
+    if template is not None:
+        return template, f"{folder}/{RUN_RECORD_FILE}"
+    return "alpaca", "the default"
+
+
 def publish_metrics(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
     """Log metrics outside a ``self.log`` hook and make them visible to other callbacks."""
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
@@ -47,14 +83,56 @@ def publish_metrics(trainer: L.Trainer, metrics: dict[str, float], step: int) ->
             logger.log_metrics(metrics, step=step)
 
 
+def summary_writer(logger) -> Optional[Any]:
+    """The TensorBoard ``SummaryWriter`` of a logger that has one (``TensorBoardLogger``: it has
+    no ``log_text``/``log_image``, its writer has ``add_text``/``add_image``), else None."""
+    experiment = getattr(logger, "experiment", None)
+    return experiment if hasattr(experiment, "add_text") else None
+
+
+def log_table(
+    loggers: list, key: str, columns: list[str], data: list[list[str]], step: int
+) -> None:
+    """A table to every logger that shows one: ``log_text`` (W&B: a ``wandb.Table``), else the
+    TensorBoard writer's ``add_text`` as a markdown table (the Text tab renders it)."""
+    for logger in loggers:
+        if hasattr(logger, "log_text"):
+            logger.log_text(key=key, columns=columns, data=data, step=step)
+        elif (writer := summary_writer(logger)) is not None:
+            writer.add_text(key, markdown_table(columns, data), global_step=step)
+
+
+def log_image_file(loggers: list, key: str, path: Path, step: int) -> None:
+    """An image file (a PNG plot) to every logger that shows one: ``log_image`` (W&B), else the
+    TensorBoard writer's ``add_image`` (the Images tab)."""
+    for logger in loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=step)
+        elif (writer := summary_writer(logger)) is not None:
+            from matplotlib.image import imread
+
+            writer.add_image(key, imread(path), global_step=step, dataformats="HWC")
+
+
 class EvaluationCallback(L.Callback, ABC):
     """Runs :meth:`run` before training, on every ``every_n_validations``-th validation pass of
-    ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``."""
+    ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``.
+
+    Prompts (:meth:`prompt_for`) are in ``template`` when one is given, else in the template the
+    model was trained with: set at ``setup`` from the trainer (:func:`trained_template`) and by
+    ``evaluate`` from the model folder (:meth:`use_model_template`).
+    """
 
     progress_bar_metric: Optional[str] = None
     """The metric of every set shown in the progress bar (``val/{name}/{set}/{metric}``)."""
 
-    def __init__(self, name: str, every_n_validations: int = 1, before_training: bool = True):
+    def __init__(
+        self,
+        name: str,
+        every_n_validations: int = 1,
+        before_training: bool = True,
+        template: Optional[Template] = None,
+    ):
         if every_n_validations < 1:
             raise ValueError(f"every_n_validations must be at least 1, got {every_n_validations}")
         self.name, self.every_n_validations, self.before_training = (
@@ -62,7 +140,30 @@ class EvaluationCallback(L.Callback, ABC):
             every_n_validations,
             before_training,
         )
+        self.template = None if template is None else check_template(template, f"{name}: template")
+        self.model_template: tuple[Template, str] = ("alpaca", "the default")
+        """The model's own template and where it was found (used when ``template`` is None)."""
         self._validations = 0
+
+    # --- prompts ----------------------------------------------------------------------------
+    def use_model_template(self, template: Template, source: str) -> None:
+        """Prompt in ``template``, the one the model was trained with (found in ``source``),
+        unless this evaluation was given a ``template`` of its own."""
+        self.model_template = (check_template(template, source), source)
+
+    @property
+    def prompt_template(self) -> Template:
+        """The template prompts are rendered in."""
+        return self.template or self.model_template[0]
+
+    @property
+    def template_source(self) -> str:
+        """Where :attr:`prompt_template` comes from, for reports."""
+        return "its own template setting" if self.template else self.model_template[1]
+
+    def prompt_for(self, instruction: str, input: str, tokenizer) -> str:
+        """The prompt for an instruction in :attr:`prompt_template` (``tokenizer`` for ``chat``)."""
+        return render_prompt(instruction, input, self.prompt_template, tokenizer)
 
     # --- what a subclass provides ---------------------------------------------------------
     @abstractmethod
@@ -80,7 +181,8 @@ class EvaluationCallback(L.Callback, ABC):
     def log_outputs(
         self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
     ) -> None:
-        """Send tables or images to the loggers that take them; rank 0 only."""
+        """Send tables or images to the loggers that take them (:func:`log_table`,
+        :func:`log_image_file`); rank 0 only."""
 
     def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
         """The section of the ``evaluate`` report: a table of the scores, set by metric."""
@@ -107,6 +209,7 @@ class EvaluationCallback(L.Callback, ABC):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage in ("fit", "validate"):  # predict and test never evaluate: no COMET loading there
+            self.use_model_template(*trained_template(trainer, pl_module))
             self.prepare()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -142,7 +245,8 @@ class EvaluationCallback(L.Callback, ABC):
 @dataclass(frozen=True)
 class GenerationSettings:
     """The arguments every generation evaluation takes (documented on each of them): how much to
-    evaluate, how to generate, the off-target rate, when to run and what outputs to write."""
+    evaluate, how to generate, the off-target rate, when to run, what outputs to write and the
+    prompt template (None: the model's own)."""
 
     max_samples: Optional[int]
     batch_size: int
@@ -154,11 +258,19 @@ class GenerationSettings:
     before_training: bool
     write_samples: bool
     table_rows: int
+    template: Optional[Template] = None
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> "GenerationSettings":
-        """The settings among a constructor's ``arguments`` (its ``locals()``), by name."""
-        return cls(**{f.name: arguments[f.name] for f in fields(cls)})
+        """The settings among a constructor's ``arguments`` (its ``locals()``), by name; one with a
+        default here (``template``) may be missing: a subclass without it gets the default."""
+        return cls(
+            **{
+                f.name: arguments[f.name]
+                for f in fields(cls)
+                if f.name in arguments or f.default is MISSING
+            }
+        )
 
 
 class GenerationEvaluation(EvaluationCallback):
@@ -171,10 +283,20 @@ class GenerationEvaluation(EvaluationCallback):
     """
 
     def __init__(self, name: str, settings: GenerationSettings):
-        super().__init__(name, settings.every_n_validations, settings.before_training)
+        super().__init__(
+            name, settings.every_n_validations, settings.before_training, settings.template
+        )
         for setting in fields(settings):
-            setattr(self, setting.name, getattr(settings, setting.name))
+            if setting.name != "template":  # checked by EvaluationCallback
+                setattr(self, setting.name, getattr(settings, setting.name))
         self.identifier = None
+
+    def use_model_template(self, template: Template, source: str) -> None:
+        super().use_model_template(template, source)
+        rank_zero_info(
+            f"{self.name}: prompts in the {self.prompt_template!r} template "
+            f"(from {self.template_source})"
+        )
 
     def prepare_identifier(self, languages: list[str]) -> None:
         """Build the language identifier now, so a language it cannot tell fails at setup."""
@@ -234,21 +356,15 @@ class GenerationEvaluation(EvaluationCallback):
     def log_outputs(
         self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
     ) -> None:
-        """The first ``table_rows`` samples of each set to loggers with ``log_text`` (e.g. W&B)."""
+        """The first ``table_rows`` samples of each set as a table (:func:`log_table`: W&B,
+        TensorBoard, any logger with ``log_text``)."""
         for set_name, records in result.samples.items():
             rows = records[: self.table_rows]
             if not rows:
                 continue
             columns = list(rows[0])
             data = [[cell_text(record[c]) for c in columns] for record in rows]
-            for logger in loggers:
-                if hasattr(logger, "log_text"):
-                    logger.log_text(
-                        key=f"val/{self.name}/{set_name}/samples",
-                        columns=columns,
-                        data=data,
-                        step=step,
-                    )
+            log_table(loggers, f"val/{self.name}/{set_name}/samples", columns, data, step)
 
     def report_notes(self, result: EvaluationResult) -> list[str]:
         """Lines printed under the score table of the ``evaluate`` report (e.g. signatures)."""
@@ -256,6 +372,9 @@ class GenerationEvaluation(EvaluationCallback):
 
     def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
         sections = [super().markdown(result, files, root)]
+        sections.append(
+            f"Prompts in the `{self.prompt_template}` template (from {self.template_source})."
+        )
         notes = self.report_notes(result)
         if notes:
             sections.append("\n".join(notes))

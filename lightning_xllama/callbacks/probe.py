@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult
+from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult, log_image_file
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion
 from lightning_xllama.evaluation.markdown import markdown_table
 from lightning_xllama.evaluation.probe import Alignment, plot_alignment, probe
@@ -19,8 +19,8 @@ class RepresentationProbe(EvaluationCallback):
     ``{cosine_parallel,cosine_nonparallel,cosine_gap,retrieval_src_to_tgt,retrieval_tgt_to_src}``
     (retrieval as a share, 0-1), and ``val/{name}/{src}-{tgt}/peak_layer``, the layer with the
     largest cosine gap; see :mod:`lightning_xllama.evaluation.probe`. Each pass also saves the
-    curves as ``{log_dir}/{name}/{src}-{tgt}-step{N}.png`` (and sends it to loggers with
-    ``log_image``). Every rank runs the same forward passes and gets the same numbers.
+    curves as ``{log_dir}/{name}/{src}-{tgt}-step{N}.png`` and sends it to the loggers as an
+    image (W&B, TensorBoard). Every rank runs the same forward passes and gets the same numbers.
 
     Args:
         directions: ``src-tgt`` pairs of language codes, e.g. ``[en-zh]``.
@@ -98,13 +98,9 @@ class RepresentationProbe(EvaluationCallback):
     def log_outputs(
         self, loggers: list, result: EvaluationResult, files: dict[str, Path], step: int
     ) -> None:
-        """The plots to loggers with ``log_image`` (e.g. W&B)."""
+        """The plots as images (:func:`log_image_file`: W&B, TensorBoard, any ``log_image``)."""
         for direction, path in files.items():
-            for logger in loggers:
-                if hasattr(logger, "log_image"):
-                    logger.log_image(
-                        key=f"val/{self.name}/{direction}/alignment", images=[str(path)], step=step
-                    )
+            log_image_file(loggers, f"val/{self.name}/{direction}/alignment", path, step)
 
     def markdown(self, result: EvaluationResult, files: dict[str, Path], root: Path) -> str:
         """Per direction: the per-layer table and the plot."""

@@ -1,5 +1,6 @@
 """Zero-shot extractive QA measured during training: XQuAD, MLQA and your own SQuAD-format files,
-prompted in the target language, scored under the MLQA and the SQuAD v1.1 rules."""
+prompted in the target language, scored with the paper's match (the headline) and under the MLQA
+and the SQuAD v1.1 rules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from lightning.pytorch.utilities import rank_zero_warn
+
 from lightning_xllama import distributed
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
@@ -15,40 +18,74 @@ from lightning_xllama.callbacks.base import (
     GenerationSettings,
 )
 from lightning_xllama.data.eval_sets import MLQASplit, QAExample, mlqa_file, read_squad, xquad_file
-from lightning_xllama.evaluation.qa_metrics import RULES, QAScores, Rules, extract_answer
+from lightning_xllama.evaluation.qa_metrics import (
+    RULES,
+    PaperMatch,
+    QAScores,
+    Rules,
+    extract_answer,
+    paper_match,
+)
 from lightning_xllama.evaluation.test_sets import evenly_spaced
 from lightning_xllama.languages import get_language
-from lightning_xllama.prompts import alpaca_prompt
+from lightning_xllama.prompts import (
+    OFFICIAL_QA_WORDS,
+    Template,
+    official_qa_input,
+    official_qa_words,
+    render_prompt,
+)
 
-PromptStyle = Literal["labelled", "question"]
+PromptStyle = Literal["labelled", "question", "official"]
+PROMPT_STYLES: tuple[str, ...] = ("labelled", "question", "official")
 
 
-def qa_prompt(example: QAExample, style: PromptStyle = "labelled") -> str:
-    """The Alpaca prompt for one question, worded in the question's language.
+def qa_fields(example: QAExample, style: PromptStyle = "labelled") -> tuple[str, str]:
+    """Instruction and input of the prompt for one question, worded in the question's language.
 
-    ``labelled``: the language's QA instruction, and as input the passage and the question behind
-    their labels (``Context: ...`` / ``Question: ...`` in that language, see
+    ``labelled`` (the package's): the language's QA instruction, and as input the passage and the
+    question behind their labels (``Context: ...`` / ``Question: ...`` in that language, see
     :class:`~lightning_xllama.languages.QAPromptWords`). ``question``: the question itself is the
     instruction and the passage the input, so no label words are needed (the demo's synthetic
-    languages have none).
+    languages have none). ``official``: the paper's layout (x-LLM ``data/xquad/xquad.py``): its
+    instruction in the language, and passage, question and an open answer label
+    (lines ``段落: ...``, ``问题: ...``, ``答案: ``), in the paper's words where it has them
+    (:data:`~lightning_xllama.prompts.OFFICIAL_QA_WORDS`: ar, el, en, hi, tr, vi, zh), else in the
+    language registry's words.
     """
     if style == "question":
-        return alpaca_prompt(example.question, example.context)
+        return example.question, example.context
+    if style == "official":
+        words, _ = official_qa_words(example.lang)
+        return words.instruction, official_qa_input(example.context, example.question, words)
     if style != "labelled":
-        raise ValueError(f"unknown QA prompt style {style!r}; expected 'labelled' or 'question'")
+        raise ValueError(f"unknown QA prompt style {style!r}; expected one of {PROMPT_STYLES}")
     words = get_language(example.lang).qa
-    return alpaca_prompt(
+    return (
         words.instruction,
         f"{words.context}: {example.context}\n{words.question}: {example.question}",
     )
 
 
+def qa_prompt(
+    example: QAExample,
+    style: PromptStyle = "labelled",
+    template: Template = "alpaca",
+    tokenizer=None,
+) -> str:
+    """The prompt for one question (:func:`qa_fields`) in ``template`` (``tokenizer``: for
+    ``chat``)."""
+    return render_prompt(*qa_fields(example, style), template, tokenizer)
+
+
 def qa_answer(generated: str, prompt: str, lang: str) -> str:
     """The answer in a generated text: :func:`~lightning_xllama.evaluation.qa_metrics.extract_answer`
     (prompt echo removed, first non-empty line), then a leading answer label ("Answer:", or the
-    language's own, e.g. "答案：") removed."""
+    language's own, e.g. "答案：", the paper's label included) removed."""
     answer = extract_answer(generated, prompt)
     labels = {get_language(lang).qa.answer, "Answer"}
+    if lang in OFFICIAL_QA_WORDS:
+        labels.add(OFFICIAL_QA_WORDS[lang].answer)
     pattern = r"^(?:" + "|".join(re.escape(label) for label in labels) + r")\s*[:：]\s*"
     return re.sub(pattern, "", answer, flags=re.IGNORECASE)
 
@@ -63,16 +100,20 @@ class QASet:
 
 
 class QAEvaluation(GenerationEvaluation):
-    """Answer QA sets zero-shot on validation passes; log exact match, F1 and the paper's
-    "contains" score under both rule sets, and the off-target rate.
+    """Answer QA sets zero-shot on validation passes; log the paper's match (the headline), exact
+    match, F1 and "contains" under both official rule sets, and the off-target rate.
 
     Sets are ``xquad-{lang}`` and ``mlqa-{lang}`` for each of ``languages``, and each of ``files``
     under its file name (``my_qa.json`` -> ``my_qa``). Keys per set: ``val/{name}/{set}/`` +
-    ``{mlqa,squad}/{exact_match,f1,contains}`` (both rule sets), ``exact_match``, ``f1`` and
-    ``contains`` under the set's headline rules (XQuAD: SQuAD v1.1, as it is officially scored;
-    MLQA: MLQA's; your files: ``files_rules``), and ``off_target``/``undetermined`` (the language
-    of the whole generated text). Scores are percentages; each rank scores the questions it
-    answered and the sums are added up across ranks.
+    ``paper_match`` (the headline, shown in the progress bar and first in tables: a gold answer,
+    lower-cased, inside the whole lower-cased output, as the paper scored XQuAD and MLQA; see
+    :func:`~lightning_xllama.evaluation.qa_metrics.paper_match`),
+    ``{mlqa,squad}/{exact_match,f1,contains}`` (both rule sets, on the extracted answer: the first
+    line, answer label removed), ``exact_match``, ``f1`` and ``contains`` under the set's official
+    rules (XQuAD: SQuAD v1.1; MLQA: MLQA's; your files: ``files_rules``), and
+    ``off_target``/``undetermined`` (the language of the whole generated text). Scores are
+    percentages; each rank scores the questions it answered and the sums are added up across
+    ranks.
 
     Args:
         languages: languages of the XQuAD and MLQA sets (context and question in that language).
@@ -80,25 +121,33 @@ class QAEvaluation(GenerationEvaluation):
         mlqa_dir: MLQA folder (``MLQA_V1``, holding ``dev/`` and ``test/``, or one of them).
         mlqa_split: ``dev`` or ``test``.
         files: your own SQuAD-format files, ``{language code: path}``.
-        files_rules: rules of the headline scores of ``files``: ``mlqa`` or ``squad``.
-        prompt_style: ``labelled`` (the language's instruction, context and question labels) or
-            ``question`` (the question as the instruction, the passage as the input).
+        files_rules: rules of the unprefixed ``exact_match``/``f1``/``contains`` of ``files``:
+            ``mlqa`` or ``squad``.
+        prompt_style: ``labelled`` (the language's instruction, context and question labels),
+            ``question`` (the question as the instruction, the passage as the input) or
+            ``official`` (the paper's instruction and paragraph/question/answer labels in the
+            language; the registry's words for languages the paper has none for).
+        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
+            default: the one the model was trained with (the DataModule's ``template``, else the
+            model folder's ``run.json``, else ``alpaca``).
         name: metric namespace (``val/{name}/...``).
         max_samples: questions per set, spread evenly over the set (cost control).
         batch_size: generation batch size.
-        max_new_tokens: generation length limit (answers are short spans).
+        max_new_tokens: answer length limit in tokens; the paper's match reads the whole output,
+            so room for a sentence around the answer counts.
         num_beams: 1 for greedy decoding.
         off_target: measure the share of outputs not in the set's language.
-        language_id_candidates: languages the identifier may answer with (default: English and
-            the sets' languages; every synthetic language for synthetic ones).
+        language_id_candidates: languages the identifier may answer with (default: the sets'
+            languages, English and every registered language py3langid knows; every synthetic
+            language for synthetic ones).
         every_n_validations: run on every N-th validation pass of ``fit``.
         before_training: also evaluate the starting model, logged at step 0.
         write_samples: write every answer of each pass to ``{log_dir}/{name}/{set}-step{N}.jsonl``
             and the first ``table_rows`` as a markdown table next to it.
-        table_rows: sample answers sent to loggers that take tables (``log_text``).
+        table_rows: sample answers sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
     """
 
-    progress_bar_metric = "f1"
+    progress_bar_metric = "paper_match"
 
     def __init__(
         self,
@@ -109,10 +158,11 @@ class QAEvaluation(GenerationEvaluation):
         files: Optional[dict[str, str]] = None,
         files_rules: Rules = "mlqa",
         prompt_style: PromptStyle = "labelled",
+        template: Optional[Template] = None,
         name: str = "qa",
         max_samples: Optional[int] = None,
         batch_size: int = 16,
-        max_new_tokens: int = 32,
+        max_new_tokens: int = 64,
         num_beams: int = 1,
         off_target: bool = True,
         language_id_candidates: Optional[list[str]] = None,
@@ -126,9 +176,9 @@ class QAEvaluation(GenerationEvaluation):
         self.xquad_dir, self.mlqa_dir, self.mlqa_split = xquad_dir, mlqa_dir, mlqa_split
         if files_rules not in RULES:
             raise ValueError(f"unknown QA rules {files_rules!r}; expected one of {RULES}")
-        if prompt_style not in ("labelled", "question"):
+        if prompt_style not in PROMPT_STYLES:
             raise ValueError(
-                f"unknown QA prompt style {prompt_style!r}; expected 'labelled' or 'question'"
+                f"unknown QA prompt style {prompt_style!r}; expected one of {PROMPT_STYLES}"
             )
         self.files_rules, self.prompt_style = files_rules, prompt_style
         if self.languages and xquad_dir is None and mlqa_dir is None:
@@ -172,25 +222,45 @@ class QAEvaluation(GenerationEvaluation):
                 evenly_spaced(read_squad(path, lang), self.max_samples), lang, rules
             )
         self.prepare_identifier([qa_set.lang for qa_set in sets.values()])
+        unworded = sorted({s.lang for s in sets.values()} - set(OFFICIAL_QA_WORDS))
+        if self.prompt_style == "official" and unworded:
+            rank_zero_warn(
+                f"prompt_style official: the paper has no QA prompt words for {unworded}; their "
+                "prompts use the language registry's words (lightning_xllama.languages) in the "
+                "paper's layout"
+            )
         self.sets = sets
+
+    def wording(self, lang: str) -> str:
+        """Whose words the prompts of ``lang`` use, for the report."""
+        if self.prompt_style == "official" and official_qa_words(lang)[1]:
+            return "the paper's words"
+        if self.prompt_style == "question":
+            return "no label words"
+        return "the language registry's words"
 
     def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
         result = EvaluationResult({})
         device = next(model.parameters()).device
         for set_name, qa_set in self.sets.items():
-            prompts = [qa_prompt(example, self.prompt_style) for example in qa_set.examples]
+            prompts = [
+                self.prompt_for(*qa_fields(example, self.prompt_style), tokenizer)
+                for example in qa_set.examples
+            ]
             outputs = self.generate(model, tokenizer, prompts, sharded)
             answers = [
                 qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)
             ]
             mine = distributed.rank_share(len(answers))
+            golds = [example.answers for example in qa_set.examples]
             key = f"{self.name}/{set_name}"
+            headline = PaperMatch().to(device)
+            headline.update([outputs[i] for i in mine], [golds[i] for i in mine])
+            result.metrics[f"{key}/paper_match"] = float(headline.compute())
             scores = {}
             for rules in RULES:
                 metric = QAScores(rules, qa_set.lang).to(device)
-                metric.update(
-                    [answers[i] for i in mine], [qa_set.examples[i].answers for i in mine]
-                )
+                metric.update([answers[i] for i in mine], [golds[i] for i in mine])
                 scores[rules] = {
                     name: float(value)
                     for name, value in metric.compute().items()
@@ -210,6 +280,7 @@ class QAEvaluation(GenerationEvaluation):
                     "golds": list(e.answers),
                     "answer": answer,
                     "output": output,
+                    "paper_match": int(paper_match(output, e.answers)),
                     "language": lang,
                 }
                 for e, answer, output, lang in zip(
@@ -217,13 +288,20 @@ class QAEvaluation(GenerationEvaluation):
                 )
             ]
             result.details[set_name] = {
+                "headline": "paper_match",
                 "headline_rules": qa_set.headline_rules,
                 "prompt_style": self.prompt_style,
+                "wording": self.wording(qa_set.lang),
+                "template": self.prompt_template,
+                "max_new_tokens": self.max_new_tokens,
             }
         return result
 
     def report_notes(self, result: EvaluationResult) -> list[str]:
         return [
-            f"- {set_name}: headline scores under the {d['headline_rules']} rules; prompt style {d['prompt_style']}"
+            f"- {set_name}: headline `paper_match` (gold answer inside the whole output, lower-cased, "
+            f"as the paper scored); `exact_match`/`f1`/`contains` under the {d['headline_rules']} "
+            f"rules; prompt style {d['prompt_style']} ({d['wording']}); "
+            f"answers up to {d['max_new_tokens']} tokens"
             for set_name, d in result.details.items()
         ]

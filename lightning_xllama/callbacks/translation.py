@@ -1,5 +1,6 @@
 """Translation quality measured during training: FLORES or your own test sets, greedy decoding,
-sacreBLEU BLEU and chrF++, COMET from a local checkpoint, and the off-target rate."""
+sacreBLEU BLEU, spBLEU and chrF++, COMET and BLEURT from local checkpoints (the paper's metrics),
+and the off-target rate."""
 
 from __future__ import annotations
 
@@ -17,20 +18,50 @@ from lightning_xllama.callbacks.base import (
 )
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction
 from lightning_xllama.data.tasks import translation_prompt_instruction
+from lightning_xllama.evaluation.bleurt import bleurt_score, load_bleurt
 from lightning_xllama.evaluation.test_sets import ParallelTestSets
-from lightning_xllama.evaluation.translation_metrics import comet_score, corpus_scores, load_comet
-from lightning_xllama.prompts import alpaca_prompt
+from lightning_xllama.evaluation.translation_metrics import (
+    LocalSPMTokenizer,
+    comet_score,
+    comet_signature,
+    corpus_scores,
+    load_comet,
+)
+from lightning_xllama.prompts import Template
+
+METRIC_FILES = {
+    "spm_model": "the FLORES-101 SentencePiece model (sacrebleu_tokenizer_spm.model)",
+    "comet_model": "a COMET folder (wmt22-comet-da: hparams.yaml, checkpoints/model.ckpt)",
+    "bleurt_model": "a converted BLEURT folder (BLEURT-20: config.json, weights, spm.model)",
+}
+"""The metric files of :class:`TranslationEvaluation`, by setting, and what each should be."""
+
+
+def _require_path(setting: str, path: Optional[str], what: str) -> None:
+    """Fail naming the setting (the callback's YAML key) when its file is not there: a recipe's
+    placeholder path otherwise fails deep inside a metric library, or after a whole generation."""
+    if path is None or Path(path).exists():
+        return
+    placeholder = " (still the recipe's placeholder)" if path.startswith("/path/to/") else ""
+    raise FileNotFoundError(
+        f"TranslationEvaluation {setting}: {path!r} does not exist{placeholder}. Set {setting} "
+        f"(init_args of the TranslationEvaluation callback in the config) to {what}, or remove "
+        "it to skip that metric."
+    )
 
 
 class TranslationEvaluation(GenerationEvaluation):
-    """Translate test sets on validation passes and log BLEU, chrF++, COMET, exact match and the
-    off-target rate.
+    """Translate test sets on validation passes and log BLEU, spBLEU, chrF++, COMET, BLEURT,
+    exact match and the off-target rate.
 
-    Keys are ``val/{name}/{src}-{tgt}/{bleu,chrf_pp,comet,exact_match,off_target,undetermined}``
-    (``comet`` only with ``comet_model``; all but ``comet`` on a 0-100 scale; COMET as the model
-    gives it). Corpus scores are computed on the outputs gathered from all ranks (COMET once, on
-    rank 0), so all ranks log the same values. The metric signatures are printed once and written
-    to ``{log_dir}/{name}/signatures.json`` (and the ``evaluate`` report).
+    Keys are ``val/{name}/{src}-{tgt}/{bleu,spbleu,chrf_pp,comet,bleurt,exact_match,off_target,
+    undetermined}`` (``spbleu`` only with ``spm_model``, ``comet`` with ``comet_model``, ``bleurt``
+    with ``bleurt_model``; COMET and BLEURT as their models give them, the rest on a 0-100 scale).
+    Corpus scores are computed on the outputs gathered from all ranks (COMET and BLEURT once, on
+    rank 0, on its GPU when it has one), so all ranks log the same values. The metric signatures
+    are printed once and written to ``{log_dir}/{name}/signatures.json`` (and the ``evaluate``
+    report). The metric files are checked at setup: a path that does not exist stops ``fit`` or
+    ``validate`` before training, naming the setting.
 
     Args:
         directions: ``src-tgt`` pairs of language codes, e.g. ``[en-zh, zh-en]``.
@@ -39,24 +70,32 @@ class TranslationEvaluation(GenerationEvaluation):
             ``{code}.{split}``); give it or ``test_prefix``, not both.
         flores_split: ``dev`` or ``devtest`` (the paper: devtest).
         flores_version: ``flores101`` or ``flores200``: which file codes the folder uses.
+        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
+            default: the one the model was trained with (the DataModule's ``template``, else the
+            model folder's ``run.json``, else ``alpaca``).
         name: metric namespace (``val/{name}/...``), e.g. ``flores``.
         max_samples: evaluate on this many sentences, spread evenly over the set (cost control).
         batch_size: generation batch size.
         max_new_tokens: generation length limit.
         num_beams: 1 for greedy decoding.
-        spm_model: local SentencePiece model of FLORES for spBLEU (nothing is downloaded).
+        spm_model: local FLORES SentencePiece model (FLORES-101: ``sacrebleu_tokenizer_spm.model``)
+            for spBLEU, logged as ``spbleu`` beside ``bleu``; nothing is downloaded.
         spm_name: which model ``spm_model`` is (``flores101`` or ``flores200``), for the signature.
         comet_model: local COMET checkpoint (``wmt22-comet-da`` folder or its ``model.ckpt``),
             loaded at setup; it must exist.
-        comet_batch_size: COMET scoring batch size.
+        comet_batch_size: COMET scoring batch size (on the GPU when there is one).
+        bleurt_model: local converted BLEURT checkpoint folder (BLEURT-20 for bleurt-pytorch:
+            ``config.json``, weights, ``spm.model``), loaded at setup; it must exist.
+        bleurt_batch_size: BLEURT scoring batch size (on the GPU when there is one).
         off_target: measure the share of outputs not in the target language.
-        language_id_candidates: languages the identifier may answer with (default: English and the
-            directions' languages; every synthetic language for synthetic ones).
+        language_id_candidates: languages the identifier may answer with (default: the
+            directions' languages, English and every registered language py3langid knows; every
+            synthetic language for synthetic ones).
         every_n_validations: run on every N-th validation pass of ``fit``.
         before_training: also evaluate the starting model, logged at step 0.
         write_samples: write every output of each pass to ``{log_dir}/{name}/{src}-{tgt}-step{N}.jsonl``
             and the first ``table_rows`` as a markdown table next to it.
-        table_rows: sample translations sent to loggers that take tables (``log_text``).
+        table_rows: sample translations sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
     """
 
     progress_bar_metric = "chrf_pp"
@@ -68,6 +107,7 @@ class TranslationEvaluation(GenerationEvaluation):
         flores_dir: Optional[str] = None,
         flores_split: FloresSplit = "devtest",
         flores_version: FloresVersion = "flores101",
+        template: Optional[Template] = None,
         name: str = "translation",
         max_samples: Optional[int] = None,
         batch_size: int = 32,
@@ -77,6 +117,8 @@ class TranslationEvaluation(GenerationEvaluation):
         spm_name: Literal["flores101", "flores200"] = "flores101",
         comet_model: Optional[str] = None,
         comet_batch_size: int = 16,
+        bleurt_model: Optional[str] = None,
+        bleurt_batch_size: int = 32,
         off_target: bool = True,
         language_id_candidates: Optional[list[str]] = None,
         every_n_validations: int = 1,
@@ -96,29 +138,32 @@ class TranslationEvaluation(GenerationEvaluation):
         self.directions = self.test_sets_spec.directions
         self.spm_model, self.spm_name = spm_model, spm_name
         self.comet_model, self.comet_batch_size = comet_model, comet_batch_size
+        self.bleurt_model, self.bleurt_batch_size = bleurt_model, bleurt_batch_size
+        for setting in ("comet_batch_size", "bleurt_batch_size"):
+            if getattr(self, setting) < 1:
+                raise ValueError(f"{setting} must be at least 1, got {getattr(self, setting)}")
         self.test_sets: dict[str, list[tuple[str, str]]] = {}
         self.comet = None
+        self.bleurt = None
         self._signatures_logged = False
 
     def prepare(self) -> None:
-        """Read every test set and load COMET, so a missing file fails before training starts."""
+        """Check the metric files, read every test set and load COMET and BLEURT (on rank 0), so a
+        missing file fails before training starts."""
         if self.test_sets:
             return
+        for setting, what in METRIC_FILES.items():
+            _require_path(setting, getattr(self, setting), what)
+        if self.spm_model is not None:
+            LocalSPMTokenizer(self.spm_model, self.spm_name)  # a folder or a broken file fails here
         test_sets = self.test_sets_spec.read(self.max_samples)
-        if self.spm_model is not None and not Path(self.spm_model).is_file():
-            raise FileNotFoundError(f"SentencePiece model for BLEU not found: {self.spm_model}")
         self.prepare_identifier(self.test_sets_spec.languages())
-        if self.comet_model is not None:
-            self.comet = self._load_comet()
+        if distributed.rank() == 0:  # the other ranks receive the scores
+            if self.comet_model is not None:
+                self.comet = load_comet(self.comet_model)
+            if self.bleurt_model is not None:
+                self.bleurt = load_bleurt(self.bleurt_model)
         self.test_sets = test_sets
-
-    def _load_comet(self):
-        """The COMET model on rank 0; the other ranks only check that the path exists."""
-        if distributed.rank() != 0:
-            if not Path(self.comet_model).exists():
-                raise FileNotFoundError(f"COMET checkpoint not found: {self.comet_model}")
-            return None
-        return load_comet(self.comet_model)
 
     def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
         result = EvaluationResult({})
@@ -129,18 +174,25 @@ class TranslationEvaluation(GenerationEvaluation):
             sources = [source for source, _ in pairs]
             references = [reference for _, reference in pairs]
             hypotheses = self.generate(
-                model, tokenizer, [alpaca_prompt(instruction, s) for s in sources], sharded
+                model,
+                tokenizer,
+                [self.prompt_for(instruction, s, tokenizer) for s in sources],
+                sharded,
             )
             scores = corpus_scores(hypotheses, references, tgt, self.spm_model, self.spm_name)
             key = f"{self.name}/{direction}"
             result.metrics[f"{key}/bleu"] = scores["bleu"]
             result.metrics[f"{key}/chrf_pp"] = scores["chrf_pp"]
+            if "spbleu" in scores:
+                result.metrics[f"{key}/spbleu"] = scores["spbleu"]
             exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references))
             result.metrics[f"{key}/exact_match"] = 100.0 * exact / len(references)
             details = {
                 "bleu_signature": scores["bleu_signature"],
                 "chrf_pp_signature": scores["chrf_pp_signature"],
             }
+            if "spbleu" in scores:
+                details["spbleu_signature"] = scores["spbleu_signature"]
             records = [
                 {"source": s, "reference": r, "hypothesis": h, "language": lang}
                 for s, r, h, lang in zip(sources, references, hypotheses, self.identify(hypotheses))
@@ -153,8 +205,21 @@ class TranslationEvaluation(GenerationEvaluation):
                 )
                 result.metrics[f"{key}/comet"] = system
                 details["comet_model"] = self.comet_model
+                details["comet_signature"] = comet_signature(self.comet_model)
                 for record, segment in zip(records, segments):
                     record["comet"] = round(segment, 4)
+            if self.bleurt_model is not None:
+                system, segments, signature = distributed.on_rank_zero(
+                    lambda: (
+                        *bleurt_score(self.bleurt, hypotheses, references, self.bleurt_batch_size),
+                        self.bleurt.signature(),
+                    )
+                )
+                result.metrics[f"{key}/bleurt"] = system
+                details["bleurt_model"] = self.bleurt_model
+                details["bleurt_signature"] = signature
+                for record, segment in zip(records, segments):
+                    record["bleurt"] = round(segment, 4)
             for metric, value in self.off_target_scores(hypotheses, tgt, device).items():
                 result.metrics[f"{key}/{metric}"] = value
             result.samples[direction] = records
@@ -178,6 +243,16 @@ class TranslationEvaluation(GenerationEvaluation):
     def report_notes(self, result: EvaluationResult) -> list[str]:
         return ["Signatures:", ""] + [
             f"- {direction}: BLEU `{d['bleu_signature']}`; chrF++ `{d['chrf_pp_signature']}`"
-            + (f"; COMET `{d['comet_model']}`" if "comet_model" in d else "")
+            + (f"; spBLEU `{d['spbleu_signature']}`" if "spbleu_signature" in d else "")
+            + (
+                f"; COMET `{d['comet_model']}` (`{d['comet_signature']}`)"
+                if "comet_model" in d
+                else ""
+            )
+            + (
+                f"; BLEURT `{d['bleurt_model']}` (`{d['bleurt_signature']}`)"
+                if "bleurt_model" in d
+                else ""
+            )
             for direction, d in result.details.items()
         ]

@@ -77,7 +77,10 @@ class MuITDataModule(L.LightningDataModule):
         max_length: longest example in tokens (the paper: 512).
         overflow: what to do with a longer example: ``truncate`` its response or ``drop`` it
             (both counted and reported).
-        template: ``alpaca`` (the paper's prompt) or ``chat`` (the tokenizer's chat template).
+        template: ``alpaca`` (the package's Alpaca prompt), ``alpaca_official`` (the paper's: ends
+            at ``### Response:``, the response tokenised with the prompt as the paper's
+            ``train.py`` does) or ``chat`` (the tokenizer's chat template). Saved in
+            ``run.json``; the evaluations prompt in it.
         batching: ``pad`` (dynamic padding), ``group_by_length`` (batches of similar lengths) or
             ``pack`` (several examples a row, attending only within their own example: per-example
             ``position_ids`` and the segments' ``cu_seq_lens``, no padding inside a row).

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional, Sequence
 
 from lightning_xllama.data.sources import Example
-from lightning_xllama.prompts import Template, alpaca_prompt, chat_turns
+from lightning_xllama.prompts import Template, check_template, prompt_and_response
 
 IGNORE_INDEX = -100
 """Label of tokens that carry no loss (prompt and padding)."""
@@ -48,22 +48,34 @@ def encode_examples(
     writes its special tokens. ``labels`` hide everything before the response. The prompt and
     response are tokenised apart (one call for the whole list) so the boundary is exact and
     matches what the model sees at generation time (the prompt alone, then its own
-    continuation). An example longer than ``max_length`` is truncated from the end of the
-    response (keeping at least one response token) or dropped, by ``overflow``.
+    continuation). ``alpaca_official`` does what the paper's ``train.py`` does instead: prompt and
+    response tokenised as one text (the response follows ``### Response:`` with no space, so apart
+    they would tokenise differently), masking as many leading tokens as the prompt alone has.
+    An example longer than ``max_length`` is truncated from the end of the response (keeping at
+    least one response token) or dropped, by ``overflow``.
     """
     if overflow not in ("truncate", "drop"):
         raise ValueError(f"overflow must be 'truncate' or 'drop', got {overflow!r}")
+    check_template(template)
+    texts = [
+        prompt_and_response(e.instruction, e.input, e.output, template, tokenizer) for e in examples
+    ]
     if template == "chat":
-        texts = [chat_turns(tokenizer, e.instruction, e.input, e.output) for e in examples]
         prefix, suffix = [], []
     else:
-        texts = [(alpaca_prompt(e.instruction, e.input), e.output) for e in examples]
         prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         suffix = [tokenizer.eos_token_id]
     if not texts:
         return []
     prompts = tokenizer([t[0] for t in texts], add_special_tokens=False)["input_ids"]
-    responses = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
+    if template == "alpaca_official":
+        joined = tokenizer([t[0] + t[1] for t in texts], add_special_tokens=False)["input_ids"]
+        prompts, responses = (
+            [ids[: len(p)] for ids, p in zip(joined, prompts)],
+            [ids[len(p) :] for ids, p in zip(joined, prompts)],
+        )
+    else:
+        responses = tokenizer([t[1] for t in texts], add_special_tokens=False)["input_ids"]
     encoded = []
     for prompt, response in zip(prompts, responses):
         prompt, response = prefix + prompt, response + suffix

@@ -3,7 +3,7 @@
 - FLORES ships one file per language and split, line ``i`` of every file the same sentence:
   ``{dev,devtest}/{code}.{split}`` in the release, or the files flat in one folder
   (``{code}.{split}``); both are found. Codes come from the language registry (``zho_simpl`` for
-  FLORES-101, ``zho_Hans`` for FLORES-200).
+  FLORES-101, ``zho_Hans`` for FLORES-200), which has every FLORES-101 language.
 - XQuAD (``xquad.{lang}.json``), MLQA (``{dev,test}-context-{c}-question-{q}.json``) and your own
   QA files are SQuAD v1.1 JSON. XQuAD contexts may start with a byte-order mark (U+FEFF): it is
   removed.
@@ -52,18 +52,37 @@ def _first_file(candidates: list[Path], missing: str) -> Path:
     )
 
 
+def _flores_paths(root: str | Path, code: str, split: str) -> list[Path]:
+    """Where a FLORES file can be: the release layout, then a flat folder."""
+    return [Path(root) / split / f"{code}.{split}", Path(root) / f"{code}.{split}"]
+
+
 def flores_file(
     root: str | Path,
     lang: str,
     split: FloresSplit = "devtest",
     version: FloresVersion = "flores101",
 ) -> Path:
-    """The FLORES file of ``lang``: ``{root}/{split}/{code}.{split}`` or ``{root}/{code}.{split}``."""
+    """The FLORES file of ``lang``: ``{root}/{split}/{code}.{split}`` or ``{root}/{code}.{split}``.
+
+    When it is missing but the other version's file is there, the error says which ``version``
+    the folder needs.
+    """
     code = flores_code(lang, version)
-    candidates = [Path(root) / split / f"{code}.{split}", Path(root) / f"{code}.{split}"]
-    return _first_file(
-        candidates, f"no {version} {split} file for {lang!r} (code {code}) in {root}"
-    )
+    try:
+        return _first_file(
+            _flores_paths(root, code, split),
+            f"no {version} {split} file for {lang!r} (code {code}) in {root}",
+        )
+    except FileNotFoundError as err:
+        other = "flores200" if version == "flores101" else "flores101"
+        other_code = getattr(get_language(lang), other)
+        found = [p for p in _flores_paths(root, other_code, split) if other_code and p.is_file()]
+        if found:
+            raise FileNotFoundError(
+                f"{err}; {found[0]} is there: the folder has {other} codes, pass version={other!r}"
+            ) from None
+        raise
 
 
 def read_flores(

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lightning_xllama.data.sources import Source, empty_field
+from lightning_xllama.progress import progress as progress_bar
 
 CHUNK_UNITS = 256
 """Units (lines, records, rows) per chunk: the granularity of seeking, sharding and shuffling."""
@@ -135,7 +135,7 @@ def build_index(
         if len(places) < PLACES_PER_REASON:
             places.append(source.describe(unit))
 
-    progress = tqdm(desc=f"indexing {label}", unit=" units", mininterval=2.0, disable=None)
+    progress = progress_bar(desc=f"indexing {label}", unit=" units", mininterval=2.0)
     for unit, (unit_offsets, record) in enumerate(source.scan()):
         if unit % CHUNK_UNITS == 0:
             offsets.append(unit_offsets)

@@ -22,6 +22,7 @@ import torch
 from lightning_xllama.demo.layout import DemoLayout
 from lightning_xllama.demo.world import SyntheticWorld
 from lightning_xllama.languages import get_language
+from lightning_xllama.progress import progress
 from lightning_xllama.prompts import (
     ALPACA_NO_INPUT,
     ALPACA_WITH_INPUT,
@@ -128,10 +129,8 @@ def pretrain_base_model(
     )
     generator = torch.Generator().manual_seed(seed)
     model.train()
-    from tqdm.auto import tqdm
-
-    progress = tqdm(range(steps), desc="pretraining the base model", unit="step")
-    for _ in progress:
+    bar = progress(range(steps), desc="pretraining the base model", unit="step")
+    for _ in bar:
         batch = blocks[torch.randint(len(blocks), (batch_size,), generator=generator)]
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -139,7 +138,7 @@ def pretrain_base_model(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{loss.item():.3f}")
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
     )

@@ -28,9 +28,13 @@ def generate(
     """Responses to ``prompts`` (the generated text only, special tokens removed).
 
     ``min_batches`` pads the work with repeats of the last batch so that every rank runs the
-    same number of forward passes.
+    same number of forward passes. The tokenizer adds its BOS, except to a prompt that already
+    starts with it (chat templates write it), so every prompt has one BOS, as in training.
     """
     encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None:  # a prompt that writes its own BOS (chat templates) gets no second one
+        encoded = [ids[1:] if ids[:2] == [bos, bos] else ids for ids in encoded]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     n_real = len(batches)

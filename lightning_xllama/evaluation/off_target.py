@@ -17,6 +17,8 @@ from lightning_xllama.evaluation.language_id import (
     LangidIdentifier,
     LanguageIdentifier,
     SyntheticIdentifier,
+    langid_label,
+    langid_labels,
     off_target_rate,
 )
 from lightning_xllama.languages import get_language, known_languages
@@ -25,13 +27,17 @@ from lightning_xllama.languages import get_language, known_languages
 def build_identifier(
     languages: Iterable[str], candidates: Optional[list[str]] = None
 ) -> LanguageIdentifier:
-    """A language identifier able to tell ``languages`` (and English) apart.
+    """A language identifier able to tell ``languages`` from English and every other language.
 
-    Real languages get py3langid restricted to ``candidates`` (default: English and
-    ``languages``). Synthetic languages get an identifier built from the lexicons of the synthetic
-    world, derived from the registry (default candidates: English and every registered synthetic
-    language, so an answer in the wrong synthetic language counts as off-target too). English
-    belongs to both worlds and follows the others; one callback cannot mix the two worlds.
+    Real languages get py3langid restricted to ``candidates`` (default: ``languages``, English and
+    every other registered real language py3langid knows, so an answer in a third language is
+    named as such rather than as the nearest of the pair). Synthetic languages get an identifier
+    built from the lexicons of the synthetic world, derived from the registry (default
+    candidates: English and every registered synthetic language, so an answer in the wrong
+    synthetic language counts as off-target too). English belongs to both worlds and follows the
+    others; one callback cannot mix the two worlds. Whatever the identifier, the off-target rate
+    also checks the script of each output against the target's (see
+    :func:`~lightning_xllama.evaluation.language_id.off_target_rate`).
     """
     languages = sorted(set(languages))
     others = [code for code in languages if code != "en"]
@@ -43,12 +49,36 @@ def build_identifier(
             "identifier; evaluate them in separate callbacks"
         )
     if not synthetic:
-        return LangidIdentifier(candidates or sorted({"en", *languages}))
+        return LangidIdentifier(candidates or real_candidates(languages))
     codes = candidates or [
         "en",
         *(c for c in known_languages() if c != "en" and get_language(c).is_synthetic),
     ]
     return SyntheticIdentifier(SyntheticWorld([c for c in codes if c != "en"]).lexicons())
+
+
+def real_candidates(languages: Iterable[str]) -> list[str]:
+    """``languages``, English, then every registered real language py3langid knows.
+
+    The evaluated languages come first: a py3langid label shared by two registry codes (``zh``
+    for ``zh`` and ``zh_Hant``) names the evaluated one. Two evaluated languages sharing a label
+    cannot be told apart, which is an error.
+    """
+    first = list(dict.fromkeys([*languages, "en"]))
+    labels: dict[str, str] = {}
+    for code in first:
+        other = labels.setdefault(langid_label(code), code)
+        if other != code:
+            raise ValueError(
+                f"py3langid cannot tell {other!r} from {code!r} (both are "
+                f"{langid_label(code)!r}); evaluate them in separate callbacks"
+            )
+    known = [
+        code
+        for code in known_languages()
+        if not get_language(code).is_synthetic and langid_label(code) in langid_labels()
+    ]
+    return list(dict.fromkeys([*first, *known]))
 
 
 class OffTargetRate(Metric):

@@ -1,10 +1,11 @@
-"""Translation metrics: sacreBLEU's BLEU and chrF++, and COMET from a local checkpoint.
+"""Translation metrics: sacreBLEU's BLEU, spBLEU and chrF++, and COMET from a local checkpoint.
 
 Everything here runs offline. sacreBLEU's ``flores101``/``flores200`` tokenisers download their
-SentencePiece model on first use, so the BLEU tokeniser is ``13a`` by default and ``zh`` for
-Chinese targets, and a SentencePiece model file you already have is used in place of the download
-(``spm_model``). COMET is loaded with unbabel-comet's own ``load_from_checkpoint`` from a folder on
-disk and scored on the CPU (see :func:`load_comet` for what offline loading needs).
+SentencePiece model on first use, so BLEU is tokenised with ``13a`` by default (``zh`` for Chinese
+targets), and spBLEU, the FLORES-101 paper's BLEU on SentencePiece pieces, is computed beside it
+from a SentencePiece model file you already have (``spm_model``). COMET is loaded with
+unbabel-comet's own ``load_from_checkpoint`` from a folder on disk and scored on the GPU when there
+is one (see :func:`load_comet` for what offline loading needs). BLEURT is in :mod:`.bleurt`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional
 
+import torch
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.tokenizers.tokenizer_spm import TokenizerSPM
 
@@ -44,9 +46,8 @@ class LocalSPMTokenizer(TokenizerSPM):
         self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
 
 
-def _bleu(target_lang: str, spm_model: Optional[str], spm_name: str) -> BLEU:
-    if spm_model is None:
-        return BLEU(tokenize=BLEU_TOKENIZERS.get(target_lang, "13a"), trg_lang=target_lang)
+def _spbleu(spm_model: str, spm_name: str) -> BLEU:
+    """sacreBLEU's BLEU tokenised by the SentencePiece model ``spm_model`` (spBLEU)."""
     # BLEU has no hook for a tokeniser object: build it untokenised, then swap in the SPM
     # tokeniser and its signature (BLEU reads both attributes when scoring and signing).
     bleu = BLEU(tokenize="none")
@@ -62,22 +63,24 @@ def corpus_scores(
     spm_model: Optional[str] = None,
     spm_name: str = "flores101",
 ) -> dict:
-    """Corpus BLEU and chrF++ (sacreBLEU, one reference per segment) with their signatures.
+    """Corpus BLEU, chrF++ and, given ``spm_model``, spBLEU (sacreBLEU, one reference per segment)
+    with their signatures.
 
     Args:
         hypotheses: system outputs, one per segment (an empty string is a valid, empty output).
         references: the reference translations, aligned with ``hypotheses``.
         target_lang: language code of the target side; picks the BLEU tokeniser
             (:data:`BLEU_TOKENIZERS`, else ``13a``).
-        spm_model: path of a local SentencePiece model (the FLORES-101 or FLORES-200 one) to
-            tokenise for BLEU with, as sacreBLEU's ``flores101``/``flores200`` tokenisers do
-            (spBLEU); overrides the per-language tokeniser. Nothing is downloaded.
-        spm_name: the tokeniser name written in the BLEU signature for ``spm_model``
+        spm_model: path of a local SentencePiece model (FLORES-101's
+            ``sacrebleu_tokenizer_spm.model`` or the FLORES-200 one): spBLEU is BLEU on its pieces,
+            as sacreBLEU's ``flores101``/``flores200`` tokenisers compute it. Nothing is downloaded.
+        spm_name: the tokeniser name written in the spBLEU signature for ``spm_model``
             (``flores101`` or ``flores200``: say which model the file is).
 
     Returns:
-        ``{"bleu", "chrf_pp", "bleu_signature", "chrf_pp_signature"}``: scores on sacreBLEU's
-        0-100 scale and the signature strings to report next to them.
+        ``{"bleu", "chrf_pp", "bleu_signature", "chrf_pp_signature"}``, plus ``"spbleu"`` and
+        ``"spbleu_signature"`` with ``spm_model``: scores on sacreBLEU's 0-100 scale and the
+        signature strings to report next to them.
     """
     if len(hypotheses) != len(references):
         raise ValueError(
@@ -86,14 +89,19 @@ def corpus_scores(
         )
     if not hypotheses:
         raise ValueError("expected at least one segment to score, got empty lists")
-    bleu = _bleu(target_lang, spm_model, spm_name)
+    bleu = BLEU(tokenize=BLEU_TOKENIZERS.get(target_lang, "13a"), trg_lang=target_lang)
     chrf = CHRF(word_order=2)
-    return {
+    scores = {
         "bleu": bleu.corpus_score(hypotheses, [references]).score,
         "chrf_pp": chrf.corpus_score(hypotheses, [references]).score,
         "bleu_signature": str(bleu.get_signature()),
         "chrf_pp_signature": str(chrf.get_signature()),
     }
+    if spm_model is not None:
+        spbleu = _spbleu(spm_model, spm_name)
+        scores["spbleu"] = spbleu.corpus_score(hypotheses, [references]).score
+        scores["spbleu_signature"] = str(spbleu.get_signature())
+    return scores
 
 
 def load_comet(path: str) -> "CometModel":
@@ -174,13 +182,18 @@ def comet_score(
     hypotheses: list[str],
     references: list[str],
     batch_size: int = 16,
+    gpus: Optional[int] = None,
 ) -> tuple[float, list[float]]:
-    """COMET system score and one score per segment, computed on the CPU.
+    """COMET system score and one score per segment, in batches of ``batch_size``.
 
-    Goes through comet's own ``model.predict`` with ``gpus=0`` and no progress bar. That method
-    builds its own (pytorch_lightning) Trainer on each call, so it also works from inside a
-    running training loop, including on a DDP rank; the model is put in eval mode and on the CPU.
-    The system score is the mean of the segment scores.
+    Goes through comet's own ``model.predict`` with no progress bar, on the current CUDA device
+    when there is one (``gpus=None``: 1 if ``torch.cuda.is_available()``, else 0; ``gpus=0``
+    forces the CPU). That method builds its own (pytorch_lightning) Trainer on each call, so it
+    also works from inside a running training loop, including on a DDP rank; its teardown puts the
+    model back on the CPU, so COMET holds no GPU memory between validation passes. Samples are
+    prepared in this process (``num_workers=0``): forking a training process for two data loader
+    workers costs more than tokenising a test set. The system score is the mean of the segment
+    scores.
     """
     if not len(sources) == len(hypotheses) == len(references):
         raise ValueError(
@@ -189,9 +202,33 @@ def comet_score(
         )
     if not hypotheses:
         raise ValueError("expected at least one segment to score, got empty lists")
+    if gpus is None:
+        gpus = 1 if torch.cuda.is_available() else 0
+    if gpus not in (0, 1):
+        # comet's multi-GPU predict launches its own DDP and exit()s every rank but the first
+        raise ValueError(f"gpus must be 0 (CPU), 1 or None (1 when CUDA is available), got {gpus}")
+    # Rank 0 of a multi-GPU run scores on its own device, not on whatever "auto" picks.
+    devices = [torch.cuda.current_device()] if gpus == 1 else None
     samples = [
         {"src": src, "mt": mt, "ref": ref} for src, mt, ref in zip(sources, hypotheses, references)
     ]
     with _quiet_lightning():
-        output = model.predict(samples, batch_size=batch_size, gpus=0, progress_bar=False)
+        output = model.predict(
+            samples,
+            batch_size=batch_size,
+            gpus=gpus,
+            devices=devices,
+            num_workers=0,
+            progress_bar=False,
+        )
     return float(output.system_score), [float(score) for score in output.scores]
+
+
+def comet_signature(path: str) -> str:
+    """What a COMET score was computed with, to report beside it: the model folder's name (e.g.
+    ``wmt22-comet-da``) and the unbabel-comet version."""
+    from importlib.metadata import version
+
+    given = Path(path)
+    folder = given.parent.parent if given.is_file() else given
+    return f"model:{folder.name}|unbabel-comet:{version('unbabel-comet')}"

@@ -149,6 +149,12 @@ def test_validation_pass_logs_scores_outputs_and_tables(tiny_model, tiny_data, t
             )
             assert metrics[f"val/qa/syn_far/{rules}/{name}"] == pytest.approx(expected, abs=1e-4)
     assert metrics["val/qa/syn_far/f1"] == metrics["val/qa/syn_far/mlqa/f1"]
+    # the headline: the paper's match on the whole outputs
+    matches = sum(qa_metrics.paper_match(a["output"], a["golds"]) for a in answers)
+    assert metrics["val/qa/syn_far/paper_match"] == pytest.approx(100 * matches / 5, abs=1e-4)
+    assert [a["paper_match"] for a in answers] == [
+        qa_metrics.paper_match(a["output"], a["golds"]) for a in answers
+    ]
     assert "val/qa/syn_far/off_target" in metrics
 
     # probe: a curve per layer, a plot per pass

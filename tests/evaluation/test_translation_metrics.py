@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import math
 import os
@@ -10,14 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from comet_fixture import build_tiny_comet
+from comet_fixture import build_tiny_comet, needs_comet
 
 from lightning_xllama.evaluation.translation_metrics import comet_score, corpus_scores, load_comet
-
-needs_comet = pytest.mark.skipif(
-    importlib.util.find_spec("comet") is None,
-    reason="unbabel-comet is not installed (the [comet] extra)",
-)
 
 EN_REFS = [
     "The cat sat on the mat.",
@@ -71,7 +65,8 @@ def test_scores_match_sacrebleu_command_line(tmp_path, lang, hyps, refs, tokeniz
 
 
 def test_local_spm_model_is_used_without_download(tmp_path):
-    """A local SentencePiece file gives what sacreBLEU's flores101 tokeniser gives with that file."""
+    """A local SentencePiece file gives spBLEU as sacreBLEU's flores101 tokeniser does with that file,
+    beside the per-language BLEU."""
     import sentencepiece as spm
 
     corpus = tmp_path / "corpus.txt"
@@ -80,7 +75,8 @@ def test_local_spm_model_is_used_without_download(tmp_path):
         input=str(corpus), model_prefix=str(tmp_path / "flores"), vocab_size=40, minloglevel=2
     )
     ours = corpus_scores(EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "flores.model"))
-    assert "tok:flores101" in ours["bleu_signature"]
+    assert "tok:flores101" in ours["spbleu_signature"] and "tok:13a" in ours["bleu_signature"]
+    assert ours["bleu"] == corpus_scores(EN_HYPS, EN_REFS, "en")["bleu"]
 
     # sacreBLEU looks for its model under $SACREBLEU/models and downloads only when it is absent
     cache = tmp_path / "sacrebleu_home"
@@ -89,14 +85,14 @@ def test_local_spm_model_is_used_without_download(tmp_path):
     cli = _sacrebleu_cli(
         tmp_path, EN_HYPS, EN_REFS, "-tok", "flores101", env={**os.environ, "SACREBLEU": str(cache)}
     )
-    assert ours["bleu"] == pytest.approx(cli["bleu"]["score"], abs=1e-5)
-    assert ours["bleu_signature"] == cli["bleu"]["signature"]
-    assert ours["bleu"] != pytest.approx(corpus_scores(EN_HYPS, EN_REFS, "en")["bleu"])
+    assert ours["spbleu"] == pytest.approx(cli["bleu"]["score"], abs=1e-5)
+    assert ours["spbleu_signature"] == cli["bleu"]["signature"]
+    assert ours["spbleu"] != pytest.approx(ours["bleu"])
 
     flores200 = corpus_scores(
         EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "flores.model"), spm_name="flores200"
     )
-    assert "tok:flores200" in flores200["bleu_signature"]
+    assert "tok:flores200" in flores200["spbleu_signature"]
     with pytest.raises(FileNotFoundError, match="missing.model"):
         corpus_scores(EN_HYPS, EN_REFS, "en", spm_model=str(tmp_path / "missing.model"))
 

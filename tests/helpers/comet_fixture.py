@@ -14,8 +14,10 @@ weights are random (seeded): the scores mean nothing, but every step of loading 
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -29,6 +31,11 @@ _SENTENCES = [
     "The weather is nice today and the sun is shining.",
     "Language models learn from large amounts of text.",
 ]
+
+needs_comet = pytest.mark.skipif(
+    importlib.util.find_spec("comet") is None,
+    reason="unbabel-comet is not installed (the [comet] extra)",
+)
 
 
 def build_tiny_comet(folder: str | Path, seed: int = 0) -> Path:

@@ -1,0 +1,240 @@
+"""Open-ended instruction following judged by an LLM during training (the paper's MI-Eval, which
+asked ChatGPT): the model answers a set of instructions per language and an OpenAI-compatible
+judge scores each answer (1-10) or compares it with a reference answer (win/tie/loss)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_xllama import distributed
+from lightning_xllama.callbacks.base import (
+    EvaluationResult,
+    GenerationEvaluation,
+    GenerationSettings,
+)
+from lightning_xllama.data.sources import Example, read_instructions
+from lightning_xllama.evaluation.judge import (
+    MODES,
+    JudgeClient,
+    JudgeItem,
+    JudgeMode,
+    JudgeRun,
+    JudgeSettings,
+    JudgeStats,
+    judge_items,
+)
+from lightning_xllama.evaluation.test_sets import evenly_spaced
+from lightning_xllama.languages import get_language
+from lightning_xllama.prompts import Template
+
+
+@dataclass(frozen=True)
+class JudgeSet:
+    """The instructions of one language and, for pairwise judging, their reference answers."""
+
+    examples: list[Example]
+    references: Optional[list[str]]
+
+
+class JudgeEvaluation(GenerationEvaluation):
+    """Answer open instructions on validation passes and have an LLM judge the answers.
+
+    ``single`` mode logs ``val/{name}/{lang}/score`` (mean 1-10 score); ``pairwise`` mode compares
+    each answer with the reference answer in both orders and logs ``val/{name}/{lang}/win_rate``
+    (percent, ties count half). Also logged: ``failed`` (answers the judge could not judge after
+    its retries: left out of the score) and the off-target rate. The judge is told the language each
+    answer must be in, and to count an answer in another language as a fault.
+
+    Endpoint failures never stop training: a failed judgement is counted by kind (timeout, 429,
+    5xx, malformed JSON...) and reported; when all of a set's judgements fail, a warning says so
+    and no score is logged for that pass. Only rank 0 talks to the judge; every rank logs the same
+    values. Every pass writes ``{log_dir}/{name}/{lang}-step{N}.jsonl`` (answers, verdicts,
+    reasons) and ``report-step{N}.json`` (requests, cache hits, tokens, failures by kind, scores).
+    The API key is read from the environment variable named by ``api_key_env``; it is never
+    stored, logged or written. With a logger and no ``cache_dir`` the cache lives in
+    ``{log_dir}/{name}/cache``, so a resumed or repeated pass costs no requests.
+
+    Args:
+        files: instruction files per language, ``{lang: path}`` (Alpaca records, ``.json`` or
+            ``.jsonl``; ``output`` not needed). The language is the one answers are expected in.
+        base_url: the judge's OpenAI-compatible API root, e.g. ``https://api.openai.com/v1``.
+        model: the judge model, e.g. ``gpt-4o-mini``.
+        mode: ``single`` (score each answer) or ``pairwise`` (against ``references``).
+        references: reference answers per language for ``pairwise``, ``{lang: path}``: Alpaca
+            records in the order of ``files`` (same instructions; ``output`` is the reference).
+        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
+            default: the one the model was trained with (the DataModule's ``template``, else the
+            model folder's ``run.json``, else ``alpaca``).
+        api_key_env: NAME of the environment variable holding the key (null: no key needed).
+        timeout: seconds per request.
+        max_attempts: attempts per judgement.
+        backoff_base: seconds before the first retry, doubled each time (jittered).
+        backoff_max: longest backoff.
+        retry_after_max: cap on a 429's ``Retry-After``.
+        temperature: judge sampling temperature.
+        max_tokens: judge reply length limit.
+        json_mode: request ``response_format={"type": "json_object"}``.
+        concurrency: judge requests in flight at once.
+        cache_dir: folder of the reply cache (default: ``{log_dir}/{name}/cache`` with a logger).
+        name: metric namespace (``val/{name}/...``).
+        max_samples: instructions per language, spread evenly over the file (cost control).
+        batch_size: generation batch size.
+        max_new_tokens: generation length limit (open answers are long).
+        num_beams: 1 for greedy decoding.
+        off_target: measure the share of answers not in the expected language.
+        language_id_candidates: languages the identifier may answer with.
+        every_n_validations: run on every N-th validation pass of ``fit`` (each pass costs requests).
+        before_training: also evaluate the starting model, logged at step 0.
+        write_samples: write the judgements of each pass (and a markdown sample table).
+        table_rows: judgements sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
+    """
+
+    def __init__(
+        self,
+        files: dict[str, str],
+        base_url: str,
+        model: str,
+        mode: JudgeMode = "single",
+        references: Optional[dict[str, str]] = None,
+        template: Optional[Template] = None,
+        api_key_env: Optional[str] = "OPENAI_API_KEY",
+        timeout: float = 60.0,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        retry_after_max: float = 60.0,
+        temperature: float = 0.0,
+        max_tokens: int = 256,
+        json_mode: bool = False,
+        concurrency: int = 4,
+        cache_dir: Optional[str] = None,
+        name: str = "judge",
+        max_samples: Optional[int] = None,
+        batch_size: int = 16,
+        max_new_tokens: int = 256,
+        num_beams: int = 1,
+        off_target: bool = True,
+        language_id_candidates: Optional[list[str]] = None,
+        every_n_validations: int = 1,
+        before_training: bool = True,
+        write_samples: bool = True,
+        table_rows: int = 8,
+    ):
+        super().__init__(name, GenerationSettings.from_arguments(locals()))
+        self.judge = JudgeSettings.from_arguments(locals())
+        if mode not in MODES:
+            raise ValueError(f"unknown judge mode {mode!r}; expected one of {MODES}")
+        if not files:
+            raise ValueError("JudgeEvaluation needs instruction files: files: {lang: path}")
+        references = dict(references or {})
+        if mode == "pairwise" and set(references) != set(files):
+            raise ValueError(
+                f"pairwise judging needs reference answers for every language of files "
+                f"({sorted(files)}), got references for {sorted(references)}"
+            )
+        if mode == "single" and references:
+            raise ValueError("references are compared with in pairwise mode: set mode: pairwise")
+        self.files, self.references, self.mode = dict(files), references, mode
+        self.progress_bar_metric = "score" if mode == "single" else "win_rate"
+        self.sets: dict[str, JudgeSet] = {}
+        self._default_cache_dir: Optional[str] = None
+
+    def prepare(self) -> None:
+        """Read the instructions and references, check the languages and that the key variable is
+        set, so a mistake fails before training starts."""
+        if self.sets:
+            return
+        sets = {}
+        for lang, path in self.files.items():
+            get_language(lang)
+            examples = list(read_instructions(path, lang, require_output=False))
+            references = None
+            if self.mode == "pairwise":
+                refs = list(read_instructions(self.references[lang], lang))
+                if [(r.instruction, r.input) for r in refs] != [
+                    (e.instruction, e.input) for e in examples
+                ]:
+                    raise ValueError(
+                        f"the references {self.references[lang]} must hold the instructions of "
+                        f"{path}, in the same order, with the reference answer as output"
+                    )
+                references = evenly_spaced([r.output for r in refs], self.max_samples)
+            sets[lang] = JudgeSet(evenly_spaced(examples, self.max_samples), references)
+        if distributed.rank() == 0:
+            self.judge.api_key()  # raises, naming the variable, when it is not set
+        self.prepare_identifier(list(sets))
+        self.sets = sets
+
+    def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """As every evaluation, with the reply cache in the log folder unless ``cache_dir`` is set."""
+        if self.judge.cache_dir is None and trainer.loggers:
+            self._default_cache_dir = str(Path(trainer.log_dir) / self.name / "cache")
+        return super().measure(trainer, pl_module)
+
+    def _judge(self, items: list[JudgeItem]) -> JudgeRun:
+        """Rank 0's judging; an unexpected error becomes a fully failed run, never an exception
+        (the other ranks are waiting for the result)."""
+        settings = self.judge
+        if settings.cache_dir is None and self._default_cache_dir is not None:
+            settings = replace(settings, cache_dir=self._default_cache_dir)
+        try:
+            with JudgeClient(settings) as client:
+                return judge_items(items, self.mode, client)
+        except Exception as error:  # noqa: BLE001 - training goes on without the judge
+            stats = JudgeStats(failures={"other": len(items)})
+            rank_zero_warn(f"{self.name}: the judge could not run ({error!r})")
+            records = [{"instruction": i.instruction, "answer": i.answer} for i in items]
+            return JudgeRun(self.mode, records, stats, {}, 0, len(items))
+
+    def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
+        result = EvaluationResult({})
+        device = next(model.parameters()).device
+        for lang, judge_set in self.sets.items():
+            prompts = [
+                self.prompt_for(e.instruction, e.input, tokenizer) for e in judge_set.examples
+            ]
+            answers = self.generate(model, tokenizer, prompts, sharded)
+            references = judge_set.references or [None] * len(answers)
+            items = [
+                JudgeItem(e.instruction, e.input, lang, answer, reference)
+                for e, answer, reference in zip(judge_set.examples, answers, references)
+            ]
+            run = distributed.on_rank_zero(lambda: self._judge(items))
+            key = f"{self.name}/{lang}"
+            for metric in ("score", "win_rate"):
+                if metric in run.scores:
+                    result.metrics[f"{key}/{metric}"] = float(run.scores[metric])
+            result.metrics[f"{key}/failed"] = float(run.failed)
+            for metric, value in self.off_target_scores(answers, lang, device).items():
+                result.metrics[f"{key}/{metric}"] = value
+            message = run.failure_message(f"{self.name}/{lang}")
+            if message:
+                rank_zero_warn(message)
+            for record, language in zip(run.records, self.identify(answers)):
+                record["language"] = language
+            result.samples[lang] = run.records
+            result.details[lang] = run.report(self.judge)
+        return result
+
+    def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:
+        """The judgements (see :class:`GenerationEvaluation`) and ``report-{tag}.json``: requests,
+        cache hits, tokens, failures by kind and scores of each language."""
+        files = super().write_outputs(result, out_dir, tag)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report = out_dir / (f"report-{tag}.json" if tag else "report.json")
+        report.write_text(json.dumps(result.details, indent=1), encoding="utf-8")
+        return files
+
+    def report_notes(self, result: EvaluationResult) -> list[str]:
+        return [
+            f"- {lang}: {d['mode']} judging by `{d.get('judge_model')}`; {d['judged']} of "
+            f"{d['items']} judged; {d['requests']} requests, {d['cache_hits']} cache hits, "
+            f"{d['prompt_tokens']}+{d['completion_tokens']} tokens; failures {d['failures'] or 'none'}"
+            for lang, d in result.details.items()
+        ]
