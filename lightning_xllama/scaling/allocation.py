@@ -5,6 +5,7 @@ The file is read back by :func:`lightning_xllama.data.allocation.read_allocation
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import warnings
@@ -159,25 +160,42 @@ def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[s
 
 
 def _brute_force(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
-    """Every allocation on the step grid (the last language takes the rest); best objective, then sum."""
-    options = [range(minimums[language], caps[language] + 1, step) for language in languages[:-1]]
-    size = math.prod(len(option) for option in options)
+    """Every allocation on the step grid; best objective, then best sum.
+
+    Each language takes its minimum, the minimum plus whole steps, or its cap, and one language
+    takes the rest. The greedy ends on exactly such an allocation (it stops at caps, and its last
+    increment may be a partial step), so this enumeration is a true check of it.
+    """
+    grids = {language: _grid(minimums[language], caps[language], step) for language in languages}
+    size = sum(
+        math.prod(len(grids[other]) for other in languages if other != rest_taker)
+        for rest_taker in languages
+    )
     if size > MAX_BRUTE_FORCE:
         raise ValueError(
             f"brute force would enumerate {size} allocations (limit {MAX_BRUTE_FORCE}); "
             "use search='greedy' or a larger step"
         )
-    last, best, best_value = languages[-1], None, None
-    for head in itertools.product(*options):
-        rest = budget - sum(head)
-        if not minimums[last] <= rest <= caps[last]:
-            continue
-        counts = dict(zip(languages, (*head, rest)))
-        scores = {language: score(language, count) for language, count in counts.items()}
-        value = (_objective(scores, objective), sum(scores.values()))
-        if best is None or value > best_value:
-            best, best_value = counts, value
+    score = functools.cache(score)  # each language visits the same few counts many times
+    best, best_value = None, None
+    for rest_taker in languages:
+        others = [language for language in languages if language != rest_taker]
+        for head in itertools.product(*(grids[language] for language in others)):
+            rest = budget - sum(head)
+            if not minimums[rest_taker] <= rest <= caps[rest_taker]:
+                continue
+            chosen = {**dict(zip(others, head)), rest_taker: rest}
+            counts = {language: chosen[language] for language in languages}
+            scores = {language: score(language, count) for language, count in counts.items()}
+            value = (_objective(scores, objective), sum(scores.values()))
+            if best is None or value > best_value:
+                best, best_value = counts, value
     return best
+
+
+def _grid(minimum: int, cap: int, step: int) -> list[int]:
+    """A language's counts on the step grid: from its minimum in whole steps, and its cap."""
+    return sorted({*range(minimum, cap + 1, step), cap})
 
 
 def _uniform_split(

@@ -29,7 +29,7 @@ def fit_command(
         metric: Which metric of the table to fit (chrf_pp, bleu, comet...: the names `scaling sweep` and the
             evaluation callbacks log).
         shared_exponent: Fit all languages jointly with a shared A and alpha and a per-language
-            similarity factor k = 1/n0; needs two data sizes per language instead of four.
+            similarity factor k = 1/n0; needs three data sizes per language instead of four.
         n_bootstrap: Bootstrap refits behind the confidence bands (0 for no bands).
         seed: Seed of the bootstrap resampling.
         on_non_increasing: What to do with a language whose scores do not grow with the pairs:

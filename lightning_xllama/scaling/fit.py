@@ -179,22 +179,29 @@ def _fit_power(
 
 
 def _check_sizes(languages: list[str], ns: list[np.ndarray], metric: str) -> None:
-    """Refuse a fit with fewer distinct data sizes than parameters: it would be underdetermined."""
-    own = 2 if len(languages) > 1 else 4  # parameters each language must pin down by itself
+    """Refuse a fit that cannot pin down each language's law: it would be underdetermined.
+
+    Alone, a language has four parameters and needs four sizes. Shared, it has two of its own
+    (S_max, n0) but still needs three sizes: through two points the curve with the shared A and
+    alpha passes exactly for two different (S_max, n0), so the data cannot tell which is right.
+    With three sizes each, L >= 2 languages also give the 2L + 2 points the joint fit needs.
+    """
+    shared = len(languages) > 1
+    needed = 3 if shared else 4
     for language, sizes in zip(languages, ns):
         distinct = np.unique(sizes).astype(int).tolist()
-        if len(distinct) < own:
+        if len(distinct) < needed:
+            why = (
+                "its shared-exponent law needs (two sizes fit its S_max and n0 exactly in two "
+                "different ways)"
+                if shared
+                else "parameters its law needs"
+            )
             raise ValueError(
                 f"language {language!r} has {len(distinct)} distinct pair count(s) {distinct} for "
-                f"{metric}, fewer than the {own} parameters its law needs; add results at more "
-                "data sizes" + ("" if len(languages) > 1 else " or fit with shared_exponent=True")
+                f"{metric}, fewer than the {needed} {why}; add results at more data sizes"
+                + ("" if shared else " or fit with shared_exponent=True")
             )
-    distinct_points = sum(len(np.unique(sizes)) for sizes in ns)
-    if distinct_points < 2 + 2 * len(languages):
-        raise ValueError(
-            f"the shared fit has {distinct_points} distinct (language, pairs) points "
-            f"for {2 + 2 * len(languages)} parameters"
-        )
 
 
 def _bounds_and_starts(ns: list[np.ndarray], ys: list[np.ndarray]) -> tuple:

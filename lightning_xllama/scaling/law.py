@@ -11,7 +11,9 @@ this form keeps ``A`` in the metric's own units, which keeps the fit well condit
 shared-exponent variant ties ``A`` and ``alpha`` across languages and keeps a per-language
 ceiling and similarity factor ``k_l = 1 / n0_l``:
 ``S_l(n) = S_max_l - A * (1 + k_l * n) ** (-alpha)``; a language close to English (large ``k_l``)
-gets more out of each pair. It needs two data sizes per language instead of four.
+gets more out of each pair. It needs three data sizes per language instead of four: with
+only two, the curve through them is exact for two different (S_max_l, k_l), so the data
+cannot choose. (It has 2L + 2 parameters, which three sizes per language also cover.)
 """
 
 from __future__ import annotations

@@ -7,17 +7,30 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from lightning_xllama.scaling.law import ScalingFit
 
+MAX_DECADE_LABELS = 6
+"""Most decade labels on a panel's x axis before every other one (or fewer) is shown."""
+
 
 def plot_fits(fit: ScalingFit, path: Union[str, Path]) -> Path:
-    """One panel per language: the results, the fitted law and its bootstrap band (PNG, Agg)."""
+    """Write the figure of :func:`fit_figure` as a PNG."""
+    path = Path(path)
+    fit_figure(fit).savefig(path, dpi=110)
+    return path
+
+
+def fit_figure(fit: ScalingFit) -> Figure:
+    """One panel per language: the results, the fitted law and its bootstrap band (Agg canvas)."""
     names = list(fit.languages)
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
     figure = Figure(figsize=(4.2 * columns, 3.2 * rows), layout="constrained")  # no pyplot state
+    FigureCanvasAgg(figure)
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for axis, language in zip(axes, names):
         law = fit.languages[language]
@@ -32,12 +45,27 @@ def plot_fits(fit: ScalingFit, path: Union[str, Path]) -> Path:
             axis.fill_between(
                 grid, estimate.low, estimate.high, alpha=0.25, label=f"{fit.level:.0%} band"
             )
-        axis.set_xscale("symlog", linthresh=smallest)
+        _symlog_pairs_axis(axis, smallest, largest)
         r2 = "n/a" if law.r2 is None else f"{law.r2:.3f}"
         axis.set(title=f"{language}  (R² {r2})", xlabel="parallel pairs", ylabel=fit.metric)
     for axis in axes[len(names) :]:
         axis.set_visible(False)
     axes[0].legend(fontsize="small")
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    return path
+    return figure
+
+
+def _symlog_pairs_axis(axis, smallest: float, largest: float) -> None:
+    """A symlog x axis labelled at 0 and whole decades only.
+
+    The linear part ends at the decade at or below the smallest size, so the first decade label
+    sits a full decade's width from the 0 label; the default ticks put decades inside the
+    linear part, where their labels run into the 0.
+    """
+    first = math.floor(math.log10(smallest))
+    last = max(math.floor(math.log10(largest)), first)
+    stride = math.ceil((last - first + 1) / MAX_DECADE_LABELS)
+    axis.set_xscale("symlog", linthresh=10.0**first)
+    axis.xaxis.set_major_locator(
+        FixedLocator([0.0, *(10.0**k for k in range(first, last + 1, stride))])
+    )
+    axis.xaxis.set_minor_locator(NullLocator())

@@ -206,7 +206,8 @@ def test_too_few_sizes_names_the_language_and_counts():
     }
     with pytest.raises(
         ValueError,
-        match=r"the shared fit has 4 distinct \(language, pairs\) points for 6 parameters",
+        match=r"'syn_a' has 2 distinct pair count\(s\) \[100, 1000\] for chrf, fewer than the 3 "
+        r"its shared-exponent law needs",
     ):
         fit_scaling(two_sizes, "chrf", shared_exponent=True)
 
