@@ -8,10 +8,12 @@ flag and a YAML key). Other subcommands are plain typed functions registered in
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
+import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
@@ -114,9 +116,7 @@ class XLlamaCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         """Build the classes; a user error raised while building them (a bad value, a missing
         file) is printed alone, not inside jsonargparse's dump of every union member tried.
-        Without a logger chosen, log to CSV (Lightning's default turns into TensorBoard when it
-        is installed). Then claim the run's log folder (rank 0), so two runs started together
-        never share one."""
+        Then claim the run's log folder (rank 0), so two runs started together never share one."""
         try:
             super().instantiate_classes()
         except Exception as err:
@@ -125,12 +125,16 @@ class XLlamaCLI(LightningCLI):
                 raise
             print(f"error: {cause}", file=sys.stderr)
             raise SystemExit(2) from None
-        trainer_config = (self.config[self.subcommand] if self.subcommand else self.config).trainer
-        if trainer_config.logger in (None, True):  # Lightning would pick TensorBoard if installed
-            self.trainer.loggers = [CSVLogger(self.trainer.default_root_dir)]
         if rank_zero_only.rank == 0:
             for logger in self.trainer.loggers:
                 claim_version(logger)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        """Without a logger chosen, the Trainer logs to CSV (Lightning's own default becomes
+        TensorBoard whenever TensorBoard is installed)."""
+        if config.get("logger") in (None, True):
+            config["logger"] = CSVLogger(config.get("default_root_dir") or os.getcwd())
+        return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
         """``--ckpt_path last`` without a fixed checkpoint folder: the ``last.ckpt`` of the

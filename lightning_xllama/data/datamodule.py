@@ -550,18 +550,19 @@ class MuITDataModule(L.LightningDataModule):
         )
         for reader, epoch_examples in zip(self.readers, counts):
             index, label = reader.index, reader.stream.label
+            usable = index.usable_units  # a pass over every unit's bit: counted once
             streams.append(
                 {
                     "name": label,
                     "path": reader.stream.path,
                     "units": index.units,
-                    "usable": index.usable_units,
+                    "usable": usable,
                     "skipped": dict(index.skipped),
                     "skipped_at": {reason: list(at) for reason, at in index.skipped_at.items()},
                     "duplicates": index.duplicates,
                     "duplicates_at": list(index.duplicates_at),
                     "byte_order_marks": list(index.byte_order_marks),
-                    "held_out": index.usable_units - reader.size // reader.stream.multiplicity,
+                    "held_out": usable - reader.size // reader.stream.multiplicity,
                     "pass_examples": reader.size,
                     "epoch_examples": epoch_examples,
                     "passes_per_epoch": (

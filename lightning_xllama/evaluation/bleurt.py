@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 import torch
 
+from lightning_xllama.evaluation.translation_metrics import check_segments
+
 INSTALL_HINT = "BLEURT needs bleurt-pytorch: pip install bleurt-pytorch==0.0.1 (the [bleurt] extra)"
 CONVERT_HINT = (
     "use a converted PyTorch BLEURT folder (config.json, model weights, spm.model), e.g. "
@@ -124,13 +126,7 @@ def bleurt_score(
     Pairs are batched longest first (less padding; an out-of-memory shows in the first batch) on
     ``device`` (default: :func:`metric_device`); the model returns to where it was afterwards.
     """
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"expected as many hypotheses as references, got {len(hypotheses)} hypotheses "
-            f"and {len(references)} references"
-        )
-    if not hypotheses:
-        raise ValueError("expected at least one segment to score, got empty lists")
+    check_segments(hypotheses, references)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device) if device is not None else metric_device()

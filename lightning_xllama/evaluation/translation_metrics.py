@@ -56,6 +56,18 @@ def _spbleu(spm_model: str, spm_name: str) -> BLEU:
     return bleu
 
 
+def check_segments(hypotheses: list[str], references: list[str]) -> None:
+    """One hypothesis per reference, and at least one: a corpus score of a misaligned or empty
+    set would be a number about nothing."""
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"expected as many hypotheses as references, got {len(hypotheses)} hypotheses "
+            f"and {len(references)} references"
+        )
+    if not hypotheses:
+        raise ValueError("expected at least one segment to score, got empty lists")
+
+
 def corpus_scores(
     hypotheses: list[str],
     references: list[str],
@@ -82,13 +94,7 @@ def corpus_scores(
         ``"spbleu_signature"`` with ``spm_model``: scores on sacreBLEU's 0-100 scale and the
         signature strings to report next to them.
     """
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"expected as many hypotheses as references, got {len(hypotheses)} hypotheses "
-            f"and {len(references)} references"
-        )
-    if not hypotheses:
-        raise ValueError("expected at least one segment to score, got empty lists")
+    check_segments(hypotheses, references)
     bleu = BLEU(tokenize=BLEU_TOKENIZERS.get(target_lang, "13a"), trg_lang=target_lang)
     chrf = CHRF(word_order=2)
     scores = {
