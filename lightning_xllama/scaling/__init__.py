@@ -6,7 +6,9 @@ depends on the language (how close it is to English). The flow, one module per s
     sweep       train per language x pair count, append the scores to a results table
     results     that table's one schema (read by the fit, appended to by the sweep)
     law         the law S(n) = S_max - A (1 + n/n0)^-alpha and its fitted form (fit.json)
-    fit         fitting it per language or with a shared exponent, with bootstrap bands
+    fit         fitting it per language or with a shared exponent
+    profile     profile-likelihood intervals of a language's parameters and predictions
+    validation  the law judged out of sample: fitted on the smaller sizes, predicting the largest
     plots       the fit's figure (fit.png)
     allocation  a pair budget split across languages (allocation.yaml), which
                 lightning_xllama.data.allocation reads back for the MuIT DataModule
@@ -24,8 +26,9 @@ from lightning_xllama.scaling.allocation import (
     write_allocation,
 )
 from lightning_xllama.scaling.commands import allocate_command, fit_command
-from lightning_xllama.scaling.fit import ALPHA_BOUNDS, fit_scaling
+from lightning_xllama.scaling.fit import fit_scaling
 from lightning_xllama.scaling.law import (
+    ALPHA_BOUNDS,
     Estimate,
     LanguageFit,
     ScalingFit,
@@ -38,7 +41,9 @@ from lightning_xllama.scaling.results import (
     RESULT_FIELDS,
     Points,
     read_results,
+    seed_spread,
 )
+from lightning_xllama.scaling.validation import OutOfSample, out_of_sample
 
 __all__ = [
     "ALLOCATION_HEADER",
@@ -47,6 +52,7 @@ __all__ = [
     "Estimate",
     "LanguageFit",
     "MAX_BRUTE_FORCE",
+    "OutOfSample",
     "Points",
     "REQUIRED_FIELDS",
     "RESULT_FIELDS",
@@ -56,9 +62,11 @@ __all__ = [
     "fit_command",
     "fit_scaling",
     "inverse_power_law",
+    "out_of_sample",
     "plot_fits",
     "power_law",
     "read_allocation",
     "read_results",
+    "seed_spread",
     "write_allocation",
 ]

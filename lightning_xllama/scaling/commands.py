@@ -20,6 +20,7 @@ def fit_command(
     n_bootstrap: int = 200,
     seed: int = 0,
     on_non_increasing: Literal["error", "flat"] = "error",
+    intervals: Literal["profile", "bootstrap"] = "profile",
 ) -> dict:
     """Fit the scaling law of each language to a results table; write fit.json and fit.png.
 
@@ -30,16 +31,22 @@ def fit_command(
             evaluation callbacks log).
         shared_exponent: Fit all languages jointly with a shared A and alpha and a per-language
             similarity factor k = 1/n0; needs three data sizes per language instead of four.
-        n_bootstrap: Bootstrap refits behind the confidence bands (0 for no bands).
+        n_bootstrap: Bootstrap refits behind the bands of fits without profile intervals
+            (0 for no bands).
         seed: Seed of the bootstrap resampling.
         on_non_increasing: What to do with a language whose scores do not grow with the pairs:
             stop with an error, or model it as a flat score and warn.
+        intervals: ``profile``: profile-likelihood intervals for each language fitted alone on
+            more than four points (coverage measured by benchmarks/scaling_coverage.py), the
+            bootstrap elsewhere; ``bootstrap``: the residual bootstrap everywhere.
 
     Returns:
         Paths of the written files and the fitted parameters per language.
     """
     points = read_results(results, metric)
-    fit = fit_scaling(points, metric, shared_exponent, n_bootstrap, seed, on_non_increasing)
+    fit = fit_scaling(
+        points, metric, shared_exponent, n_bootstrap, seed, on_non_increasing, intervals=intervals
+    )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     fit_path, plot_path = fit.save(folder / "fit.json"), plot_fits(fit, folder / "fit.png")
@@ -50,6 +57,14 @@ def fit_command(
             f"{language:<16}{law.model:>6}{law.s_max:>10.3f}{law.a:>10.3f}"
             f"{law.alpha:>8.3f}{law.n0:>12.1f}{r2:>8}"
         )
+        if law.intervals:
+            print(
+                f"{'':<16}{fit.level:>6.0%}"
+                + "".join(
+                    f"  {name} [{low:.4g}, {high:.4g}]"
+                    for name, (low, high) in law.intervals.items()
+                )
+            )
     print(f"wrote {fit_path} and {plot_path}")
     return {
         "fit": str(fit_path),
@@ -64,6 +79,7 @@ def fit_command(
                 "n0": law.n0,
                 "r2": law.r2,
                 "n_range": list(law.n_range),
+                "intervals": law.intervals,
             }
             for language, law in fit.languages.items()
         },

@@ -18,6 +18,7 @@ cannot choose. (It has 2L + 2 parameters, which three sizes per language also co
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,11 @@ from pathlib import Path
 from typing import Literal, NamedTuple, Optional, Union
 
 import numpy as np
+
+from lightning_xllama.scaling.profile import Profile
+
+ALPHA_BOUNDS = (0.01, 3.0)
+"""The range of the exponent alpha searched by the fit and its profile intervals."""
 
 
 def power_law(n, s_max, a, alpha, n0):
@@ -42,7 +48,7 @@ def inverse_power_law(score: float, s_max: float, a: float, alpha: float, n0: fl
 
 
 class Estimate(NamedTuple):
-    """A point estimate with its bootstrap interval (NaN bounds when no bootstrap was run)."""
+    """A point estimate with its profile or bootstrap interval (NaN bounds when it has neither)."""
 
     value: float
     low: float
@@ -71,6 +77,9 @@ class LanguageFit:
     """Observed minus fitted score, point by point."""
     bootstrap: list[list[float]] = field(default_factory=list)
     """(s_max, a, alpha, n0) refitted on each bootstrap resample."""
+    intervals: dict[str, list[float]] = field(default_factory=dict)
+    """Profile-likelihood [low, high] per parameter; when present, predictions and pairs needed
+    take their intervals from the profile too (see :mod:`lightning_xllama.scaling.profile`)."""
 
     @property
     def params(self) -> tuple[float, float, float, float]:
@@ -89,7 +98,7 @@ class ScalingFit:
     languages: dict[str, LanguageFit]
     shared_exponent: bool = False
     level: float = 0.95
-    """Coverage of the bootstrap intervals."""
+    """Coverage of the intervals (profile or bootstrap)."""
 
     def law(self, language: str) -> LanguageFit:
         if language not in self.languages:
@@ -99,9 +108,14 @@ class ScalingFit:
         return self.languages[language]
 
     def predict(self, language: str, n) -> Estimate:
-        """Predicted score after ``n`` pairs (scalar or array), with its bootstrap interval."""
+        """Predicted score after ``n`` pairs (scalar or array), with its profile or bootstrap
+        interval (pointwise)."""
         law = self.law(language)
         value = power_law(n, *law.params)
+        if law.intervals:
+            low, high = self._profile(law).predict(n)
+            shape = np.shape(value)
+            return Estimate(_plain(value), _plain(low.reshape(shape)), _plain(high.reshape(shape)))
         if not law.bootstrap:
             unknown = _plain(np.full_like(value, np.nan))
             return Estimate(_plain(value), unknown, unknown)
@@ -110,7 +124,7 @@ class ScalingFit:
         return Estimate(_plain(value), _plain(low), _plain(high))
 
     def pairs_needed(self, language: str, target: float) -> Estimate:
-        """Pairs needed to reach ``target``; the high end is inf when some resamples never do."""
+        """Pairs needed to reach ``target``; the high end is inf when the interval never does."""
         law = self.law(language)
         if target >= law.s_max:
             raise ValueError(
@@ -118,12 +132,28 @@ class ScalingFit:
                 f"the fitted ceiling S_max is {law.s_max:.4g}"
             )
         value = inverse_power_law(target, *law.params)
+        if law.intervals:
+            return Estimate(value, *self._profile_pairs_needed(law, target))
         if not law.bootstrap:
             return Estimate(value, math.nan, math.nan)
         needed = [inverse_power_law(target, *params) for params in law.bootstrap]
         # "nearest": interpolating between inf values would give NaN
         low, high = np.quantile(needed, self._quantiles, method="nearest")
         return Estimate(value, float(low), float(high))
+
+    def _profile(self, law: LanguageFit) -> Profile:
+        return _profile(tuple(law.pairs), tuple(law.scores), self.level)
+
+    def _profile_pairs_needed(self, law: LanguageFit, target: float) -> tuple[float, float]:
+        """Where the band's high end first reaches ``target`` and where its low end last stays
+        below it, on a grid up to 1000x the largest size (inf beyond it)."""
+        grid = np.concatenate([[0.0], np.geomspace(1.0, 1e3 * max(max(law.pairs), 1.0), 600)])
+        low, high = self._profile(law).predict(grid)
+        reached, short = grid[high >= target], grid[low < target]
+        first = float(reached[0]) if len(reached) else math.inf
+        if not len(short):
+            return first, 0.0
+        return first, math.inf if short[-1] == grid[-1] else float(short[-1])
 
     @property
     def _quantiles(self) -> tuple[float, float]:
@@ -152,6 +182,12 @@ class ScalingFit:
             return cls(**data)
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{path}: malformed scaling fit: {error}") from None
+
+
+@functools.lru_cache(maxsize=32)
+def _profile(pairs: tuple, scores: tuple, level: float) -> Profile:
+    """One profile per data set: predictions and pairs needed ask for it again and again."""
+    return Profile(pairs, scores, ALPHA_BOUNDS, level)
 
 
 def _plain(x):

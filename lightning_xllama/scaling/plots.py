@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from lightning_xllama.scaling.law import ScalingFit
+from lightning_xllama.scaling.results import seed_spread
 
 MAX_DECADE_LABELS = 6
 """Most decade labels on a panel's x axis before every other one (or fewer) is shown."""
@@ -25,7 +26,8 @@ def plot_fits(fit: ScalingFit, path: Union[str, Path]) -> Path:
 
 
 def fit_figure(fit: ScalingFit) -> Figure:
-    """One panel per language: the results, the fitted law and its bootstrap band (Agg canvas)."""
+    """One panel per language: the runs (with each size's mean and seed spread when a size was
+    run several times), the fitted law and its band (Agg canvas)."""
     names = list(fit.languages)
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
@@ -39,13 +41,44 @@ def fit_figure(fit: ScalingFit) -> Figure:
         largest = 1.5 * max(pairs.max(), smallest)
         grid = np.concatenate([np.linspace(0, smallest, 20), np.geomspace(smallest, largest, 200)])
         estimate = fit.predict(language, grid)
-        axis.scatter(pairs, law.scores, s=12, color="black", label="results", zorder=3)
+        sizes, means, sd, runs = seed_spread(pairs, np.array(law.scores))
+        several = runs.max() > 1
+        axis.scatter(
+            pairs,
+            law.scores,
+            s=8 if several else 12,
+            color="black",
+            alpha=0.35 if several else 1,
+            label="runs" if several else "results",
+            zorder=3,
+        )
+        if several:
+            axis.errorbar(
+                sizes,
+                means,
+                yerr=np.nan_to_num(sd),
+                fmt="o",
+                color="black",
+                ms=4,
+                capsize=3,
+                label="mean ± sd over seeds",
+                zorder=4,
+            )
         axis.plot(grid, estimate.value, label=f"{law.model} law")
-        if law.bootstrap:
+        if law.intervals or law.bootstrap:
             axis.fill_between(
-                grid, estimate.low, estimate.high, alpha=0.25, label=f"{fit.level:.0%} band"
+                grid,
+                estimate.low,
+                estimate.high,
+                alpha=0.25,
+                label=f"{fit.level:.0%} {'profile' if law.intervals else 'bootstrap'} band",
             )
         _symlog_pairs_axis(axis, smallest, largest)
+        # a band can run far off where the data do not bound the law (near 0 pairs): keep the
+        # points and the curve in view rather than the band's extremes
+        shown = np.concatenate([law.scores, np.atleast_1d(estimate.value)])
+        margin = 0.5 * max(np.ptp(shown), 1.0)
+        axis.set_ylim(shown.min() - margin, shown.max() + margin)
         r2 = "n/a" if law.r2 is None else f"{law.r2:.3f}"
         axis.set(title=f"{language}  (R² {r2})", xlabel="parallel pairs", ylabel=fit.metric)
     for axis in axes[len(names) :]:

@@ -76,6 +76,21 @@ def read_results(path: Union[str, Path], metric: str) -> Points:
     }
 
 
+def seed_spread(
+    n: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct size: (sizes, mean score, sd across seeds, runs); sd is NaN for a single run.
+
+    The fit uses every seed's point; this is the spread it is shown beside.
+    """
+    sizes, inverse, runs = np.unique(n, return_inverse=True, return_counts=True)
+    means = np.bincount(inverse, weights=y) / runs
+    squares = np.bincount(inverse, weights=(y - means[inverse]) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.where(runs > 1, np.sqrt(squares / (runs - 1)), np.nan)
+    return sizes, means, sd, runs
+
+
 def _text(row: dict, column: str, where: str) -> str:
     value = (row.get(column) or "").strip()
     if not value:

@@ -102,9 +102,13 @@ def test_unreachable_target_is_an_error(fitted):
         fitted.predict("xx", 10)
 
 
-def test_bootstrap_band_covers_the_truth(fitted):
+@pytest.mark.parametrize("intervals", ["profile", "bootstrap"])
+def test_band_covers_the_truth(fitted, intervals):
+    if intervals == "bootstrap":
+        fitted = fit_scaling(noisy_points(), "chrf", n_bootstrap=60, seed=0, intervals=intervals)
     grid = np.geomspace(100, 64000, 40)
     for language, params in TRUTH.items():
+        assert bool(fitted.languages[language].intervals) == (intervals == "profile")
         band = fitted.predict(language, grid)
         truth = power_law(grid, *params)
         assert np.all(band.high - band.low > 0)
@@ -368,6 +372,11 @@ def test_commands_end_to_end(tmp_path, capsys):
     assert summary["languages"]["syn_near"]["s_max"] == pytest.approx(65, abs=3)
     printed = capsys.readouterr().out
     assert "syn_near" in printed and "syn_far" in printed and "R^2" in printed
+    low, high = summary["languages"]["syn_near"]["intervals"]["s_max"]
+    assert low < summary["languages"]["syn_near"]["s_max"] < high and "95%  s_max [" in printed
+    old = fit_command(str(results), str(tmp_path / "old"), n_bootstrap=5, intervals="bootstrap")
+    assert old["languages"]["syn_near"]["intervals"] == {}
+    assert len(ScalingFit.load(old["fit"]).languages["syn_near"].bootstrap) == 5
 
     result = allocate_command(
         str(tmp_path / "fit"), 50000, str(tmp_path / "alloc"), caps={"syn_near": 10000}

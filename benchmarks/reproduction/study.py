@@ -1,0 +1,343 @@
+"""The runs of the reproduction: assets, sweeps with exposure proportional to the pairs, MuIT runs
+through allocation files, and CoIT against English-only; every run cached and resumable.
+
+Every run trains ``epochs`` passes over its own data (instructions and pairs alike), so a run
+with more pairs takes proportionally more steps and sees each pair as often as a small one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from reproduction.world import ScienceWorld
+
+from lightning_xllama.data import MuITDataModule
+from lightning_xllama.data.allocation import read_allocation
+from lightning_xllama.data.streams import Stream
+from lightning_xllama.demo.layout import DataLayout
+from lightning_xllama.demo.prepare import pretrain_base_model, tokenizer_corpus, train_tokenizer
+from lightning_xllama.hf_loading import load_tokenizer
+from lightning_xllama.scaling.allocation import Allocation, write_allocation
+from lightning_xllama.scaling.results import append_results, finished_runs
+from lightning_xllama.scaling.sweep import (
+    coit_datamodule,
+    evaluation_callbacks,
+    subset_pairs,
+    train_and_evaluate,
+    translation_key,
+)
+
+NEAR, FAR = "syn_near", "syn_far"
+LANGUAGES = (NEAR, FAR)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a result depends on; a study folder holds runs of one ``Settings`` only.
+
+    Budget of the defaults (an estimate, not yet measured on a whole run): about 16,500
+    optimizer steps of 16 examples, 8-layer steps counted twice (CoIT sweep 4,500, MuIT sweep
+    4,000, allocation runs 5,000, CoIT against English-only 3,000). At the demo's measured
+    0.31 s a step on an idle 2-core machine (README) that is 85 min, plus about 20 min of
+    evaluation over some 95 runs and 5 min of pretraining: under 2 hours.
+    """
+
+    sizes: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budgets: tuple[int, ...] = (800, 2400)
+    epochs: int = 2
+    instructions: int = 200
+    parallel: int = 2500
+    pretraining: int = 20000
+    vocab_size: int = 4096
+    hidden_size: int = 192
+    num_layers: int = 4
+    deep_layers: int = 8
+    num_heads: int = 8
+    pretrain_steps: int = 300
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    eval_samples: int = 100
+    world: dict = field(default_factory=lambda: {"nouns": 240, "adjectives": 60, "verbs": 60})
+
+
+QUICK = Settings(
+    sizes=(8, 16, 32, 64, 128),
+    seeds=(0, 1),
+    budgets=(96,),
+    epochs=1,
+    instructions=24,
+    parallel=140,
+    pretraining=800,
+    vocab_size=700,
+    hidden_size=32,
+    num_layers=2,
+    deep_layers=3,
+    num_heads=4,
+    pretrain_steps=4,
+    batch_size=8,
+    eval_samples=4,
+    world={"nouns": 40, "adjectives": 10, "verbs": 10},
+)
+
+
+def muit_name(counts: dict[str, int], seed: int) -> str:
+    """One name per (counts, seed): a sweep point and an allocation with the same counts share
+    their run."""
+    return "muit-" + "-".join(str(counts[lang]) for lang in LANGUAGES) + f"-seed{seed}"
+
+
+class Study:
+    """One study folder: its settings, assets, runs and result tables."""
+
+    def __init__(self, out: str | Path, settings: Settings):
+        self.out, self.settings = Path(out), settings
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "settings.json"
+        recorded = json.loads(json.dumps(asdict(settings)))
+        if path.is_file() and json.loads(path.read_text()) != recorded:
+            raise SystemExit(
+                f"{self.out} holds runs made with other settings ({path}); "
+                "give another --out or delete it"
+            )
+        path.write_text(json.dumps(recorded, indent=1))
+        self.data = self.out / "assets" / "data"
+
+    # --- assets ---------------------------------------------------------------------------
+    def assets(self) -> dict[str, str]:
+        """The science world's corpora, a tokenizer and two base models (cached)."""
+        stamp, s = self.out / "assets" / "stamp.json", self.settings
+        if stamp.is_file():
+            return json.loads(stamp.read_text())
+        start = time.perf_counter()
+        world = ScienceWorld(LANGUAGES, seed=0, **s.world)
+        paths = world.write(
+            self.data,
+            pretraining=s.pretraining,
+            bilingual_share=0.01,
+            instructions=s.instructions,
+            parallel=s.parallel,
+            test=max(s.eval_samples, 64),
+            qa=s.eval_samples,
+        )
+        lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
+        models = {}
+        for name, layers in (("base", s.num_layers), ("deep", s.deep_layers)):
+            folder = self.out / "assets" / name
+            train_tokenizer(tokenizer_corpus(world, paths), folder, s.vocab_size)
+            pretrain_base_model(
+                load_tokenizer(str(folder)),
+                lines,
+                folder,
+                s.hidden_size,
+                layers,
+                s.num_heads,
+                steps=s.pretrain_steps,
+                seed=0,
+            )
+            models[name] = str(folder)
+        found = {**models, "seconds": round(time.perf_counter() - start, 1)}
+        stamp.write_text(json.dumps(found))
+        return found
+
+    def cached(self, name: str, run) -> dict:
+        """A finished run's summary, or run it and keep its summary (written whole or not)."""
+        path = self.out / "runs" / f"{name}.json"
+        if path.is_file():
+            print(f"skipping {name}: cached in {path}")
+            return json.loads(path.read_text())
+        start = time.perf_counter()
+        summary = {
+            **run(self.out / "runs" / name),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(summary, indent=1))
+        partial.replace(path)
+        return summary
+
+    def steps(self, examples: int) -> int:
+        return max(1, math.ceil(self.settings.epochs * examples / self.settings.batch_size))
+
+    # --- claim 2: one language at a time ----------------------------------------------------
+    def coit_sweep(self, base: str) -> Path:
+        """CoIT per language x size x seed, ``epochs`` passes over instructions and pairs."""
+        s, results = self.settings, self.out / "coit_results.csv"
+        done = finished_runs(results)
+        for seed in s.seeds:
+            for lang in LANGUAGES:
+                for n in s.sizes:
+                    name = f"coit-{lang}-{n}-seed{seed}"
+                    if name in done:
+                        print(f"skipping {name}: already in {results}")
+                        continue
+                    start = time.perf_counter()
+                    parallel = subset_pairs(self.data, lang, n, self.out / "pairs")
+                    examples = n + 2 * s.instructions
+                    weights = {
+                        "english": s.instructions,
+                        "translated": s.instructions,
+                        "parallel": n,
+                    }
+                    datamodule = coit_datamodule(
+                        self.data,
+                        lang,
+                        parallel,
+                        self.steps(examples),
+                        s.batch_size,
+                        weights,
+                        seed,
+                        base,
+                    )
+                    summary = train_and_evaluate(
+                        base,
+                        datamodule,
+                        evaluation_callbacks(self.data, [lang], s.eval_samples),
+                        self.out / "runs" / name,
+                        self.steps(examples),
+                        s.learning_rate,
+                        seed,
+                    )
+                    pairs = datamodule.readers[-1].size
+                    score = summary["last"][translation_key(lang, "chrf_pp")][1]
+                    append_results(
+                        results, [self._row(lang, pairs, score, seed, examples, n, name, start)]
+                    )
+        return results
+
+    def _row(self, lang, pairs, score, seed, examples, subset, name, start) -> dict:
+        return {
+            "language": lang,
+            "pairs": pairs,
+            "metric": "chrf_pp",
+            "score": round(score, 4),
+            "seed": seed,
+            "steps": self.steps(examples),
+            "subset": subset,
+            "run": name,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+
+    # --- claim 3: the mixed setting ---------------------------------------------------------
+    def muit(self, base: str, counts: dict[str, int], seed: int, name: str) -> dict:
+        """One MuIT model through the package's path: an allocation file of ``counts`` read by
+        the MuIT DataModule; each language's first ``count`` pairs, each seen ``epochs`` times."""
+        s = self.settings
+
+        def run(root: Path) -> dict:
+            root.mkdir(parents=True, exist_ok=True)
+            zero = {lang: 0.0 for lang in counts}
+            plan = Allocation("chrf_pp", "sum", dict(counts), zero, dict(counts), zero)
+            allocation = write_allocation(root / "allocation.yaml", plan)
+            layout = DataLayout(self.data)
+            streams = [
+                Stream(
+                    "instructions",
+                    "en",
+                    str(layout.instructions("en")),
+                    count=s.instructions,
+                    name="english",
+                )
+            ]
+            for entry in read_allocation(allocation)["streams"]:
+                lang = entry["lang"]
+                streams.append(
+                    Stream(
+                        "instructions", lang, str(layout.instructions(lang)), count=s.instructions
+                    )
+                )
+                # a language given no pairs keeps a stream the allocation sets to count 0
+                prefix = (
+                    subset_pairs(self.data, lang, entry["count"], root / "pairs")
+                    if entry["count"]
+                    else str(layout.parallel(lang))
+                )
+                streams.append(Stream("parallel", lang, prefix))
+            datamodule = MuITDataModule(
+                streams=streams,
+                allocation=str(allocation),
+                batch_size=s.batch_size,
+                max_length=256,
+                val_examples_per_stream=4,  # held out of the subset: its pairs repeat a little
+                seed=seed,
+                tokenizer=base,
+            )
+            examples = sum(counts.values()) + (1 + len(counts)) * s.instructions
+            summary = train_and_evaluate(
+                base,
+                datamodule,
+                evaluation_callbacks(self.data, list(counts), s.eval_samples),
+                root,
+                self.steps(examples),
+                s.learning_rate,
+                seed,
+            )
+            return {
+                "counts": counts,
+                "scores": {
+                    lang: summary["last"][translation_key(lang, "chrf_pp", multilingual=True)][1]
+                    for lang in counts
+                },
+            }
+
+        return self.cached(name, run)
+
+    def muit_sweep(self, base: str) -> Path:
+        """Both languages at each size in one MuIT model: the laws of the mixed setting."""
+        s, results = self.settings, self.out / "muit_results.csv"
+        done = finished_runs(results)
+        for seed in s.seeds:
+            for n in s.sizes:
+                name = muit_name({lang: n for lang in LANGUAGES}, seed)
+                if name in done:
+                    continue
+                start = time.perf_counter()
+                found = self.muit(base, {lang: n for lang in LANGUAGES}, seed, name)
+                examples = len(LANGUAGES) * n + 3 * s.instructions
+                append_results(
+                    results,
+                    [
+                        self._row(lang, n, found["scores"][lang], seed, examples, n, name, start)
+                        for lang in LANGUAGES
+                    ],
+                )
+        return results
+
+    # --- claims 1 and 4 -----------------------------------------------------------------------
+    def coit_against_english(self, deep: str, seed: int) -> dict[str, dict]:
+        """CoIT on the far language and English-only tuning, same steps, probe before and after."""
+        s = self.settings
+        n = max(s.sizes)  # as many pairs as the sweep's largest run
+        examples = n + 2 * s.instructions
+        runs = {}
+        for name, weights in (
+            ("english_only", {"english": 1.0, "translated": 0.0, "parallel": 0.0}),
+            ("coit", {"english": s.instructions, "translated": s.instructions, "parallel": n}),
+        ):
+
+            def run(root: Path, weights=weights) -> dict:
+                parallel = subset_pairs(self.data, FAR, n, root / "pairs")
+                datamodule = coit_datamodule(
+                    self.data,
+                    FAR,
+                    parallel,
+                    self.steps(examples),
+                    s.batch_size,
+                    weights,
+                    seed,
+                    deep,
+                )
+                callbacks = evaluation_callbacks(
+                    self.data, [FAR], s.eval_samples, qa=True, probe=True, before_training=True
+                )
+                return train_and_evaluate(
+                    deep, datamodule, callbacks, root, self.steps(examples), s.learning_rate, seed
+                )
+
+            runs[name] = self.cached(f"{name}-seed{seed}", run)
+        return runs
