@@ -211,8 +211,8 @@ def claim4(runs: list[dict[str, dict]]) -> dict:
     rise = {
         name: np.array(
             [
-                probe_curve(r[name], "last", "cosine_gap")
-                - probe_curve(r[name], "first", "cosine_gap")
+                probe_curve(r[name], "last", "centered_cosine_gap")
+                - probe_curve(r[name], "first", "centered_cosine_gap")
                 for r in runs
             ]
         )
@@ -224,11 +224,13 @@ def claim4(runs: list[dict[str, dict]]) -> dict:
     middle = depth / 4 <= peak <= 3 * depth / 4
     control = Paired.of(rise["coit"][:, peak] - rise["english_only"][:, peak])
     retrieval = {
-        name: np.mean([probe_curve(r[name], "last", "retrieval_src_to_tgt") for r in runs], axis=0)
+        name: np.mean(
+            [probe_curve(r[name], "last", "centered_retrieval_src_to_tgt") for r in runs], axis=0
+        )
         for name in ("coit", "english_only")
     }
     before = np.mean(
-        [probe_curve(r["coit"], "first", "retrieval_src_to_tgt") for r in runs], axis=0
+        [probe_curve(r["coit"], "first", "centered_retrieval_src_to_tgt") for r in runs], axis=0
     )
     return {
         "rise": {k: v.mean(axis=0) for k, v in rise.items()},

@@ -17,7 +17,8 @@ class RepresentationProbe(EvaluationCallback):
 
     Keys per direction and layer ``L`` (0 = embeddings): ``val/{name}/{src}-{tgt}/layer{L}/`` +
     ``{cosine_parallel,cosine_nonparallel,cosine_gap,retrieval_src_to_tgt,retrieval_tgt_to_src}``
-    (retrieval as a share, 0-1), and ``val/{name}/{src}-{tgt}/peak_layer``, the layer with the
+    and the same gap and retrieval on mean-centred vectors (``centered_cosine_gap``,
+    ``centered_retrieval_src_to_tgt``, ``centered_retrieval_tgt_to_src``; retrieval as a share, 0-1), and ``val/{name}/{src}-{tgt}/peak_layer``, the layer with the
     largest cosine gap; see :mod:`lightning_xllama.evaluation.probe`. Each pass also saves the
     curves as ``{log_dir}/{name}/{src}-{tgt}-step{N}.png`` and sends it to the loggers as an
     image (W&B, TensorBoard). Every rank runs the same forward passes and gets the same numbers.

@@ -9,7 +9,11 @@ would make every pair look alike). Per layer, the probe reports
 - the mean cosine of parallel pairs (sentence ``i`` with translation ``i``) and of non-parallel
   pairs (``i`` with ``j != i``), and their gap;
 - top-1 retrieval accuracy both ways: the share of sentences whose nearest translation by cosine
-  is their own, source to target and target to source.
+  is their own, source to target and target to source;
+- the cosine gap and retrieval again on mean-centred vectors (each language's mean state of the
+  layer subtracted): raw hidden states share a large common direction, which lifts every cosine,
+  parallel or not, and a language's own offset can hide or fake alignment; centred, what remains
+  is how sentence ``i`` and its translation stand out from their language's average.
 
 Layer 0 is the embedding output and layer ``i`` the output of decoder layer ``i`` (the last one
 after the final norm, as Hugging Face returns it).
@@ -81,6 +85,9 @@ class Alignment:
     cosine_gap: list[float]
     retrieval_src_to_tgt: list[float]
     retrieval_tgt_to_src: list[float]
+    centered_cosine_gap: list[float]
+    centered_retrieval_src_to_tgt: list[float]
+    centered_retrieval_tgt_to_src: list[float]
 
     @property
     def peak_layer(self) -> int:
@@ -103,21 +110,35 @@ def alignment(source: torch.Tensor, target: torch.Tensor) -> Alignment:
         raise ValueError(
             f"the probe needs at least 2 pairs to compare against non-parallel ones, got {count}"
         )
-    cosine = F.normalize(source.double(), dim=-1) @ F.normalize(target.double(), dim=-1).transpose(
-        1, 2
+    parallel, nonparallel, src_to_tgt, tgt_to_src = _pair_scores(source, target)
+    centered = _pair_scores(
+        source - source.mean(dim=1, keepdim=True), target - target.mean(dim=1, keepdim=True)
     )
-    diagonal = torch.eye(count, dtype=torch.bool)
-    parallel = cosine[:, diagonal].mean(dim=1)
-    nonparallel = cosine[:, ~diagonal].mean(dim=1)
-    truth = torch.arange(count)
-    src_to_tgt = (cosine.argmax(dim=2) == truth).double().mean(dim=1)
-    tgt_to_src = (cosine.argmax(dim=1) == truth).double().mean(dim=1)
     return Alignment(
         parallel.tolist(),
         nonparallel.tolist(),
         (parallel - nonparallel).tolist(),
         src_to_tgt.tolist(),
         tgt_to_src.tolist(),
+        (centered[0] - centered[1]).tolist(),
+        centered[2].tolist(),
+        centered[3].tolist(),
+    )
+
+
+def _pair_scores(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per layer: mean cosine of parallel and of non-parallel pairs, top-1 retrieval both ways."""
+    count = source.shape[1]
+    cosine = F.normalize(source.double(), dim=-1) @ F.normalize(target.double(), dim=-1).transpose(
+        1, 2
+    )
+    diagonal = torch.eye(count, dtype=torch.bool)
+    truth = torch.arange(count)
+    return (
+        cosine[:, diagonal].mean(dim=1),
+        cosine[:, ~diagonal].mean(dim=1),
+        (cosine.argmax(dim=2) == truth).double().mean(dim=1),
+        (cosine.argmax(dim=1) == truth).double().mean(dim=1),
     )
 
 

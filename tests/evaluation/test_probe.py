@@ -54,6 +54,23 @@ def test_identical_languages_align_perfectly(model_and_tokenizer):
     assert all(gap > 0 for gap in result.cosine_gap)
 
 
+def test_centring_removes_what_every_sentence_of_a_language_shares():
+    """A large direction common to all sentences makes every pair look alike (raw gap near 0);
+    centred, the pairs stand out as they do without it."""
+    generator = torch.Generator().manual_seed(0)
+    meaning = torch.randn(1, 6, 8, generator=generator)
+    noise = 0.1 * torch.randn(2, 1, 6, 8, generator=generator)
+    source, target = meaning + noise[0], meaning + noise[1]
+    offset = torch.zeros(1, 1, 8)
+    offset[..., 0] = 100.0
+    plain = alignment(source, target)
+    shifted = alignment(source + offset, target - offset)
+    assert abs(shifted.cosine_gap[0]) < 0.01 < plain.cosine_gap[0]
+    assert shifted.centered_cosine_gap == pytest.approx(plain.centered_cosine_gap)
+    assert shifted.centered_retrieval_src_to_tgt == [1.0]
+    assert shifted.centered_retrieval_tgt_to_src == [1.0]
+
+
 def test_alignment_on_known_vectors():
     source = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
     target = torch.tensor([[[1.0, 2.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0]]])  # layer 1: swapped
