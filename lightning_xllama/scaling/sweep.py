@@ -166,9 +166,11 @@ def train_and_evaluate(
     max_steps: int = 500,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    max_epochs: int = -1,
 ) -> dict[str, dict[str, tuple[int, float]]]:
-    """Fit ``base_model`` for ``max_steps`` on one CPU process; return the first and last
-    ``(step, value)`` of every validation metric the callbacks log (``{"first": ..., "last": ...}``)."""
+    """Fit ``base_model`` for ``max_steps`` (or ``max_epochs`` with ``max_steps=-1``) on one CPU
+    process; return the first and last ``(step, value)`` of every validation metric the callbacks
+    log (``{"first": ..., "last": ...}``) and the steps trained (``"steps"``)."""
     L.seed_everything(seed, verbose=False)
     summary = MetricsSummary(exclude=())  # per-layer probe values included
     model = XLlamaModule(
@@ -179,7 +181,7 @@ def train_and_evaluate(
         devices=1,
         precision="32-true",
         max_steps=max_steps,
-        max_epochs=-1,
+        max_epochs=max_epochs,
         gradient_clip_val=1.0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
@@ -192,30 +194,37 @@ def train_and_evaluate(
         limit_val_batches=2,
     )
     trainer.fit(model, datamodule=datamodule)
-    return {"first": dict(summary.first), "last": dict(summary.last)}
+    return {"first": dict(summary.first), "last": dict(summary.last), "steps": trainer.global_step}
 
 
 def coit_datamodule(
     data_dir: str | Path,
     language: str,
     parallel: str,
-    max_steps: int,
+    max_steps: Optional[int],
     batch_size: int = 16,
     weights: Optional[dict[str, float]] = None,
     seed: int = 0,
     tokenizer: Optional[str] = None,
 ) -> CoITDataModule:
     """The CoIT mixture of one language with an epoch of exactly ``max_steps`` batches, so a run
-    sees each stream's weighted share once and a small parallel file is repeated."""
+    sees each stream's weighted share once and a small parallel file is repeated; with
+    ``max_steps`` None, an epoch is every example once (instructions and pairs, no weights)."""
     data = DataLayout(data_dir)
+    if max_steps is None:
+        mixing: dict = {}
+    else:
+        mixing = {
+            "weights": weights or {"english": 1.0, "translated": 1.0, "parallel": 3.0},
+            "stop": "total",
+            "examples_per_epoch": max_steps * batch_size,
+        }
     return CoITDataModule(
         language=language,
         english_instructions=str(data.instructions("en")),
         translated_instructions=str(data.instructions(language)),
         parallel=parallel,
-        weights=weights or {"english": 1.0, "translated": 1.0, "parallel": 3.0},
-        stop="total",
-        examples_per_epoch=max_steps * batch_size,
+        **mixing,
         batch_size=batch_size,
         max_length=256,
         val_examples_per_stream=16,
@@ -224,9 +233,10 @@ def coit_datamodule(
     )
 
 
-def run_name(language: str, pairs: int, steps: int, seed: int) -> str:
+def run_name(language: str, pairs: int, steps: int, seed: int, epochs: Optional[int] = None) -> str:
     """A run's name in the results table and its log folder; a sweep skips names it finds there."""
-    return f"{language}-{pairs}pairs-{steps}steps-seed{seed}"
+    length = f"{epochs}epochs" if epochs is not None else f"{steps}steps"
+    return f"{language}-{pairs}pairs-{length}-seed{seed}"
 
 
 def sweep(
@@ -242,6 +252,7 @@ def sweep(
     learning_rate: float = 1e-3,
     weights: Optional[dict[str, float]] = None,
     eval_samples: int = 100,
+    epochs: Optional[int] = None,
 ) -> list[dict]:
     """Train a CoIT model per language x pair count x seed; append translation scores to a CSV.
 
@@ -259,15 +270,25 @@ def sweep(
         base_model: Hugging Face folder every run starts from.
         out: where the pair subsets and each run's logs go.
         seeds: seeds of the data order, the held-out split and the paraphrases; one run each.
-        max_steps: optimizer steps of every run, whatever its number of pairs.
+        max_steps: optimizer steps of every run, whatever its number of pairs (without
+            ``epochs``): runs differ only in how many distinct pairs they see.
+        epochs: instead of ``max_steps``, passes over each run's own data (every instruction
+            and pair once a pass, no weights), so a run with more pairs trains longer: the
+            paper's data scale, where more pairs means more learning.
         batch_size: examples per step.
         learning_rate: peak AdamW learning rate.
-        weights: shares of the english, translated and parallel streams (default 1, 1, 3).
+        weights: shares of the english, translated and parallel streams (default 1, 1, 3;
+            with ``max_steps`` only).
         eval_samples: test sentences scored per run.
 
     Returns:
         The rows appended.
     """
+    if epochs is not None and (epochs < 1 or weights is not None):
+        raise ValueError(
+            f"epochs must be a whole number >= 1 and comes without weights (every example once a "
+            f"pass), got epochs={epochs}, weights={weights}"
+        )
     sizes = sorted(set(sizes))
     if not sizes or sizes[0] < 1:
         raise ValueError(f"sizes must be positive numbers of pairs, got {sizes}")
@@ -278,13 +299,20 @@ def sweep(
     for seed in seeds or [0]:
         for lang in languages:
             for n in sizes:
-                run = run_name(lang, n, max_steps, seed)
+                run = run_name(lang, n, max_steps, seed, epochs)
                 if run in done:
                     print(f"skipping {run}: already in {results_path}")
                     continue
                 parallel = subset_pairs(data_dir, lang, n, root / "pairs")
                 datamodule = coit_datamodule(
-                    data_dir, lang, parallel, max_steps, batch_size, weights, seed, base_model
+                    data_dir,
+                    lang,
+                    parallel,
+                    None if epochs else max_steps,
+                    batch_size,
+                    weights,
+                    seed,
+                    base_model,
                 )
                 start = time.perf_counter()
                 summary = train_and_evaluate(
@@ -292,9 +320,10 @@ def sweep(
                     datamodule,
                     evaluation_callbacks(data_dir, [lang], eval_samples),
                     root / "runs" / run,
-                    max_steps,
+                    -1 if epochs else max_steps,
                     learning_rate,
                     seed,
+                    epochs or -1,
                 )
                 seconds = round(time.perf_counter() - start, 1)
                 trained = datamodule.readers[
@@ -314,7 +343,7 @@ def sweep(
                             "metric": metric,
                             "score": round(summary["last"][key][1], 4),
                             "seed": seed,
-                            "steps": max_steps,
+                            "steps": summary["steps"],
                             "subset": n,
                             "run": run,
                             "seconds": seconds,

@@ -122,3 +122,39 @@ def test_appending_after_a_line_without_an_end_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="the last line has no line end"):
         append_results(results, [{"language": "syn_far"}])
+
+
+def test_an_epoch_sweep_trains_longer_on_more_pairs(demo_root, data_dir, tmp_path):
+    """With ``epochs`` each run passes over its own data: 30 more pairs at batch 8 are about 4
+    more steps, and the steps column records what each run trained."""
+    results = tmp_path / "results.csv"
+    rows = sweep(
+        str(results),
+        ["syn_far"],
+        [10, 40],
+        str(data_dir),
+        base_model=str(DemoLayout(demo_root / "artifacts" / "demo").base_model),
+        out=str(tmp_path / "sweep"),
+        batch_size=8,
+        eval_samples=2,
+        epochs=1,
+    )
+    steps = {r["subset"]: r["steps"] for r in rows}
+    assert 3 <= steps[40] - steps[10] <= 5, steps
+    assert {r["run"] for r in rows} == {
+        "syn_far-10pairs-1epochs-seed0",
+        "syn_far-40pairs-1epochs-seed0",
+    }
+
+
+def test_epochs_come_without_weights(data_dir, tmp_path):
+    with pytest.raises(ValueError, match="comes without weights"):
+        sweep(
+            str(tmp_path / "r.csv"),
+            ["syn_far"],
+            [10],
+            str(data_dir),
+            out=str(tmp_path),
+            epochs=1,
+            weights={"english": 1.0, "translated": 1.0, "parallel": 1.0},
+        )
