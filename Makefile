@@ -4,6 +4,8 @@ VENV ?= .venv
 # A CPU build on this kind of machine; on a GPU machine install your CUDA torch first (any 2.11-2.13).
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# pytest workers: one per core of a 2-core CI machine (each runs torch on one thread)
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint format benchmark gpu-check clean-demo
@@ -12,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,comet,bleurt,judge,benchmarks,loggers]"
+	$(BIN)/python -m pip install -q -e ".[test,comet,bleurt,judge,benchmarks,loggers,lora]"
 	# unbabel-comet pins jsonargparse/numpy/torchmetrics versions that break LightningCLI: install it alone
 	$(BIN)/python -m pip install -q --no-deps unbabel-comet==2.2.7
 	touch $(STAMP)
@@ -24,7 +26,7 @@ demo: install
 	$(BIN)/python -m lightning_xllama fit --config configs/demo.yaml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # ruff: lint (pyflakes, pycodestyle, import order) and the formatter's check, line length 100
 lint: install

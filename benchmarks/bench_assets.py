@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 from pathlib import Path
+from typing import Optional
 
 CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
 CACHE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "bench"
@@ -39,3 +42,21 @@ def build_assets(args: argparse.Namespace) -> Path:
         **CORPUS,
     )
     return out
+
+
+def child_result(
+    done: subprocess.CompletedProcess, what: str, prefix: str = "BENCH_RESULT "
+) -> dict:
+    """The JSON a measuring child process printed after ``prefix`` (each measurement runs in a
+    fresh process, so its peak memory is its own); its stderr if it failed."""
+    if done.returncode != 0:
+        raise SystemExit(f"the {what} run failed:\n{done.stderr[-3000:]}")
+    line = next(row for row in done.stdout.splitlines() if row.startswith(prefix))
+    return json.loads(line[len(prefix) :])
+
+
+def print_and_write(text: str, results, out: Optional[Path]) -> None:
+    """Print the table; with ``out``, write it there too (a ``.json`` path: the raw results)."""
+    print(text)
+    if out:
+        out.write_text(json.dumps(results, indent=1) if out.suffix == ".json" else text + "\n")

@@ -47,7 +47,10 @@ from array import array
 from pathlib import Path
 from typing import Optional, Sequence
 
+from bench_assets import child_result, print_and_write  # benchmarks/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
+
 RESULT_PREFIX = "BENCH_RESULT "
 LANGUAGE = "de"
 
@@ -381,21 +384,13 @@ def main(argv: list[str] | None = None) -> None:
             command += ["--pack-length", str(args.pack_length)]
         env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"the run with {size} pairs failed:\n{done.stderr[-3000:]}")
-        line = next(row for row in done.stdout.splitlines() if row.startswith(RESULT_PREFIX))
-        results.append(json.loads(line[len(RESULT_PREFIX) :]))
+        results.append(child_result(done, f"{size}-pair"))
         print(
             f"{size:,} pairs: {results[-1]['examples_per_s']:,.0f} examples/s, "
             f"peak RSS {results[-1]['peak_rss_mb']:.0f} MB",
             file=sys.stderr,
         )
-    text = table(results, args)
-    print(text)
-    if args.out:
-        args.out.write_text(
-            json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n"
-        )
+    print_and_write(table(results, args), results, args.out)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ import sys
 import time
 from pathlib import Path
 
+from bench_assets import child_result, print_and_write  # benchmarks/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
+
 RESULT_PREFIX = "BENCH_RESULT "
 METHODS = ("reference", "chunked")
 GOAL = 0.25  # the target: the chunked loss's peak <= 1/4 of the reference's at vocab 32,000
@@ -229,20 +232,12 @@ def main(argv: list[str] | None = None) -> None:
             str(args.seed),
         ]
         done = subprocess.run(command, env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"the {method} run failed:\n{done.stderr[-3000:]}")
-        line = next(row for row in done.stdout.splitlines() if row.startswith(RESULT_PREFIX))
-        results[method] = json.loads(line[len(RESULT_PREFIX) :])
+        results[method] = child_result(done, method)
         print(
             f"{method}: peak {results[method]['peak_mib']:,.0f} MiB, {results[method]['seconds']:.2f} s",
             file=sys.stderr,
         )
-    text = table(results, args)
-    print(text)
-    if args.out:
-        args.out.write_text(
-            json.dumps(results, indent=1) if args.out.suffix == ".json" else text + "\n"
-        )
+    print_and_write(table(results, args), results, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@ over the flattened rows. How each ``attn_implementation`` keeps the examples apa
 - ``sdpa`` and ``eager``: the fallback, a dense block-diagonal 4D mask built on the device from
   the position ids, whose cost is the square of the row, not of each example.
 
-Outside packed training (padded batches, generation) ``sdpa_varlen`` is plain ``sdpa``.
+Sliding windows (Mistral; Gemma-2 and Qwen2 on their ``sliding_attention`` layers) hold in each
+path, within each example: see :func:`packed_attention_inputs`.
+
+Outside packed training (padded batches, generation) ``sdpa_varlen`` is plain ``sdpa``, but
+for Gemma-2's attention soft-capping, which it applies as eager attention does (transformers'
+``sdpa`` drops it).
 """
 
 from __future__ import annotations
@@ -41,28 +46,37 @@ def sdpa_varlen_forward(
     scaling: Optional[float] = None,
     is_causal: Optional[bool] = None,
     cu_seq_lens_q: Optional[torch.Tensor] = None,
+    sliding_window: Optional[int] = None,
+    softcap: Optional[float] = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
     """Causal sdpa per example of a packed batch; plain sdpa when no boundaries are given.
 
     ``query`` is (batch, heads, length, head_dim); the result is (batch, length, heads, head_dim),
-    as every transformers attention function returns it.
+    as every transformers attention function returns it. The layer's ``sliding_window``
+    (Mistral, Gemma-2's local layers) limits each example's attention to its last
+    ``sliding_window`` tokens; Gemma-2's ``softcap`` (which transformers' sdpa drops) caps the
+    scores, packed or not, as eager attention does.
     """
     from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 
-    if cu_seq_lens_q is None:
-        return sdpa_attention_forward(
-            module,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=dropout,
-            scaling=scaling,
-            is_causal=is_causal,
-            **kwargs,
-        )
     groups = getattr(module, "num_key_value_groups", 1)
+    if cu_seq_lens_q is None:
+        if softcap is None:
+            return sdpa_attention_forward(
+                module,
+                query,
+                key,
+                value,
+                attention_mask,
+                dropout=dropout,
+                scaling=scaling,
+                is_causal=is_causal,
+                **kwargs,
+            )
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+        out = _softcapped_attention(query, key, value, attention_mask, dropout, scaling, softcap)
+        return out.transpose(1, 2).contiguous(), None
     key, value = repeat_kv(key, groups), repeat_kv(value, groups)
     batch, heads, length, head_dim = query.shape
 
@@ -75,19 +89,69 @@ def sdpa_varlen_forward(
     bounds = (
         cu_seq_lens_q.tolist()
     )  # the packed batch's boundaries live on the host's side of a CPU run
-    pieces = [
-        F.scaled_dot_product_attention(
-            q[:, start:end],
-            k[:, start:end],
-            v[:, start:end],
-            dropout_p=dropout,
-            scale=scaling,
-            is_causal=True,
-        )
-        for start, end in zip(bounds[:-1], bounds[1:])
-    ]
+    pieces = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        piece = slice(start, end)
+        n = end - start
+        if softcap is None and (sliding_window is None or n <= sliding_window):
+            pieces.append(
+                F.scaled_dot_product_attention(
+                    q[:, piece],
+                    k[:, piece],
+                    v[:, piece],
+                    dropout_p=dropout,
+                    scale=scaling,
+                    is_causal=True,
+                )
+            )
+            continue
+        position = torch.arange(n, device=q.device)
+        mask = block_causal_mask(position, sliding_window)[0]
+        if softcap is None:
+            pieces.append(
+                F.scaled_dot_product_attention(
+                    q[:, piece],
+                    k[:, piece],
+                    v[:, piece],
+                    attn_mask=mask,
+                    dropout_p=dropout,
+                    scale=scaling,
+                )
+            )
+        else:
+            pieces.append(
+                _softcapped_attention(
+                    q[:, piece], k[:, piece], v[:, piece], mask, dropout, scaling, softcap
+                )
+            )
     out = torch.cat(pieces, dim=1).reshape(heads, batch, length, head_dim)
     return out.permute(1, 2, 0, 3).contiguous(), None
+
+
+def _softcapped_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    dropout: float,
+    scaling: Optional[float],
+    softcap: float,
+) -> torch.Tensor:
+    """Attention with Gemma-2's score capping ``softcap * tanh(scores / softcap)``, as its eager
+    attention computes it; ``mask`` boolean (True: attend) or additive, None: causal."""
+    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+    scores = torch.tanh(scores / softcap) * softcap
+    if mask is None:  # causal, the queries being the last of the keys
+        q_len, k_len = scores.shape[-2:]
+        mask = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(k_len - q_len)
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    else:
+        scores = scores + mask[..., : key.shape[-2]]
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = F.dropout(probs, p=dropout, training=dropout > 0)
+    return torch.matmul(probs, value)
 
 
 def register_attention() -> None:
@@ -107,9 +171,44 @@ def register_attention() -> None:
         AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)
 
 
-def packed_attention_inputs(batch: dict, attn_implementation: str, dtype: torch.dtype) -> dict:
+def sliding_windows(config) -> dict[Optional[str], Optional[int]]:
+    """The sliding window of each kind of attention layer of a Hugging Face ``config``.
+
+    Models whose config lists ``layer_types`` (Gemma-2, Qwen2, ...) take one mask per layer type
+    (``full_attention``, ``sliding_attention``): the keys are those types. Others (LLaMA,
+    Mistral) take one mask for all layers: the key is None, the value Mistral's
+    ``sliding_window`` or None.
+    """
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if not layer_types:
+        return {None: window}
+    known = {"full_attention": None, "sliding_attention": window}
+    unknown = sorted(set(layer_types) - set(known))
+    if unknown:
+        raise ValueError(
+            f"packed training with a dense mask knows the layer types {sorted(known)}; "
+            f"{type(config).__name__} also has {unknown}: use attn_implementation "
+            "'sdpa_varlen' or 'flex_attention'"
+        )
+    if "sliding_attention" in layer_types and window is None:
+        raise ValueError(
+            f"{type(config).__name__} has sliding_attention layers but no sliding_window"
+        )
+    return {kind: known[kind] for kind in dict.fromkeys(layer_types)}
+
+
+def packed_attention_inputs(batch: dict, config, dtype: torch.dtype) -> dict:
     """The model's keyword arguments that keep a packed batch's examples apart (see the module
-    docstring); nothing here reads a tensor's values on the host."""
+    docstring), for the model of ``config`` (its ``_attn_implementation`` and sliding windows);
+    nothing here reads a tensor's values on the host.
+
+    Sliding windows hold in every path: flex's document mask and the flash kernels get them
+    from transformers, ``sdpa_varlen`` from each layer's ``sliding_window``, and the dense
+    masks of ``sdpa`` and ``eager`` are banded here (one per layer type where the model takes
+    a mapping).
+    """
+    attn_implementation = config._attn_implementation
     inputs: dict = {"position_ids": batch["position_ids"]}
     if attn_implementation == "flex_attention":
         return inputs  # transformers builds the document block mask from the position ids
@@ -122,8 +221,14 @@ def packed_attention_inputs(batch: dict, attn_implementation: str, dtype: torch.
             "max_length_q": longest,
             "max_length_k": longest,
         }
-    mask = block_causal_mask(batch["position_ids"])
-    inputs["attention_mask"] = (
-        additive_mask(mask, dtype) if attn_implementation == "eager" else mask
-    )
+
+    def dense(window: Optional[int]) -> torch.Tensor:
+        mask = block_causal_mask(batch["position_ids"], window)
+        return additive_mask(mask, dtype) if attn_implementation == "eager" else mask
+
+    windows = sliding_windows(config)
+    if None in windows:
+        inputs["attention_mask"] = dense(windows[None])
+    else:
+        inputs["attention_mask"] = {kind: dense(window) for kind, window in windows.items()}
     return inputs

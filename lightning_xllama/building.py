@@ -7,17 +7,22 @@ checkpointing).
 - ``DecoderFSDPStrategy`` (FSDP1): rank 0 loads the weights on CPU, the others build on the
   meta device; FSDP broadcasts rank 0's weights as it wraps the layers.
 - otherwise (one device, DDP): ``from_pretrained`` on every rank.
+
+With ``lora_rank`` set, :func:`lightning_xllama.lora.apply_lora` wraps the model in peft's LoRA
+adapters right after it is built (under FSDP2 before ``fully_shard``), the base weights frozen.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
+import torch
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from torch import nn
 
 from lightning_xllama.chunked_loss import install_chunked_loss_head
+from lightning_xllama.lora import apply_lora, quantized_base
 from lightning_xllama.strategies import decoder_layers, empty_model, load_into_shards, shard_fsdp2
 
 
@@ -31,14 +36,29 @@ class ModelSettings:
     gradient_checkpointing: bool = False
     loss_chunk_size: Optional[int] = 1024
     compile_layers: bool = False
+    lora_rank: Optional[int] = None
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.05
+    lora_target_modules: Optional[Sequence[str]] = None
+    lora_quantize: Optional[str] = None
 
 
 def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.Module:
     """The model of ``settings`` in training mode, built for ``strategy`` (None: one process);
     ``device_mesh`` is the module's mesh under ``ModelParallelStrategy``."""
     s = settings
+    if s.lora_rank is not None and isinstance(strategy, FSDPStrategy):
+        raise ValueError(
+            "LoRA (lora_rank) runs on one device, DDP or FSDP2, not FSDPStrategy (FSDP1 would need "
+            "use_orig_params for its frozen base weights): use "
+            "lightning_xllama.strategies.DecoderFSDP2Strategy"
+        )
+    if s.lora_quantize is not None and isinstance(strategy, ModelParallelStrategy):
+        raise ValueError("lora_quantize (QLoRA) runs on one device or DDP, not FSDP2")
     if isinstance(strategy, ModelParallelStrategy):
         model = fsdp2_model(s, strategy, device_mesh)
+    elif s.lora_quantize is not None:
+        model = quantized_base(s, strategy.root_device if strategy else torch.device("cpu"))
     elif (
         isinstance(strategy, FSDPStrategy)
         and strategy.kwargs.get("sync_module_states")
@@ -58,6 +78,8 @@ def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.
     if s.gradient_checkpointing and not model.is_gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if not isinstance(strategy, ModelParallelStrategy):
+        if s.lora_rank is not None:
+            model = apply_lora(model, s)
         prepare_for_training(model, s)
     return model
 
@@ -79,6 +101,13 @@ def fsdp2_model(settings: ModelSettings, strategy: ModelParallelStrategy, device
     model = empty_model(s.model_name_or_path, s.attn_implementation, s.trust_remote_code)
     if getattr(strategy, "activation_checkpointing", False):
         enable_gradient_checkpointing(model)
+    adapt = None
+    if s.lora_rank is not None:  # adapters sharded with their layers: DTensors too
+
+        def adapt(pretrained: nn.Module) -> nn.Module:
+            return apply_lora(pretrained, s)
+
+        model = adapt(model)
     prepare_for_training(model, s)  # before sharding, as FSDP2 expects
     shard_fsdp2(
         model,
@@ -86,7 +115,9 @@ def fsdp2_model(settings: ModelSettings, strategy: ModelParallelStrategy, device
         getattr(strategy, "param_dtype", "fp32"),
         getattr(strategy, "reduce_dtype", "fp32"),
     )
-    load_into_shards(model, s.model_name_or_path, strategy.root_device, s.trust_remote_code)
+    load_into_shards(
+        model, s.model_name_or_path, strategy.root_device, s.trust_remote_code, adapt=adapt
+    )
     return model
 
 

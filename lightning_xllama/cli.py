@@ -211,6 +211,7 @@ def _overview() -> str:
         "  scaling       train over languages x pair counts (scaling sweep), fit scaling laws (scaling fit),\n"
         "                split a data budget (scaling allocate)\n"
         "  export        write a Hugging Face folder (+ model card) from a checkpoint file or sharded folder\n"
+        "                (LoRA: the merged model, or the adapter folder with --lora_output adapter)\n"
     )
 
 

@@ -8,19 +8,26 @@ export's manifest (:mod:`lightning_xllama.export_target` says what may be writte
 It runs in one process with no GPU: a sharded checkpoint is read tensor by tensor into the full
 shapes (torch distributed checkpoint reshards on load), and only the model's weights are read,
 not the optimizer state.
+
+A LoRA checkpoint holds the adapters only: the base model is loaded from its folder, the adapters
+put on it, and the export is either the merged model (``merge_and_unload``: a plain folder that
+``AutoModelForCausalLM.from_pretrained`` loads) or the adapter folder (peft's ``save_pretrained``:
+``PeftModel.from_pretrained(base, folder)`` loads it), as ``--lora_output`` says.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 import torch
 
 from lightning_xllama.data.datamodule import saved_data_plan
 from lightning_xllama.export_target import Protected, check_export_target, write_export
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.lora import checkpointed_keys
 from lightning_xllama.run_record import RunRecordDict, checkpoint_run_record, write_run_record
 from lightning_xllama.strategies import (
     DTYPES,
@@ -31,6 +38,7 @@ from lightning_xllama.strategies import (
 )
 
 MODEL_PREFIX = "model."  # XLlamaModule keeps the Hugging Face model in ``self.model``
+LoraOutput = Literal["merged", "adapter"]
 
 
 def save_hf_folder(
@@ -113,10 +121,17 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
             f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model"
         )
     check_model_path(base)
-    model = empty_model(
-        base, hparams.get("attn_implementation", "sdpa"), hparams.get("trust_remote_code", False)
-    )
-    shapes = {MODEL_PREFIX + k: tuple(v.shape) for k, v in model.state_dict().items()}
+    lora = hparams.get("lora_rank") is not None
+    if lora:  # the checkpoint holds the adapters: the base weights come from its folder
+        model = lora_model(base, hparams)
+    else:
+        model = empty_model(
+            base,
+            hparams.get("attn_implementation", "sdpa"),
+            hparams.get("trust_remote_code", False),
+        )
+    full = model.state_dict()
+    shapes = {MODEL_PREFIX + k: tuple(full[k].shape) for k in checkpointed_keys(model)}
     check_checkpoint_shapes(ckpt, shapes)
     if ckpt.is_dir():
         state = _sharded_model_state(ckpt, shapes)
@@ -124,9 +139,13 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
         state = {
             k: v for k, v in checkpoint.pop("state_dict").items() if k.startswith(MODEL_PREFIX)
         }
-    model.load_state_dict(
-        {k[len(MODEL_PREFIX) :]: v for k, v in state.items()}, strict=True, assign=True
-    )
+    state = {k[len(MODEL_PREFIX) :]: v for k, v in state.items()}
+    if lora:
+        load_adapters(model, state)
+        model.eval()
+        checkpoint["base_model"] = base
+        return model, checkpoint
+    model.load_state_dict(state, strict=True, assign=True)
     model.tie_weights()
     reset_rotary_buffers(model, torch.device("cpu"))
     leftover = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
@@ -135,6 +154,49 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
     model.eval()
     checkpoint["base_model"] = base
     return model, checkpoint
+
+
+def lora_model(base: str, hparams: dict, dtype: Optional[torch.dtype] = None):
+    """``base`` loaded with ``from_pretrained`` (in ``dtype``, default fp32) and wrapped in the
+    LoRA adapters ``hparams`` (``XLlamaModule``'s) describe, freshly initialised: a checkpoint's
+    adapters load into it."""
+    from transformers import AutoModelForCausalLM
+
+    from lightning_xllama.building import ModelSettings
+    from lightning_xllama.lora import apply_lora
+
+    names = {f.name for f in fields(ModelSettings)} - {"model_name_or_path"}
+    settings = ModelSettings(base, **{k: v for k, v in hparams.items() if k in names})
+    model = AutoModelForCausalLM.from_pretrained(
+        base,
+        attn_implementation=settings.attn_implementation,
+        trust_remote_code=settings.trust_remote_code,
+        use_safetensors=None,
+        dtype=dtype or torch.float32,
+    )
+    return apply_lora(model, settings)
+
+
+def load_adapters(model, state: dict) -> None:
+    """Load the adapter tensors ``state`` into the peft ``model``: they must be exactly its
+    trainable tensors (the frozen base is the model's own)."""
+    expected = set(checkpointed_keys(model))
+    if set(state) != expected:
+        differ = sorted(set(state) ^ expected)
+        raise ValueError(
+            f"the adapters do not fit the LoRA model: {len(differ)} tensor(s) missing or "
+            f"unexpected, e.g. {differ[:3]}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def lora_export_model(model, lora_output: LoraOutput):
+    """What a LoRA export saves of the peft ``model``: the base with the adapters merged into its
+    weights (``merged``), or the peft model itself, whose ``save_pretrained`` writes the adapter
+    folder (``adapter``)."""
+    if lora_output not in get_args(LoraOutput):
+        raise ValueError(f"lora_output must be one of {get_args(LoraOutput)}, got {lora_output!r}")
+    return model.merge_and_unload() if lora_output == "merged" else model
 
 
 # --- the model card -----------------------------------------------------------------------------
@@ -218,10 +280,12 @@ OLD_CHECKPOINT_MIXTURE = (
 )
 
 
-def model_card(checkpoint: dict) -> str:
-    """A README for the exported folder from what the checkpoint recorded."""
+def model_card(checkpoint: dict, adapter: bool = False) -> str:
+    """A README for the exported folder from what the checkpoint recorded; ``adapter``: the folder
+    holds LoRA adapters for the base model, not a whole model."""
     base = checkpoint.get("base_model", "")
     hparams = checkpoint.get("hyper_parameters") or {}
+    rank = hparams.get("lora_rank")
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     plan = saved_data_plan(checkpoint)
     settings = checkpoint.get("training_settings") or {}
@@ -261,7 +325,16 @@ def model_card(checkpoint: dict) -> str:
     sections = [
         "\n".join(front),
         f"# Instruction-tuned {Path(str(base)).name or base}",
-        f"{kind} of `{base}` with lightning_xllama: full-parameter tuning on "
+        f"{kind} of `{base}` with lightning_xllama: "
+        + (
+            "full-parameter tuning"
+            if rank is None
+            else f"LoRA (rank {rank}, alpha {hparams.get('lora_alpha')}, "
+            f"modules {hparams.get('lora_target_modules') or 'all linear in the decoder layers'}; "
+            + ("this folder holds the adapters" if adapter else "merged into the weights")
+            + ")"
+        )
+        + " on "
         "English instructions, the same instructions in the target language(s) and translation "
         "pairs turned into instructions; the loss is on the response tokens only.",
         "## Data mixture",
@@ -289,9 +362,18 @@ def model_card(checkpoint: dict) -> str:
         if scores
         else "No validation scores were recorded before this checkpoint.",
         "## Use",
-        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        'model = AutoModelForCausalLM.from_pretrained("PATH")\ntokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n'
-        f"Prompts follow the `{data.get('template', 'alpaca')}` template the model was tuned with.",
+        (
+            "```python\nfrom peft import PeftModel\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f'base = AutoModelForCausalLM.from_pretrained("{base}")\n'
+            'model = PeftModel.from_pretrained(base, "PATH")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n'
+            if adapter
+            else "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            'model = AutoModelForCausalLM.from_pretrained("PATH")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("PATH")\n```\n'
+        )
+        + f"Prompts follow the `{data.get('template', 'alpaca')}` template the model was tuned with.",
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -303,6 +385,7 @@ def export_checkpoint(
     model: Optional[str] = None,
     dtype: Optional[str] = None,
     overwrite: bool = False,
+    lora_output: Optional[LoraOutput] = None,
 ) -> Path:
     """Write the Hugging Face folder of a checkpoint (see :func:`export`); returns the folder."""
     protected = _protected_paths(ckpt, model)
@@ -310,6 +393,14 @@ def export_checkpoint(
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     hf_model, checkpoint = load_checkpoint_model(ckpt, model)
+    lora = (checkpoint.get("hyper_parameters") or {}).get("lora_rank") is not None
+    if lora_output is not None and not lora:
+        raise ValueError(
+            f"{ckpt} was trained without LoRA (no lora_rank): it has no adapters, so lora_output "
+            "does not apply; leave it unset"
+        )
+    if lora:
+        hf_model = lora_export_model(hf_model, lora_output or "merged")
     if dtype is not None:
         hf_model.to(DTYPES[dtype])
     tokenizer = load_tokenizer(checkpoint["base_model"])
@@ -324,7 +415,7 @@ def export_checkpoint(
         tokenizer,
         out,
         overwrite,
-        card=model_card(checkpoint),
+        card=model_card(checkpoint, adapter=lora and lora_output == "adapter"),
         run_record=checkpoint_run_record(checkpoint, plan),
         protected=_protected_paths(ckpt, checkpoint["base_model"]),  # checked again on writing
     )
@@ -344,6 +435,7 @@ def export(
     model: Optional[str] = None,
     dtype: Optional[Literal["fp32", "bf16", "fp16"]] = None,
     overwrite: bool = False,
+    lora_output: Optional[LoraOutput] = None,
 ) -> None:
     """Write a Hugging Face model folder from a Lightning checkpoint (a file or a sharded folder).
 
@@ -370,9 +462,12 @@ def export(
             ``export_manifest.json`` an export wrote): only the files it lists are removed,
             anything else stays; the new files are written beside it first and moved in when
             complete.
+        lora_output: for a LoRA checkpoint: ``merged`` (default; the adapters merged into the
+            base weights, a plain model folder) or ``adapter`` (peft's adapter folder, a few MB,
+            loaded with ``PeftModel.from_pretrained`` on the base model).
     """
     try:
-        folder = export_checkpoint(ckpt, out, model, dtype, overwrite)
+        folder = export_checkpoint(ckpt, out, model, dtype, overwrite, lora_output)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"Hugging Face model folder written to {folder}")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,48 @@ def _listing(path: Path, most: int = 12) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+RESERVED_TOKEN = re.compile(r"reserved|unused", re.IGNORECASE)
+"""Special tokens a tokenizer keeps unused, by name: LLaMA-3's ``<|reserved_special_token_N|>``,
+Gemma's ``<unusedN>``."""
+
+
+def choose_pad_token(tokenizer) -> tuple[Optional[str], str]:
+    """The token that pads batches of a tokenizer without its own, and why.
+
+    In order: the UNK token (LLaMA-1/2, Mistral: SentencePiece always has one); else the first
+    reserved special token the tokenizer already has (LLaMA-3's
+    ``<|reserved_special_token_0|>``): a token of its own, so a pad is never taken for real
+    text, and no new embedding row (a resize would change the shapes the checkpoints, the
+    sharded loading and the export share); else the EOS token. Padding is found by position,
+    never by id (the collators label it -100 and mask it out of attention), so an EOS that pads
+    still closes every response and is still learned there.
+    """
+    if tokenizer.pad_token is not None:
+        return None, "the tokenizer's own pad token"
+    if tokenizer.unk_token is not None:
+        return tokenizer.unk_token, (
+            "the tokenizer has no pad token; its UNK token pads (padding is masked out of the loss)"
+        )
+    reserved = sorted(
+        (token_id, token.content)
+        for token_id, token in tokenizer.added_tokens_decoder.items()
+        if token.special and RESERVED_TOKEN.search(token.content)
+    )
+    if reserved:
+        return reserved[0][1], (
+            "the tokenizer has no pad token nor UNK; its first reserved special token pads "
+            "(padding is masked out of the loss)"
+        )
+    return tokenizer.eos_token, (
+        "the tokenizer has no pad token, UNK nor reserved special token; its EOS token pads "
+        "(padding is masked out of the loss by position, so each response's closing EOS is "
+        "still learned)"
+    )
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str = "right"):
-    """The model's tokenizer, with a pad token set (LLaMA ships none) and the choice logged."""
+    """The model's tokenizer, with a pad token set (LLaMA ships none: :func:`choose_pad_token`)
+    and the choice logged."""
     from transformers import AutoTokenizer
 
     check_model_path(name, kind="tokenizer")
@@ -87,22 +129,13 @@ def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str
         raise ValueError(
             f"could not load a tokenizer from {path} (it holds {_listing(path)}): {err}"
         ) from err
-    reason = "the tokenizer's own pad token"
-    if tokenizer.pad_token is None:
-        if tokenizer.unk_token is not None:
-            tokenizer.pad_token = tokenizer.unk_token
-            reason = "the tokenizer has no pad token; its UNK token pads (padding is masked out of the loss)"
-        else:
-            tokenizer.pad_token = tokenizer.eos_token
-            reason = "the tokenizer has no pad token nor UNK; its EOS token pads (padding is masked out of the loss)"
-        log.info(
-            "tokenizer %s has no pad token; using %r (padding is masked out)",
-            name,
-            tokenizer.pad_token,
-        )
-    tokenizer.pad_token_reason = reason
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name!r} has no EOS token; responses must end with one")
+    pad, reason = choose_pad_token(tokenizer)
+    if pad is not None:
+        tokenizer.pad_token = pad
+        log.info("tokenizer %s has no pad token; using %r (%s)", name, pad, reason)
+    tokenizer.pad_token_reason = reason
     tokenizer.padding_side = padding_side
     return tokenizer
 

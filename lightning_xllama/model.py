@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Literal, Optional, get_args
+from typing import Literal, Optional, Sequence, get_args
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.strategies import FSDPStrategy
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics import MeanMetric
 
 from lightning_xllama import distributed, rng_state
@@ -30,6 +30,12 @@ from lightning_xllama.clipping import clip_grad_norm
 from lightning_xllama.data.encoding import IGNORE_INDEX
 from lightning_xllama.evaluation.generation import generate
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.lora import (
+    LoraQuantize,
+    check_lora_arguments,
+    checkpointed_keys,
+    parameter_counts,
+)
 from lightning_xllama.schedule import WarmupCosine
 from lightning_xllama.strategies import compare_shapes
 
@@ -66,6 +72,15 @@ class XLlamaModule(L.LightningModule):
         trust_remote_code: allow model code from the hub; off unless you trust the source.
         max_new_tokens: generation length for ``predict``.
         num_beams: beam size for ``predict`` (1 = greedy).
+        lora_rank: rank of LoRA adapters (``lightning_xllama/lora.py``, needs the ``lora`` extra):
+            the base weights stay frozen and only the adapters train, are checkpointed and
+            exported; None tunes every parameter, as the paper does.
+        lora_alpha: LoRA scaling numerator: the adapters' update is scaled by alpha / rank.
+        lora_dropout: dropout on the adapters' input.
+        lora_target_modules: names of the ``nn.Linear`` modules in the decoder layers that get
+            adapters, e.g. ``[q_proj, v_proj]``; None: all of them (attention and MLP projections).
+        lora_quantize: ``nf4``: QLoRA, the frozen base in 4-bit NF4 (bitsandbytes, CUDA, one device
+            or DDP); None: the base in the trainer's precision.
     """
 
     def __init__(
@@ -85,9 +100,19 @@ class XLlamaModule(L.LightningModule):
         trust_remote_code: bool = False,
         max_new_tokens: int = 128,
         num_beams: int = 1,
+        lora_rank: Optional[int] = None,
+        lora_alpha: float = 16.0,
+        lora_dropout: float = 0.05,
+        lora_target_modules: Optional[Sequence[str]] = None,
+        lora_quantize: Optional[LoraQuantize] = None,
     ):
         super().__init__()
         check_model_path(model_name_or_path)
+        check_lora_arguments(
+            lora_rank, lora_alpha, lora_dropout, lora_target_modules, lora_quantize
+        )
+        if lora_target_modules is not None:  # a plain list in the saved hyperparameters
+            lora_target_modules = list(lora_target_modules)
         if attn_implementation not in ATTN_IMPLEMENTATIONS:
             raise ValueError(
                 f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {attn_implementation!r}"
@@ -138,6 +163,8 @@ class XLlamaModule(L.LightningModule):
         self._step_tokens = torch.zeros((), dtype=torch.long)
         self.parameter_shapes: dict[str, tuple[int, ...]] = {}
         """Global shapes of the checkpointed tensors, recorded before sharding (to check checkpoints)."""
+        self.parameter_counts: Optional[tuple[int, int]] = None
+        """Trainable and total parameters of the built model."""
         self._rng_to_restore: Optional[dict] = None
 
     @property
@@ -158,9 +185,29 @@ class XLlamaModule(L.LightningModule):
             **{f.name: self.hparams[f.name] for f in dataclasses.fields(ModelSettings)}
         )
         self.model = build_model(settings, strategy, self.device_mesh)
+        state = self.model.state_dict()
         self.parameter_shapes = {
-            f"model.{k}": tuple(v.shape) for k, v in self.model.state_dict().items()
+            f"model.{k}": tuple(state[k].shape) for k in checkpointed_keys(self.model)
         }
+        # Checkpoints hold the trainable tensors only (LoRA: the adapters; the frozen base comes from
+        # model_name_or_path): loading is then partial, and the shape check above keeps it exact.
+        self.strict_loading = len(self.parameter_shapes) == len(state)
+        self.parameter_counts = parameter_counts(self.model)
+        trainable, total = self.parameter_counts
+        rank_zero_info(
+            f"XLlamaModule: {trainable:,} trainable parameters of {total:,} "
+            f"({100 * trainable / total:.3g}%)"
+            + (f", LoRA rank {self.hparams.lora_rank}" if self.hparams.lora_rank else "")
+        )
+
+    def on_fit_start(self) -> None:
+        """Log the parameter counts with the hyperparameters (logged before the model is built)."""
+        if self.parameter_counts is not None:
+            trainable, total = self.parameter_counts
+            for logger in self.loggers:
+                logger.log_hyperparams(
+                    {"trainable_parameters": trainable, "total_parameters": total}
+                )
 
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,11 +222,7 @@ class XLlamaModule(L.LightningModule):
         """
         inputs = {"input_ids": batch["input_ids"], "use_cache": False}
         if "position_ids" in batch:
-            inputs.update(
-                packed_attention_inputs(
-                    batch, self.model.config._attn_implementation, torch.float32
-                )
-            )
+            inputs.update(packed_attention_inputs(batch, self.model.config, torch.float32))
         else:
             inputs["attention_mask"] = batch["attention_mask"]
         labels = batch["labels"]
@@ -307,9 +350,16 @@ class XLlamaModule(L.LightningModule):
     # --- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Add every rank's RNG state (Lightning saves none) and :meth:`training_record` (the
-        export's model card reads it). Every rank runs this hook."""
+        export's model card reads it), and keep only the trainable tensors. Every rank runs this
+        hook."""
         checkpoint["rng_states"] = rng_state.gather()
         checkpoint.update(self.training_record())
+        # Frozen base weights stay out (LoRA), whichever strategy collected the state dict.
+        if not self.strict_loading:
+            state = checkpoint.get("state_dict") or {}
+            checkpoint["state_dict"] = {
+                k: v for k, v in state.items() if k in self.parameter_shapes
+            }
 
     def training_record(self) -> dict:
         """How the run is set up (ranks, accumulation, effective batch...) and the latest
@@ -324,6 +374,8 @@ class XLlamaModule(L.LightningModule):
             "max_steps": trainer.max_steps,
             "gradient_clip_val": trainer.gradient_clip_val,
         }
+        if self.parameter_counts is not None:
+            settings["trainable_parameters"], settings["total_parameters"] = self.parameter_counts
         batch_size = getattr(trainer.datamodule, "hparams", {}).get("batch_size")
         if batch_size is not None:
             settings["batch_size_per_device"] = batch_size

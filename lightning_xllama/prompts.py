@@ -150,6 +150,25 @@ def chat_turns(
     return prompt, full[len(prompt) :]
 
 
+def chat_end_of_turn(tokenizer) -> list[int]:
+    """Ids of the special tokens the tokenizer's chat template writes right after an assistant
+    turn's text (LLaMA-3's ``<|eot_id|>``, Qwen's ``<|im_end|>``); none without a template.
+
+    A model tuned in the template learns to end its answers with them, while the tokenizer's
+    EOS may be another token (a base LLaMA-3's is ``<|end_of_text|>``): generation stops at them.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        return []
+    answer = "Answer"
+    response = chat_turns(tokenizer, "Question", "", answer)[1]
+    if not response.startswith(answer):
+        return []
+    special = {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+    special.update(tokenizer.all_special_ids)
+    ids = tokenizer(response[len(answer) :], add_special_tokens=False)["input_ids"]
+    return [i for i in ids if i in special]
+
+
 def prompt_and_response(
     instruction: str, input: str, output: str, template: Template = "alpaca", tokenizer=None
 ) -> tuple[str, str]:

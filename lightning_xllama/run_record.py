@@ -42,8 +42,8 @@ Fields (``RunRecordDict``; every value is plain JSON):
   ``training`` (the training examples this rank 0 consumed so far: encoded, truncated, dropped
   by reason). ``fit`` prints it when it starts.
 - ``training_settings`` / ``evaluation``: what ``XLlamaModule.training_record()`` returns: ranks,
-  accumulation, precision, strategy, epochs, steps, clipping, batch sizes; the latest ``val/``
-  scores.
+  accumulation, precision, strategy, epochs, steps, clipping, batch sizes, ``trainable_parameters``
+  and ``total_parameters`` (LoRA: the adapters of the whole model); the latest ``val/`` scores.
 """
 
 from __future__ import annotations

@@ -17,6 +17,14 @@ import pytest
 from lightning_xllama.demo.layout import DemoLayout
 
 REPO = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per test worker (``make test`` runs one worker per core): tiny models gain
+    # nothing from intra-op threads, and OpenMP threads of two workers spin against each other.
+    # Subprocesses (CLI runs, 2-rank launches) inherit the setting.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 sys.path.insert(
     0, str(REPO / "tests" / "helpers")
 )  # the code the tests share, and the scripts they launch
@@ -54,6 +62,15 @@ def tiny_model(demo_root) -> str:
 @pytest.fixture(scope="session")
 def tiny_data(demo_root) -> Path:
     return demo_root / "artifacts" / "demo" / "data"
+
+
+@pytest.fixture(scope="session")
+def family_models(tiny_model, tiny_data, tmp_path_factory) -> dict[str, str]:
+    """Folder of each model family's tiny model (``tests/helpers/families.py``), by family."""
+    from families import FAMILIES, build_family
+
+    root = tmp_path_factory.mktemp("families")
+    return {f: str(build_family(f, Path(tiny_model), tiny_data, root / f)) for f in FAMILIES}
 
 
 def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

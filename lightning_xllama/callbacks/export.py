@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import lightning as L
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama.callbacks.run_record import RunRecord
-from lightning_xllama.export import MODEL_PREFIX, model_card, save_hf_folder
+from lightning_xllama.export import (
+    MODEL_PREFIX,
+    LoraOutput,
+    load_adapters,
+    lora_export_model,
+    lora_model,
+    model_card,
+    save_hf_folder,
+)
 from lightning_xllama.export_target import ExportTargetError, check_export_target
 from lightning_xllama.run_record import build_run_record
 
@@ -27,13 +37,25 @@ class HFExport(L.Callback):
     with the ``export_manifest.json`` an export wrote), and only the files its manifest lists; see
     :mod:`lightning_xllama.export_target`.
 
+    A LoRA run gathers only the adapters; rank 0 puts them on a fresh copy of the base model and
+    writes the merged model or the adapter folder.
+
     Args:
         output_dir: folder to write; new or empty, or an earlier export with ``overwrite``.
         overwrite: replace an earlier export in ``output_dir``.
+        lora_output: for a LoRA run: ``merged`` (the adapters merged into the base weights, a
+            plain model folder) or ``adapter`` (peft's adapter folder, for
+            ``PeftModel.from_pretrained`` on the base model).
     """
 
-    def __init__(self, output_dir: str, overwrite: bool = False):
-        self.output_dir, self.overwrite = output_dir, overwrite
+    def __init__(
+        self, output_dir: str, overwrite: bool = False, lora_output: LoraOutput = "merged"
+    ):
+        if lora_output not in get_args(LoraOutput):
+            raise ValueError(
+                f"HFExport: lora_output must be one of {get_args(LoraOutput)}, got {lora_output!r}"
+            )
+        self.output_dir, self.overwrite, self.lora_output = output_dir, overwrite, lora_output
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":  # every rank: they see the same folders and fail together
@@ -56,14 +78,28 @@ class HFExport(L.Callback):
         # the weights whole, gathered from every rank when the model is sharded (a collective)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
+        lora = pl_module.hparams.get("lora_rank") is not None
         root = trainer.strategy.model if isinstance(trainer.strategy, FSDPStrategy) else pl_module
-        full = get_model_state_dict(
-            root, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        full = get_model_state_dict(  # LoRA: the adapters only (DTensors gathered whole)
+            root,
+            options=StateDictOptions(
+                full_state_dict=True, cpu_offload=True, ignore_frozen_params=lora
+            ),
         )
         if trainer.is_global_zero:
             state = {
                 k[len(MODEL_PREFIX) :]: v for k, v in full.items() if k.startswith(MODEL_PREFIX)
             }
+            model = pl_module.model
+            if (
+                lora
+            ):  # the adapters on a fresh base (in the trained dtype), the training model as is
+                dtype = next(pl_module.model.parameters()).dtype
+                model = lora_model(
+                    pl_module.hparams.model_name_or_path, dict(pl_module.hparams), dtype
+                )
+                load_adapters(model, state)
+                model, state = lora_export_model(model.eval(), self.lora_output), None
             record = {
                 "base_model": pl_module.hparams.model_name_or_path,
                 "hyper_parameters": dict(pl_module.hparams),
@@ -83,12 +119,12 @@ class HFExport(L.Callback):
                 else build_run_record(trainer, pl_module, None, None, "finished")
             )
             out = save_hf_folder(
-                pl_module.model,
+                model,
                 pl_module.tokenizer,
                 self.output_dir,
                 self.overwrite,
                 state_dict=state,
-                card=model_card(record),
+                card=model_card(record, adapter=lora and self.lora_output == "adapter"),
                 run_record=run_record,
                 protected=protected,
                 how_to_overwrite=HOW_TO_OVERWRITE,

@@ -12,7 +12,7 @@ rows of 16k tokens):
 
 With Hugging Face LLaMA under sdpa or eager, position ids alone do not separate the examples
 (DESIGN.md): the model builds the dense block-diagonal mask on its device from the position ids
-(:func:`block_causal_mask`, :func:`additive_mask` for eager).
+(:func:`block_causal_mask`, banded for sliding-window layers; :func:`additive_mask` for eager).
 
 Which examples share a row and a micro-batch is the loader's choice (``data/loader.py``): with
 ``pack_length`` it packs a buffer of ``group_batches`` micro-batches' examples at once
@@ -158,16 +158,25 @@ def _cut_runs(loads: list[int], groups: int) -> list[int]:
     return sizes
 
 
-def block_causal_mask(position_ids: torch.Tensor) -> torch.Tensor:
+def block_causal_mask(
+    position_ids: torch.Tensor, sliding_window: Optional[int] = None
+) -> torch.Tensor:
     """(rows, 1, width, width) boolean mask of a packed batch from its (rows, width) position ids,
     on their device: a token attends to the earlier tokens of its own segment (an example, or
-    the padding tail), a segment starting wherever the position id is 0."""
+    the padding tail), a segment starting wherever the position id is 0. With
+    ``sliding_window`` (Mistral's, Gemma-2's local layers), only to itself and the
+    ``sliding_window - 1`` tokens before it, as transformers' own sliding-window mask."""
     if position_ids.dim() == 1:
         position_ids = position_ids[None]
+    if sliding_window is not None and sliding_window < 1:
+        raise ValueError(f"sliding_window must be a whole number >= 1, got {sliding_window}")
     segment = torch.cumsum(position_ids == 0, dim=-1)
     width = position_ids.shape[-1]
     causal = torch.ones(width, width, dtype=torch.bool, device=position_ids.device).tril()
-    return ((segment[:, :, None] == segment[:, None, :]) & causal)[:, None]
+    mask = (segment[:, :, None] == segment[:, None, :]) & causal
+    if sliding_window is not None:  # within a segment, positions count tokens
+        mask &= position_ids[:, :, None] - position_ids[:, None, :] < sliding_window
+    return mask[:, None]
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -12,6 +12,18 @@ from __future__ import annotations
 import torch
 
 from lightning_xllama import distributed
+from lightning_xllama.prompts import chat_end_of_turn
+
+
+def stop_token_ids(model, tokenizer) -> list[int]:
+    """Ids that end a response: the tokenizer's EOS, the model's generation-config EOS ids
+    (LLaMA-3.1 lists several) and the end-of-turn tokens of the tokenizer's chat template, which
+    a model tuned in that template ends its answers with (:func:`chat_end_of_turn`)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [tokenizer.eos_token_id]
+    ids += configured if isinstance(configured, (list, tuple)) else [configured]
+    ids += chat_end_of_turn(tokenizer)
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
 
 @torch.no_grad()
@@ -30,6 +42,7 @@ def generate(
     ``min_batches`` pads the work with repeats of the last batch so that every rank runs the
     same number of forward passes. The tokenizer adds its BOS, except to a prompt that already
     starts with it (chat templates write it), so every prompt has one BOS, as in training.
+    Generation ends at any of :func:`stop_token_ids`.
     """
     encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
     bos = tokenizer.bos_token_id
@@ -46,6 +59,7 @@ def generate(
     model.eval()
     outputs: dict[int, str] = {}
     pad_id = tokenizer.pad_token_id
+    stop = stop_token_ids(model, tokenizer)
     try:
         for batch_index, batch in enumerate(batches):
             if not batch:  # a rank with no prompts still steps along with the others
@@ -65,7 +79,7 @@ def generate(
                 do_sample=False,
                 num_beams=num_beams,
                 use_cache=True,
-                eos_token_id=tokenizer.eos_token_id,
+                eos_token_id=stop,
                 pad_token_id=pad_id,
                 synced_gpus=synced_gpus,
             )

@@ -16,10 +16,14 @@ Both strategies shard at the model's decoder layer, found from the model itself:
   applies :func:`shard_fsdp2`, and :func:`load_into_shards` fills the shards from rank 0's copy.
   It runs on CPU with gloo, which is how the tests prove sharded training.
 
+With LoRA (``XLlamaModule(lora_rank=...)``) the adapters are added before ``fully_shard``, so they
+are sharded with their layers, and FSDP2 checkpoints hold only the trainable tensors (the adapters
+and their optimizer state; :func:`load_trainable_shards` reads such a sharded folder back).
+
 The modules: ``layers`` (the decoder layers of a model, meta-device builds, rotary buffers),
 ``fsdp`` (:class:`DecoderFSDPStrategy`), ``fsdp2`` (:class:`DecoderFSDP2Strategy`,
-:func:`shard_fsdp2`), ``loading`` (:func:`load_into_shards`), ``checkpoint_shapes`` (a checkpoint's
-tensor shapes against the model's) and ``dtypes``.
+:func:`shard_fsdp2`), ``loading`` (:func:`load_into_shards`, :func:`load_trainable_shards`),
+``checkpoint_shapes`` (a checkpoint's tensor shapes against the model's) and ``dtypes``.
 """
 
 from lightning_xllama.strategies.checkpoint_shapes import (
@@ -39,7 +43,7 @@ from lightning_xllama.strategies.layers import (
     empty_model,
     reset_rotary_buffers,
 )
-from lightning_xllama.strategies.loading import load_into_shards
+from lightning_xllama.strategies.loading import load_into_shards, load_trainable_shards
 
 __all__ = [
     "DTYPES",
@@ -55,6 +59,7 @@ __all__ = [
     "decoder_layers",
     "empty_model",
     "load_into_shards",
+    "load_trainable_shards",
     "parameter_shapes",
     "reset_rotary_buffers",
     "shard_fsdp2",

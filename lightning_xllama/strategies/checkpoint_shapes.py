@@ -16,7 +16,8 @@ Shapes = Mapping[str, Sequence[int]]
 
 def parameter_shapes(module) -> dict[str, tuple[int, ...]]:
     """The model's tensor shapes as a checkpoint's ``state_dict`` names them (``model.…``),
-    recorded by ``XLlamaModule.configure_model`` before sharding flattens them."""
+    recorded by ``XLlamaModule.configure_model`` before sharding flattens them: the tensors a
+    checkpoint holds (with LoRA, the adapters only)."""
     shapes = getattr(module, "parameter_shapes", None)
     if not shapes:
         raise ValueError(

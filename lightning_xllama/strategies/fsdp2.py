@@ -4,6 +4,7 @@ sharding ``XLlamaModule.configure_model`` applies under it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Optional
 
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
@@ -13,6 +14,7 @@ from torch import nn
 from lightning_xllama.strategies.checkpoint_shapes import check_checkpoint_shapes, parameter_shapes
 from lightning_xllama.strategies.dtypes import DTYPES, DType
 from lightning_xllama.strategies.layers import decoder_layers
+from lightning_xllama.strategies.loading import load_trainable_shards
 
 
 def shard_fsdp2(
@@ -46,7 +48,8 @@ class DecoderFSDP2Strategy(ModelParallelStrategy):
         activation_checkpointing: recompute each decoder layer's activations in the backward pass
             (Hugging Face's gradient checkpointing, which works per decoder layer).
         save_distributed_checkpoint: checkpoints as a folder of per-rank shards (``True``) or one
-            file assembled on rank 0 (``False``); both resume on any number of ranks.
+            file assembled on rank 0 (``False``); both resume on any number of ranks. Either holds
+            the trainable parameters only: with LoRA, the adapters (gathered whole for a file).
         process_group_backend: ``nccl`` or ``gloo``; by default the accelerator's.
         timeout: how long a collective waits for the other ranks.
     """
@@ -81,6 +84,22 @@ class DecoderFSDP2Strategy(ModelParallelStrategy):
         )
         super().setup_environment()
 
+    def lightning_module_state_dict(self) -> dict:
+        """Lightning's, without frozen parameters: LoRA's base weights are neither gathered nor
+        written (in full tuning nothing is frozen and nothing is left out)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(
+            full_state_dict=not self._save_distributed_checkpoint,
+            cpu_offload=True,
+            ignore_frozen_params=True,
+        )
+        return get_model_state_dict(self.model, options=options)
+
     def load_checkpoint(self, checkpoint_path, weights_only: Optional[bool] = None) -> dict:
-        check_checkpoint_shapes(checkpoint_path, parameter_shapes(self.lightning_module))
-        return super().load_checkpoint(checkpoint_path, weights_only=weights_only)
+        module = self.lightning_module
+        check_checkpoint_shapes(checkpoint_path, parameter_shapes(module))
+        path = Path(self.broadcast(checkpoint_path))
+        if module.strict_loading or not path.is_dir():  # a file loads partially in Lightning's
+            return super().load_checkpoint(path, weights_only=weights_only)
+        return load_trainable_shards(self.model, self.optimizers, path, weights_only)

@@ -14,7 +14,8 @@ from lightning_xllama.cli import XLlamaCLI
 from lightning_xllama.strategies import DecoderFSDP2Strategy
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-RECIPES = [c for c in CONFIGS if c.name != "demo.yaml"]
+LORA_RECIPES = [c for c in CONFIGS if c.stem.endswith("-lora")]  # one GPU, not the paper's 8
+RECIPES = [c for c in CONFIGS if c.name != "demo.yaml" and c not in LORA_RECIPES]
 LANGUAGES = ["ar", "el", "hi", "tr", "vi", "zh"]
 # The recipes are written for 8 GPUs; on this machine the trainer is overridden to one CPU process.
 CPU_TRAINER = [
@@ -43,6 +44,7 @@ def test_recipes_exist_for_every_language_and_the_multilingual_model():
         "m-llama-7b.yaml",
         *(f"x-llama-7b-{lang}.yaml" for lang in LANGUAGES),
     ]
+    assert [c.name for c in LORA_RECIPES] == ["x-llama-7b-zh-lora.yaml"]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -132,3 +134,25 @@ def test_fsdp2_is_one_override_away(tiny_model, tmp_path, monkeypatch):
     )  # carried over from the recipe
     assert any(isinstance(c, ResumableCheckpoint) for c in cli.trainer.callbacks)
     assert sum(isinstance(c, QAEvaluation) for c in cli.trainer.callbacks) == 1
+
+
+def test_lora_recipe_is_the_zh_set_up_on_one_gpu(tiny_model, tmp_path, monkeypatch):
+    """The LoRA recipe keeps the zh recipe's data and effective batch, on one GPU in bf16."""
+    lora, full = (
+        yaml.safe_load(c.read_text())
+        for c in (LORA_RECIPES[0], REPO / "configs" / "x-llama-7b-zh.yaml")
+    )
+    assert lora["data"] == full["data"]
+    trainer, model = lora["trainer"], lora["model"]["init_args"]
+    assert (trainer["devices"], trainer["strategy"], trainer["precision"]) == (
+        1,
+        "auto",
+        "bf16-true",
+    )
+    assert lora["data"]["init_args"]["batch_size"] * trainer["accumulate_grad_batches"] == 128
+    assert model["lora_rank"] and model["gradient_checkpointing"]
+    monkeypatch.chdir(tmp_path)
+    cli = instantiate(LORA_RECIPES[0], tiny_model, "--trainer.accelerator=cpu")
+    cli.model.configure_model()
+    trainable = [n for n, p in cli.model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora_" in n for n in trainable)  # the base frozen
