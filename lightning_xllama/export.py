@@ -24,6 +24,7 @@ from typing import Literal, Optional, get_args
 
 import torch
 
+from lightning_xllama.attention import register_attention
 from lightning_xllama.data.datamodule import saved_data_plan
 from lightning_xllama.export_target import Protected, check_export_target, write_export
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
@@ -121,6 +122,7 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
             f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model"
         )
     check_model_path(base)
+    register_attention()  # a checkpoint trained with sdpa_varlen is rebuilt with it
     lora = hparams.get("lora_rank") is not None
     if lora:  # the checkpoint holds the adapters: the base weights come from its folder
         model = lora_model(base, hparams)

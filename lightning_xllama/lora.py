@@ -75,9 +75,7 @@ def target_module_names(model: nn.Module, requested: Optional[Sequence[str]]) ->
     available = sorted(
         {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in inside}
     )
-    if requested is None:
-        return available
-    for target in requested:
+    for target in available if requested is None else requested:
         matched = [
             (name, m)
             for name, m in model.named_modules()
@@ -89,8 +87,9 @@ def target_module_names(model: nn.Module, requested: Optional[Sequence[str]]) ->
             raise ValueError(
                 f"lora_target_modules: {target!r} {problem}; expected names of nn.Linear modules "
                 f"inside the decoder layers of {type(model).__name__}: {', '.join(available)}"
+                + (" (set lora_target_modules to names found only there)" if not requested else "")
             )
-    return list(requested)
+    return available if requested is None else list(requested)
 
 
 def apply_lora(model: nn.Module, settings) -> nn.Module:
@@ -144,10 +143,13 @@ def quantized_base(settings, device: torch.device) -> nn.Module:
 
 
 def checkpointed_keys(model: nn.Module) -> list[str]:
-    """The keys of ``model.state_dict()`` a checkpoint holds: all but the frozen parameters (with
-    LoRA, the adapters; in full tuning, everything)."""
-    frozen = {n for n, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
-    return [k for k in model.state_dict() if k not in frozen]
+    """The keys of ``model.state_dict()`` a checkpoint holds: the trainable parameters and the
+    persistent buffers (with LoRA, the adapters; in full tuning, everything). Frozen weights and
+    what a quantised base adds to its state dict (bitsandbytes' ``absmax``, ``quant_map``...)
+    come back from the base model folder."""
+    kept = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    kept |= {n for n, _ in model.named_buffers(remove_duplicate=False)}
+    return [k for k in model.state_dict() if k in kept]
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:

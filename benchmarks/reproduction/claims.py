@@ -102,7 +102,9 @@ def probe_curve(summary: dict, which: str, metric: str) -> np.ndarray:
         for k, v in summary[which].items()
         if k.startswith(prefix) and k.endswith(f"/{metric}")
     }
-    return np.array([values[k] for k in sorted(values)])
+    return np.array(
+        [values[k] for k in sorted(values, key=lambda k: int(k[len(prefix) :].split("/")[0]))]
+    )
 
 
 def claim1(runs: list[dict[str, dict]]) -> dict:

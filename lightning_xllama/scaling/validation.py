@@ -60,7 +60,8 @@ def out_of_sample(
     The interval adds, in quadrature, the measurement noise of a mean of ``seeds`` runs
     (t quantile times sigma_hat / sqrt(seeds), sigma_hat from the fit's residuals) to the
     profile interval of the curve, so it is an interval for what is measured, not only for the
-    law. Needs five distinct sizes per language (four to fit, one to predict);
+    law. Needs five distinct sizes per language (four to fit, one to predict) and more than four
+    runs below the largest (more seeds or sizes), so the refit leaves an error to measure;
     ``on_non_increasing`` is :func:`fit_scaling`'s.
     """
     found = {}
@@ -72,6 +73,12 @@ def out_of_sample(
                 "out-of-sample validation needs 5 (four to fit the law, the largest to predict)"
             )
         largest, kept = sizes[-1], n < sizes[-1]
+        if kept.sum() <= 4:
+            raise ValueError(
+                f"language {language!r}: {int(kept.sum())} runs below the largest size; the law's "
+                "four parameters would fit them exactly, leaving no error to build an interval "
+                "from: give more sizes or more seeds per size"
+            )
         fit = fit_scaling(
             {language: (n[kept], y[kept])},
             metric,

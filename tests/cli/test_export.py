@@ -132,3 +132,27 @@ def test_export_onto_another_base_model_names_the_differing_tensors(trained, tin
     message = str(error.value.code)
     assert "model.model.layers.0.mlp.up_proj.weight: checkpoint (80, 32), model (96, 32)" in message
     assert "model.model.layers.2.self_attn.q_proj.weight: missing from the checkpoint" in message
+
+
+def test_export_in_a_fresh_process_rebuilds_an_sdpa_varlen_checkpoint(
+    tiny_model, tiny_data, tmp_path
+):
+    """``sdpa_varlen`` is the package's own attention: the export command, a process that never
+    built an ``XLlamaModule``, must register it before rebuilding the model."""
+    from conftest import run_cli
+
+    module = XLlamaModule(tiny_model, learning_rate=1e-3, attn_implementation="sdpa_varlen")
+    trainer = quiet_trainer(
+        max_steps=1,
+        limit_val_batches=0,
+        enable_checkpointing=True,
+        callbacks=[ResumableCheckpoint(str(tmp_path / "checkpoints"))],
+    )
+    trainer.fit(
+        module, datamodule=tiny_datamodule(tiny_model, tiny_data, cache_dir=str(tmp_path / "c"))
+    )
+    ckpt, out = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "hf"
+    result = run_cli(["export", "--ckpt", str(ckpt), "--out", str(out)], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = AutoModelForCausalLM.from_pretrained(out)
+    torch.testing.assert_close(probe_logits(exported), probe_logits(module.model.eval()))

@@ -26,3 +26,10 @@ def test_verdict_needs_three_seeds_and_an_interval_above_zero():
     assert judge(clear.above_zero, [clear]) == "reproduced"
     assert judge(unclear.above_zero, [unclear]) == "not reproduced"
     assert judge(False, []) == "not reproduced"
+
+
+def test_probe_curves_are_in_layer_order_past_ten_layers():
+    from reproduction.claims import FAR, probe_curve
+
+    values = {f"val/probe/en-{FAR}/layer{i}/cosine_gap": (0, float(i)) for i in range(12)}
+    assert probe_curve({"last": values}, "last", "cosine_gap").tolist() == list(range(12))

@@ -60,3 +60,11 @@ def test_plot_shows_each_sizes_seed_spread_as_error_bars():
     single.languages["syn"].pairs = sorted(set(SIZES.tolist()))
     single.languages["syn"].scores = power_law(np.array(single.languages["syn"].pairs), *TRUTH)
     assert "mean ± sd over seeds" not in fit_figure(single).axes[0].get_legend_handles_labels()[1]
+
+
+def test_out_of_sample_with_one_run_per_size_asks_for_more():
+    """Four runs below the largest size fit the law's four parameters exactly: no error is left
+    to size an interval, so the check refuses rather than report a zero-width interval."""
+    sizes = np.array([16.0 * 2**k for k in range(5)])
+    with pytest.raises(ValueError, match="more sizes or more seeds"):
+        out_of_sample({"syn": (sizes, power_law(sizes, *TRUTH))}, "chrf")

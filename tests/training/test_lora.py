@@ -299,3 +299,42 @@ def test_lora_under_ddp_counts_and_checkpoints_the_adapters(two_ranks, tiny_mode
     assert all(".lora_" in k for k in checkpoint["state_dict"])
     assert checkpoint["training_settings"]["trainable_parameters"] == adapters
     assert checkpoint["training_settings"]["world_size"] == 2
+
+
+def test_checkpoints_keep_trainable_tensors_and_buffers_not_a_quantised_base_state():
+    """A quantised layer (bitsandbytes) adds entries to its state dict that are neither
+    parameters nor buffers; they come back from the base folder, never from a checkpoint."""
+    from torch import nn
+
+    from lightning_xllama.lora import checkpointed_keys
+
+    class Quantised(nn.Linear):
+        def _save_to_state_dict(self, destination, prefix, keep_vars):
+            super()._save_to_state_dict(destination, prefix, keep_vars)
+            destination[prefix + "weight.absmax"] = torch.ones(1)
+
+    model = nn.Sequential(Quantised(2, 2), nn.BatchNorm1d(2))
+    model[0].weight.requires_grad_(False)
+    model[1].requires_grad_(False)
+    assert "0.weight.absmax" in model.state_dict()
+    assert checkpointed_keys(model) == [
+        "0.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]
+
+
+def test_default_targets_outside_the_decoder_layers_are_refused(tiny_model):
+    """By default every linear of the decoder layers gets an adapter, by leaf name; a module of
+    the same name elsewhere (a vision tower's q_proj) would get one too, so it is refused."""
+    from torch import nn
+
+    from lightning_xllama.lora import target_module_names
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert "q_proj" in target_module_names(model, None)
+    model.tower = nn.Module()
+    model.tower.q_proj = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="'q_proj' matches tower.q_proj, outside them"):
+        target_module_names(model, None)
