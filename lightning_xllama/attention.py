@@ -154,6 +154,21 @@ def _softcapped_attention(
     return torch.matmul(probs, value)
 
 
+def dropped_softcapping(config) -> Optional[str]:
+    """Why the model of ``config`` would train with other attention than it was trained with, or
+    None: transformers' ``sdpa`` has no score soft-capping (Gemma-2's ``attn_logit_softcapping``),
+    so its scores are no longer capped; ``sdpa_varlen``, ``eager``, flex and flash apply it."""
+    cap = getattr(config, "attn_logit_softcapping", None)
+    if cap is None or config._attn_implementation != "sdpa":
+        return None
+    return (
+        f"{type(config).__name__} caps attention scores (attn_logit_softcapping={cap}), which "
+        "transformers' sdpa attention leaves out: the model trains and generates with other "
+        "attention than it was pretrained with. Use attn_implementation 'sdpa_varlen' or 'eager' "
+        "(and load the export with the same)"
+    )
+
+
 def register_attention() -> None:
     """Make ``attn_implementation="sdpa_varlen"`` known to transformers (idempotent).
 

@@ -19,8 +19,10 @@ from typing import Optional, Sequence
 
 import torch
 from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from lightning_xllama.attention import dropped_softcapping
 from lightning_xllama.chunked_loss import install_chunked_loss_head
 from lightning_xllama.lora import apply_lora, quantized_base
 from lightning_xllama.strategies import decoder_layers, empty_model, load_into_shards, shard_fsdp2
@@ -75,6 +77,9 @@ def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.
             use_safetensors=None,
         )
     model.train()  # from_pretrained returns eval mode; Lightning switches modes per loop
+    dropped = dropped_softcapping(model.config)
+    if dropped:
+        rank_zero_warn(dropped)
     if s.gradient_checkpointing and not model.is_gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if not isinstance(strategy, ModelParallelStrategy):

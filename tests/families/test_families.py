@@ -4,6 +4,8 @@ its meta-device build (rotary variants included) gives the logits of ``from_pret
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from families import FAMILIES
@@ -221,3 +223,21 @@ def test_qwen2_trains_on_two_fsdp2_ranks_and_exports_with_tied_embeddings(
     end = torch.load(out / "logits_end.pt", weights_only=True)
     torch.testing.assert_close(probe_logits(exported), end)
     assert not torch.allclose(end, start, atol=1e-3)
+
+
+@pytest.mark.parametrize("attention, warned", [("sdpa", True), ("sdpa_varlen", False)])
+def test_training_gemma2_with_sdpa_warns_that_its_soft_capping_is_dropped(
+    family_models, attention, warned
+):
+    from lightning_xllama.attention import register_attention
+    from lightning_xllama.building import ModelSettings, build_model
+
+    register_attention()
+    settings = ModelSettings(family_models["gemma2"], attn_implementation=attention)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_model(settings)
+    messages = [str(w.message) for w in caught if "attn_logit_softcapping" in str(w.message)]
+    assert bool(messages) == warned, messages
+    if warned:
+        assert "'sdpa_varlen' or 'eager'" in messages[0]
