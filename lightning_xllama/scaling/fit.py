@@ -16,9 +16,10 @@ from lightning_xllama.scaling.law import (
     LanguageFit,
     ScalingFit,
     _finite_or_none,
+    cached_profile,
     power_law,
 )
-from lightning_xllama.scaling.profile import Profile, s_max_bounds
+from lightning_xllama.scaling.profile import s_max_bounds
 from lightning_xllama.scaling.results import Points
 
 
@@ -208,7 +209,7 @@ def _fit_power(
 
 def _profile_intervals(n, y, level: float) -> dict[str, list[float]]:
     """Profile intervals of the four parameters (S_max held to the fit's own range)."""
-    profile = Profile(n, y, ALPHA_BOUNDS, level)
+    profile = cached_profile(tuple(n.tolist()), tuple(y.tolist()), level)
     return {name: list(profile.interval(name)) for name in ("s_max", "a", "alpha", "n0")}
 
 

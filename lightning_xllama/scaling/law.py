@@ -142,7 +142,7 @@ class ScalingFit:
         return Estimate(value, float(low), float(high))
 
     def _profile(self, law: LanguageFit) -> Profile:
-        return _profile(tuple(law.pairs), tuple(law.scores), self.level)
+        return cached_profile(tuple(law.pairs), tuple(law.scores), self.level)
 
     def _profile_pairs_needed(self, law: LanguageFit, target: float) -> tuple[float, float]:
         """Where the band's high end first reaches ``target`` and where its low end last stays
@@ -185,8 +185,9 @@ class ScalingFit:
 
 
 @functools.lru_cache(maxsize=32)
-def _profile(pairs: tuple, scores: tuple, level: float) -> Profile:
-    """One profile per data set: predictions and pairs needed ask for it again and again."""
+def cached_profile(pairs: tuple, scores: tuple, level: float) -> Profile:
+    """One profile per data set: the fit's intervals, predictions and pairs needed all ask for
+    it (pairs and scores as tuples of floats, the cache's key)."""
     return Profile(pairs, scores, ALPHA_BOUNDS, level)
 
 
