@@ -5,9 +5,9 @@ import math
 
 import numpy as np
 import pytest
+from scaling_laws import law, random_fit
 
 from lightning_xllama.scaling import (
-    LanguageFit,
     ScalingFit,
     allocate,
     allocate_command,
@@ -36,10 +36,6 @@ def noisy_points(truth=TRUTH, sizes=SIZES, seeds=2, noise=0.5, seed=1):
 @pytest.fixture(scope="module")
 def fitted():
     return fit_scaling(noisy_points(), "chrf", n_bootstrap=60, seed=0)
-
-
-def law(language, s_max, a, alpha, n0):
-    return LanguageFit(language, "chrf", s_max, a, alpha, n0)
 
 
 def test_fit_recovers_known_parameters(fitted):
@@ -214,20 +210,6 @@ def test_too_few_sizes_names_the_language_and_counts():
         r"its shared-exponent law needs",
     ):
         fit_scaling(two_sizes, "chrf", shared_exponent=True)
-
-
-def random_fit(rng, count):
-    languages = {
-        f"syn_{i}": law(
-            f"syn_{i}",
-            rng.uniform(30, 70),
-            rng.uniform(10, 40),
-            rng.uniform(0.2, 1.5),
-            rng.uniform(1, 50),
-        )
-        for i in range(count)
-    }
-    return ScalingFit("chrf", languages)
 
 
 @pytest.mark.parametrize("objective", ["sum", "min"])

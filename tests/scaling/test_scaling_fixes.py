@@ -4,8 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
+from scaling_laws import law, random_fit
 
-from lightning_xllama.scaling import LanguageFit, ScalingFit, allocate, fit_scaling, power_law
+from lightning_xllama.scaling import ScalingFit, allocate, fit_scaling, power_law
 from lightning_xllama.scaling import law as law_module
 from lightning_xllama.scaling.plots import fit_figure
 
@@ -53,12 +54,6 @@ def test_shared_fit_states_its_true_size_requirement_and_fits_at_it():
         assert found.n0 == pytest.approx(n0, rel=0.1)
 
 
-def law(language, s_max, a, alpha, n0, pairs=(), scores=()):
-    return LanguageFit(
-        language, "chrf", s_max, a, alpha, n0, pairs=list(pairs), scores=list(scores)
-    )
-
-
 def test_brute_force_reaches_a_cap_off_the_step_grid():
     # the steep language gains most up to its cap of 7, which steps of 5 from 0 never reach
     fit = ScalingFit(
@@ -80,17 +75,8 @@ def test_brute_force_reaches_a_cap_off_the_step_grid():
 def test_brute_force_is_never_below_greedy_with_caps_and_budgets_off_the_grid(objective):
     rng = np.random.default_rng(3)
     for _ in range(12):
-        languages = {
-            f"syn_{i}": law(
-                f"syn_{i}",
-                rng.uniform(30, 70),
-                rng.uniform(10, 40),
-                rng.uniform(0.2, 1.5),
-                rng.uniform(1, 50),
-            )
-            for i in range(int(rng.integers(2, 4)))
-        }
-        fit = ScalingFit("chrf", languages)
+        fit = random_fit(rng, int(rng.integers(2, 4)))
+        languages = fit.languages
         step = 5
         caps = {name: int(rng.integers(3, 60)) for name in languages}
         minimums = {name: int(rng.integers(0, min(cap, 9) + 1)) for name, cap in caps.items()}
