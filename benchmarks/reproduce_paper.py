@@ -46,7 +46,20 @@ def parse_args() -> argparse.Namespace:
         "numbers mean nothing)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--part",
+        choices=PARTS,
+        default="all",
+        help="run one independent part of the study and stop (to run parts in parallel "
+        "processes on the same --out, one thread each); 'all' runs what is missing and writes "
+        "the report",
+    )
     return parser.parse_args()
+
+
+PARTS = ("all", "coit", "muit", "deep")
+TRANSLATES = 60.0
+"""chrF++ on the far language at which claim 4's model counts as one that really translates."""
 
 
 def verdict(found: str) -> str:
@@ -61,16 +74,24 @@ def main() -> None:
     started = time.perf_counter()
     assets = study.assets()
 
-    coit_results = study.coit_sweep(assets["base"])
-    muit_results = study.muit_sweep(assets["base"])
-    mixed_fit, plans = claim3_plan(study, muit_results)
-    measured = {}
-    for (budget, objective), plan in plans.items():
-        for seed in settings.seeds:
-            for split, counts in (("uniform", plan.uniform_counts), (objective, plan.counts)):
-                found = study.muit(assets["base"], counts, seed, muit_name(counts, seed))
-                measured[(budget, split, seed)] = found["scores"]
-    deep_runs = [study.coit_against_english(assets["deep"], seed) for seed in settings.seeds]
+    # three independent parts: the CoIT sweep (claim 2), the MuIT sweep and the allocation
+    # runs that its laws plan (claim 3), CoIT against English-only on the deep base (1 and 4)
+    if args.part in ("all", "coit"):
+        coit_results = study.coit_sweep(assets["base"])
+    if args.part in ("all", "muit"):
+        muit_results = study.muit_sweep(assets["base"])
+        mixed_fit, plans = claim3_plan(study, muit_results)
+        measured = {}
+        for (budget, objective), plan in plans.items():
+            for seed in settings.seeds:
+                for split, counts in (("uniform", plan.uniform_counts), (objective, plan.counts)):
+                    found = study.muit(assets["base"], counts, seed, muit_name(counts, seed))
+                    measured[(budget, split, seed)] = found["scores"]
+    if args.part in ("all", "deep"):
+        deep_runs = [study.coit_against_english(assets["deep"], seed) for seed in settings.seeds]
+    if args.part != "all":
+        print(f"part {args.part} done in {(time.perf_counter() - started) / 60:.1f} min")
+        return
 
     one, two = claim1(deep_runs), claim2(study, coit_results)
     three, four = claim3(study, plans, measured), claim4(deep_runs)
@@ -235,10 +256,15 @@ def report(
     for name, retrieval in four["retrieval"].items():
         lines.append(f"- retrieval after {name}: " + ", ".join(f"{v:.2f}" for v in retrieval))
     lines.append("- retrieval before: " + ", ".join(f"{v:.2f}" for v in four["retrieval_before"]))
+    coit_chrf = one["means"]["coit"]["chrF++"]
     lines += [
         "",
-        "The probe's vectors are mean-pooled hidden states, not mean-centred (the probe in "
-        "lightning_xllama/evaluation/probe.py has no centring option).",
+        "The probe's vectors are mean-pooled hidden states with each language's mean state "
+        "subtracted (lightning_xllama/evaluation/probe.py), so a language's own offset neither "
+        "hides nor fakes alignment. The CoIT model translates en-"
+        f"{FAR} at chrF++ {coit_chrf:.1f} (mean over seeds); a model that really translates, as "
+        f"the claim is about, scores {TRANSLATES:.0f} or more: "
+        f"{'met' if coit_chrf >= TRANSLATES else 'not met'}.",
     ]
     return lines
 

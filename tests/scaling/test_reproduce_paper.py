@@ -27,8 +27,18 @@ def reproduce(out, *extra):
 
 @pytest.mark.slow
 def test_quick_report_judges_every_claim_and_a_second_call_reuses_the_runs(tmp_path):
+    part = reproduce(tmp_path, "--quick", "--part", "deep")  # one part, as a parallel process
+    assert part.returncode == 0, part.stderr[-4000:]
+    assert "part deep done" in part.stdout and not (tmp_path / "report.md").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.json")) == [
+        "coit-seed0.json",
+        "coit-seed1.json",
+        "english_only-seed0.json",
+        "english_only-seed1.json",
+    ]
     first = reproduce(tmp_path, "--quick")
     assert first.returncode == 0, first.stderr[-4000:]
+    assert "skipping english_only-seed1" in first.stdout  # the part's runs are reused
     report = (tmp_path / "report.md").read_text()
     for heading in (
         "| 1 CoIT > English-only |",
@@ -41,6 +51,10 @@ def test_quick_report_judges_every_claim_and_a_second_call_reuses_the_runs(tmp_p
     ):
         assert heading in report
     assert report.count("Rule: reproduced if") == 4  # the verdict rules, printed
+    assert (
+        "a model that really translates, as the claim is about, scores 60 or more: not met"
+        in report
+    )
     # two seeds: the paired claims cannot be decided, whatever the numbers
     assert report.count("**undecided (fewer than 3 seeds)**") == 3
     assert (tmp_path / "fit" / "fit.png").is_file() and (tmp_path / "layers.png").is_file()
