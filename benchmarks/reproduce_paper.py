@@ -80,9 +80,9 @@ def main() -> None:
         coit_results = study.coit_sweep(assets["base"])
     if args.part in ("all", "muit"):
         muit_results = study.muit_sweep(assets["base"])
-        mixed_fit, plans = claim3_plan(study, muit_results)
+        mixed = claim3_plan(study, muit_results)
         measured = {}
-        for (budget, objective), plan in plans.items():
+        for (budget, objective), plan in mixed["plans"].items():
             for seed in settings.seeds:
                 for split, counts in (("uniform", plan.uniform_counts), (objective, plan.counts)):
                     found = study.muit(assets["base"], counts, seed, muit_name(counts, seed))
@@ -94,9 +94,9 @@ def main() -> None:
         return
 
     one, two = claim1(deep_runs), claim2(study, coit_results)
-    three, four = claim3(study, plans, measured), claim4(deep_runs)
+    three, four = claim3(study, mixed["plans"], measured), claim4(deep_runs)
     minutes = (time.perf_counter() - started) / 60
-    lines = report(args, settings, one, two, three, four, mixed_fit, minutes, study.out)
+    lines = report(args, settings, one, two, three, four, mixed, minutes, study.out)
     path = study.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -125,7 +125,7 @@ def plot_layers(four: dict, path: Path) -> Path:
 
 
 def report(
-    args, s: Settings, one, two, three, four, mixed_fit, minutes: float, out: Path
+    args, s: Settings, one, two, three, four, mixed: dict, minutes: float, out: Path
 ) -> list[str]:
     held = two["held_out"]
     top = [r for r in three["rows"] if r["budget"] == max(s.budgets)]
@@ -226,7 +226,7 @@ def report(
         "Laws fitted on MuIT runs with both languages at each size (seeds pooled): "
         + "; ".join(
             f"{lang} S_max {law.s_max:.1f}, alpha {law.alpha:.2f}, n0 {law.n0:.0f} ({law.model})"
-            for lang, law in mixed_fit.languages.items()
+            for lang, law in mixed["fit"].languages.items()
         ),
         "",
         f"| budget | objective | uniform ({NEAR}/{FAR}) | optimised | predicted gain | measured "
@@ -242,6 +242,7 @@ def report(
             + "/".join(f"{v:.1f}" for v in r["optimised"])
             + f" | {r['difference']} |"
         )
+    lines += [""] + [f"- fit or allocation warning: {w}" for w in mixed["warnings"]]
     lines += [
         "",
         "## 4. Alignment by layer",

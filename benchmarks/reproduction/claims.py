@@ -158,19 +158,20 @@ def claim2(study: Study, results) -> dict:
     }
 
 
-def claim3_plan(study: Study, results) -> tuple:
-    """The mixed-setting fit and, per budget and objective, the allocated counts."""
+def claim3_plan(study: Study, results) -> dict:
+    """The mixed-setting fit, per budget and objective the allocated counts, and the warnings
+    of both (a law at its bounds, a language allocated fewer pairs than its law was fitted on)."""
     points = read_results(results, "chrf_pp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fit_scaling(points, "chrf_pp", on_non_increasing="flat", level=LEVEL)
     caps = {lang: study.settings.parallel - 10 for lang in LANGUAGES}
-    plans = {
-        (budget, objective): allocate(fit, budget, objective, caps=caps)
-        for budget in study.settings.budgets
-        for objective in ("sum", "min")
-    }
-    return fit, plans
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_scaling(points, "chrf_pp", on_non_increasing="flat", level=LEVEL)
+        plans = {
+            (budget, objective): allocate(fit, budget, objective, caps=caps)
+            for budget in study.settings.budgets
+            for objective in ("sum", "min")
+        }
+    return {"fit": fit, "plans": plans, "warnings": sorted({str(w.message) for w in caught})}
 
 
 def claim3(study: Study, plans: dict, measured: dict) -> dict:

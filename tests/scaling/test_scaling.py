@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -275,6 +276,24 @@ def test_allocation_errors(fitted):
     assert allocation.counts == {"syn_near": 30, "syn_far": 40}
     with pytest.raises(ValueError, match=r"brute force would enumerate"):
         allocate(random_fit(np.random.default_rng(0), 4), 10**6, step=1, search="brute_force")
+
+
+def test_allocation_warns_where_it_extrapolates_below_the_data():
+    sizes = [25, 50, 100, 200]
+    steep = law("syn_near", 60, 50, 0.5, 10, pairs=sizes, scores=[30, 36, 42, 47])
+    flat = law("syn_far", 30, 0.5, 0.5, 100, pairs=sizes, scores=[26, 27, 28, 28])
+    fit = ScalingFit("chrf", {"syn_near": steep, "syn_far": flat})
+    with pytest.warns(
+        UserWarning,
+        match=r"language 'syn_far' gets \d+ pairs, fewer than the smallest count its law was "
+        r"fitted on \(25\).*minimums=\{'syn_far': 25\}",
+    ):
+        starved = allocate(fit, 400, step=1)
+    assert starved.counts["syn_far"] < 25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the data: no warning
+        kept = allocate(fit, 400, step=1, minimums={"syn_far": 25})
+    assert kept.counts["syn_far"] == 25
 
 
 def test_allocation_file_round_trip(fitted, tmp_path):
