@@ -39,11 +39,11 @@ LANGUAGES = (NEAR, FAR)
 class Settings:
     """Everything a result depends on; a study folder holds runs of one ``Settings`` only.
 
-    Budget of the defaults (an estimate, not yet measured on a whole run): about 16,500
-    optimizer steps of 16 examples, 8-layer steps counted twice (CoIT sweep 4,500, MuIT sweep
-    4,000, allocation runs 5,000, CoIT against English-only 3,000). At the demo's measured
-    0.31 s a step on an idle 2-core machine (README) that is 85 min, plus about 20 min of
-    evaluation over some 95 runs and 5 min of pretraining: under 2 hours.
+    Budget of the defaults, measured on one full study on a 2-core machine: the runs took 139
+    process-minutes with one torch thread each (CoIT sweep 48, about 15 of them lost to another
+    job beside two of its runs; MuIT sweep 31; allocation runs 37; CoIT against English-only 23),
+    68 min of wall time as two processes (``--part``). The assets (world, tokenizer, two
+    pretrained bases) are built once before them: 41 min beside another job.
     """
 
     sizes: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
