@@ -148,7 +148,8 @@ def report(
         f"| 2 saturating law; far needs more | CoIT sweep, out-of-sample at the largest size; "
         f"pairs for chrF++ {two['target']:.1f} | "
         + "; ".join(
-            f"{lang}: error {h.error:+.2f} [{h.low:.1f}, {h.high:.1f}] vs {h.observed:.1f}"
+            f"{lang}: predicted {h.predicted:.1f} [{h.low:.1f}, {h.high:.1f}], measured "
+            f"{h.observed:.1f}"
             for lang, h in held.items()
         )
         + "; needed "
