@@ -86,12 +86,16 @@ def main() -> None:
             for seed in settings.seeds:
                 for split, counts in (("uniform", plan.uniform_counts), (objective, plan.counts)):
                     found = study.muit(assets["base"], counts, seed, muit_name(counts, seed))
-                    measured[(budget, split, seed)] = found["scores"]
+                    if found is not None:  # None: another process is training it
+                        measured[(budget, split, seed)] = found["scores"]
     if args.part in ("all", "deep"):
         deep_runs = [study.coit_against_english(assets["deep"], seed) for seed in settings.seeds]
     if args.part != "all":
         print(f"part {args.part} done in {(time.perf_counter() - started) / 60:.1f} min")
         return
+    busy = sorted(p.stem for p in (study.out / "runs").glob("*.running"))
+    if busy:
+        raise SystemExit(f"other processes are still training {busy}: wait for them, then rerun")
 
     one, two = claim1(deep_runs), claim2(study, coit_results)
     three, four = claim3(study, mixed["plans"], measured), claim4(deep_runs)

@@ -1,5 +1,7 @@
-"""The reproduction's verdict rules: paired t intervals over seeds, undecided below three seeds."""
+"""The reproduction's verdict rules (paired t intervals over seeds, undecided below three seeds)
+and its runs shared between processes."""
 
+import subprocess
 import sys
 
 import pytest
@@ -33,3 +35,26 @@ def test_probe_curves_are_in_layer_order_past_ten_layers():
 
     values = {f"val/probe/en-{FAR}/layer{i}/cosine_gap": (0, float(i)) for i in range(12)}
     assert probe_curve({"last": values}, "last", "cosine_gap").tolist() == list(range(12))
+
+
+def test_a_run_another_live_process_trains_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_path):
+    from reproduction.study import QUICK, Study
+
+    study, calls = Study(tmp_path, QUICK), []
+
+    def run(root):
+        calls.append(root.name)
+        return {"score": 1.0}
+
+    (tmp_path / "runs").mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "runs" / "busy.running").write_text(str(live.pid))
+        assert study.cached("busy", run) is None and calls == []
+    finally:
+        live.kill()
+        live.wait()
+    # its process is gone: the claim is stale, the run is trained here and the claim released
+    assert study.cached("busy", run)["score"] == 1.0 and calls == ["busy"]
+    assert not (tmp_path / "runs" / "busy.running").exists()
+    assert study.cached("busy", run)["score"] == 1.0 and calls == ["busy"]  # cached now
