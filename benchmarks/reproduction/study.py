@@ -40,11 +40,12 @@ LANGUAGES = (NEAR, FAR)
 class Settings:
     """Everything a result depends on; a study folder holds runs of one ``Settings`` only.
 
-    Budget of the defaults, measured on one full study on a 2-core machine: the runs took 139
+    Budget of the defaults, measured on one full study on a 2-core machine: the runs took 227
     process-minutes with one torch thread each (CoIT sweep 48, about 15 of them lost to another
-    job beside two of its runs; MuIT sweep 31; allocation runs 37; CoIT against English-only 23),
-    68 min of wall time as two processes (``--part``). The assets (world, tokenizer, two
-    pretrained bases) are built once before them: 41 min beside another job.
+    job beside two of its runs; MuIT sweep 31; allocation runs 37; CoIT against English-only 111,
+    at 8 epochs), 126 min of wall time as two processes (``--part``), a little over the 2 hours
+    it was meant to fit. The assets (world, tokenizer, two pretrained bases) are built once
+    before them: 41 min beside another job.
     """
 
     sizes: tuple[int, ...] = (25, 50, 100, 200, 400, 800, 1600)
