@@ -198,6 +198,7 @@ class Study:
                     start = time.perf_counter()
                     parallel = subset_pairs(self.data, lang, n, self.out / "pairs")
                     examples = n + 2 * s.instructions
+                    steps = self.steps(examples)
                     weights = {
                         "english": s.instructions,
                         "translated": s.instructions,
@@ -207,7 +208,7 @@ class Study:
                         self.data,
                         lang,
                         parallel,
-                        self.steps(examples),
+                        steps,
                         s.batch_size,
                         weights,
                         seed,
@@ -218,7 +219,7 @@ class Study:
                         datamodule,
                         evaluation_callbacks(self.data, [lang], s.eval_samples),
                         self.out / "runs" / name,
-                        self.steps(examples),
+                        steps,
                         s.learning_rate,
                         seed,
                     )
@@ -334,7 +335,7 @@ class Study:
         """CoIT on the far language and English-only tuning, same steps, probe before and after."""
         s = self.settings
         n = max(s.sizes)  # as many pairs as the sweep's largest run
-        examples = n + 2 * s.instructions
+        steps = self.steps(n + 2 * s.instructions, s.deep_epochs)
         runs = {}
         for name, weights in (
             ("english_only", {"english": 1.0, "translated": 0.0, "parallel": 0.0}),
@@ -347,7 +348,7 @@ class Study:
                     self.data,
                     FAR,
                     parallel,
-                    self.steps(examples, s.deep_epochs),
+                    steps,
                     s.batch_size,
                     weights,
                     seed,
@@ -357,13 +358,7 @@ class Study:
                     self.data, [FAR], s.eval_samples, qa=True, probe=True, before_training=True
                 )
                 return train_and_evaluate(
-                    deep,
-                    datamodule,
-                    callbacks,
-                    root,
-                    self.steps(examples, s.deep_epochs),
-                    s.learning_rate,
-                    seed,
+                    deep, datamodule, callbacks, root, steps, s.learning_rate, seed
                 )
 
             runs[name] = self.cached(f"{name}-seed{seed}", run)

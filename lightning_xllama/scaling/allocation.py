@@ -50,17 +50,17 @@ class Allocation:
         return _objective(self.scores, self.objective)
 
 
-def _warn_below_data(fit: ScalingFit, counts: dict[str, int], score) -> None:
+def _warn_below_data(fit: ScalingFit, allocation: Allocation) -> None:
     """Warn where a language gets fewer pairs than its law was fitted on: the law's prediction
     there is an extrapolation below the data, the region where a fit is least determined, and an
     optimiser that trusts it can starve a language for a predicted gain of a fraction of a point."""
-    for language, count in counts.items():
+    for language, count in allocation.counts.items():
         pairs = fit.languages[language].pairs
         if pairs and count < min(pairs):
             warnings.warn(
                 f"language {language!r} gets {count} pairs, fewer than the smallest count its law "
                 f"was fitted on ({min(pairs):g}): its predicted {fit.metric} there "
-                f"({score(language, count):.1f}) is an extrapolation below the data; pass "
+                f"({allocation.scores[language]:.1f}) is an extrapolation below the data; pass "
                 f"minimums={{{language!r}: {math.ceil(min(pairs))}}} to keep it within the data",
                 stacklevel=3,
             )
@@ -123,8 +123,7 @@ def allocate(
     search_function = _greedy if search == "greedy" else _brute_force
     counts = search_function(score, languages, budget, caps, minimums, step, objective)
     uniform = _uniform_split(languages, budget, caps, minimums)
-    _warn_below_data(fit, counts, score)
-    return Allocation(
+    allocation = Allocation(
         fit.metric,
         objective,
         counts,
@@ -132,6 +131,8 @@ def allocate(
         uniform,
         {language: score(language, count) for language, count in uniform.items()},
     )
+    _warn_below_data(fit, allocation)
+    return allocation
 
 
 def _per_language(
