@@ -1,11 +1,12 @@
-"""The science world: a synthetic world big enough that translation keeps improving into the
-thousands of pairs (the demo's world, ~100 words, saturates within a hundred).
+"""The science world: a synthetic world in which translation keeps improving into the
+thousands of pairs (the demo's world saturates within a hundred).
 
 The same file formats and folder layout as the demo (:class:`DataLayout`), so the package's
 readers, sweep and DataModules read it unchanged, but:
 
-- a vocabulary of several hundred invented English-like words (nouns, adjectives, verbs,
-  prepositions), drawn with Zipf frequencies, so rare words turn up only in large subsets;
+- a vocabulary of invented English-like words (nouns, adjectives, verbs, prepositions; the
+  study's ``Settings.world`` sets how many), drawn with Zipf frequencies, so rare words turn up
+  only in large subsets;
 - morphology on top of word order: plural nouns after ``some``, and, in a language without
   cognates, an object-case suffix and a plural suffix that differ from English's ``-s``;
 - few bilingual lines in pretraining, so the lexicon has to come from the parallel pairs.

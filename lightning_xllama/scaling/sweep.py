@@ -206,10 +206,12 @@ def coit_datamodule(
     weights: Optional[dict[str, float]] = None,
     seed: int = 0,
     tokenizer: Optional[str] = None,
+    **options,
 ) -> CoITDataModule:
     """The CoIT mixture of one language with an epoch of exactly ``max_steps`` batches, so a run
     sees each stream's weighted share once and a small parallel file is repeated; with
-    ``max_steps`` None, an epoch is every example once (instructions and pairs, no weights)."""
+    ``max_steps`` None, an epoch is every example once (instructions and pairs, no weights).
+    ``options`` go to :class:`CoITDataModule` (``template``, ``batching``, ...)."""
     data = DataLayout(data_dir)
     if max_steps is None:
         mixing: dict = {}
@@ -226,10 +228,9 @@ def coit_datamodule(
         parallel=parallel,
         **mixing,
         batch_size=batch_size,
-        max_length=256,
-        val_examples_per_stream=16,
         seed=seed,
         tokenizer=tokenizer,
+        **{"max_length": 256, "val_examples_per_stream": 16, **options},
     )
 
 

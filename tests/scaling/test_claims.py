@@ -58,3 +58,27 @@ def test_a_run_another_live_process_trains_is_left_to_it_and_a_dead_ones_is_take
     assert study.cached("busy", run)["score"] == 1.0 and calls == ["busy"]
     assert not (tmp_path / "runs" / "busy.running").exists()
     assert study.cached("busy", run)["score"] == 1.0 and calls == ["busy"]  # cached now
+
+
+def test_a_process_finding_the_assets_being_built_waits_for_them(tmp_path):
+    import json
+    import threading
+
+    from reproduction.study import QUICK, Study
+
+    study = Study(tmp_path, QUICK)
+    stamp = tmp_path / "assets" / "stamp.json"
+    stamp.parent.mkdir(parents=True)
+    builder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stamp.with_suffix(".running").write_text(str(builder.pid))
+        built = {"base": "b", "deep": "d", "seconds": 1.0}
+        # the other process finishes: writes the stamp, then releases its claim
+        finish = threading.Timer(1.0, lambda: stamp.write_text(json.dumps(built)))
+        finish.start()
+        assert study.assets() == built  # waited for the stamp instead of building a second copy
+        finish.join()
+    finally:
+        builder.kill()
+        builder.wait()
+    assert not (tmp_path / "assets" / "data").exists()
