@@ -147,8 +147,8 @@ def report(
         "",
         "| claim | analogue tested | number [95% interval] | verdict |",
         "|---|---|---|---|",
-        f"| 1 CoIT > English-only | far language, {s.deep_layers}-layer base, {s.deep_pairs} pairs | chrF++ "
-        f"{one['differences']['chrF++']}; QA F1 {one['differences']['QA F1']} | "
+        f"| 1 CoIT > English-only | far language, {s.deep_layers}-layer base, {s.deep_pairs} "
+        f"pairs | chrF++ {one['differences']['chrF++']}; QA F1 {one['differences']['QA F1']} | "
         f"{verdict(one['verdict'])} |",
         f"| 2 saturating law; far needs more | CoIT sweep, out-of-sample at the largest size; "
         f"pairs for chrF++ {two['target']:.1f} | "

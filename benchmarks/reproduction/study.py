@@ -133,14 +133,22 @@ class Study:
     def assets(self) -> dict[str, str]:
         """The science world's corpora, a tokenizer and two base models (cached; a process that
         finds another one building them waits for it)."""
-        stamp, s = self.out / "assets" / "stamp.json", self.settings
+        stamp = self.out / "assets" / "stamp.json"
+        claim = stamp.with_suffix(".running")
         stamp.parent.mkdir(parents=True, exist_ok=True)
-        while not stamp.is_file() and not _claim(stamp.with_suffix(".running")):
-            time.sleep(5)  # another process is building them
-        if stamp.is_file():
-            stamp.with_suffix(".running").unlink(missing_ok=True)
-            return json.loads(stamp.read_text())
-        start = time.perf_counter()
+        while not stamp.is_file():
+            if _claim(claim):
+                try:
+                    if not stamp.is_file():  # not finished by another process meanwhile
+                        stamp.write_text(json.dumps(self._build_assets()))
+                finally:
+                    claim.unlink(missing_ok=True)
+            else:
+                time.sleep(5)  # another process is building them
+        return json.loads(stamp.read_text())
+
+    def _build_assets(self) -> dict:
+        start, s = time.perf_counter(), self.settings
         world = ScienceWorld(LANGUAGES, seed=0, **s.world)
         paths = world.write(
             self.data,
@@ -152,12 +160,14 @@ class Study:
             qa=s.eval_samples,
         )
         lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()
+        tokenizer = train_tokenizer(
+            tokenizer_corpus(world, paths), self.out / "assets" / "base", s.vocab_size
+        )
+        tokenizer.chat_template = CHAT_TEMPLATE
         models = {}
         for name, layers in (("base", s.num_layers), ("deep", s.deep_layers)):
             folder = self.out / "assets" / name
-            tokenizer = train_tokenizer(tokenizer_corpus(world, paths), folder, s.vocab_size)
-            tokenizer.chat_template = CHAT_TEMPLATE
-            tokenizer.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)  # both bases share the one tokenizer
             pretrain_base_model(
                 load_tokenizer(str(folder)),
                 lines,
@@ -169,10 +179,7 @@ class Study:
                 seed=0,
             )
             models[name] = str(folder)
-        found = {**models, "seconds": round(time.perf_counter() - start, 1)}
-        stamp.write_text(json.dumps(found))
-        stamp.with_suffix(".running").unlink()
-        return found
+        return {**models, "seconds": round(time.perf_counter() - start, 1)}
 
     def cached(self, name: str, run) -> dict | None:
         """A finished run's summary, or run it and keep its summary (written whole or not).
