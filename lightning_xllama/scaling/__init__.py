@@ -5,7 +5,9 @@ depends on the language (how close it is to English). The flow, one module per s
 
     sweep       train per language x pair count, append the scores to a results table
     results     that table's one schema (read by the fit, appended to by the sweep)
-    law         the law S(n) = S_max - A (1 + n/n0)^-alpha and its fitted form (fit.json)
+    forms       the law's shapes: S(n) = S_max - A (1 + n/n0)^-alpha (the paper's power law) or
+                S_max - A exp(-(n/n0)^alpha), S_max held to the metric's maximum
+    law         the fitted law of each language (fit.json)
     fit         fitting it per language or with a shared exponent
     profile     profile-likelihood intervals of a language's parameters and predictions
     validation  the law judged out of sample: fitted on the smaller sizes, predicting the largest
@@ -27,14 +29,17 @@ from lightning_xllama.scaling.allocation import (
 )
 from lightning_xllama.scaling.commands import allocate_command, fit_command
 from lightning_xllama.scaling.fit import fit_scaling
-from lightning_xllama.scaling.law import (
+from lightning_xllama.scaling.forms import (
     ALPHA_BOUNDS,
-    Estimate,
-    LanguageFit,
-    ScalingFit,
+    FORMS,
+    METRIC_CEILINGS,
+    inverse_law,
     inverse_power_law,
+    law_curve,
     power_law,
+    stretched_exp_law,
 )
+from lightning_xllama.scaling.law import Estimate, LanguageFit, ScalingFit
 from lightning_xllama.scaling.plots import plot_fits
 from lightning_xllama.scaling.results import (
     REQUIRED_FIELDS,
@@ -50,8 +55,10 @@ __all__ = [
     "ALPHA_BOUNDS",
     "Allocation",
     "Estimate",
+    "FORMS",
     "LanguageFit",
     "MAX_BRUTE_FORCE",
+    "METRIC_CEILINGS",
     "OutOfSample",
     "Points",
     "REQUIRED_FIELDS",
@@ -61,12 +68,15 @@ __all__ = [
     "allocate_command",
     "fit_command",
     "fit_scaling",
+    "inverse_law",
     "inverse_power_law",
+    "law_curve",
     "out_of_sample",
     "plot_fits",
     "power_law",
     "read_allocation",
     "read_results",
     "seed_spread",
+    "stretched_exp_law",
     "write_allocation",
 ]

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+import numpy as np
 import yaml
 
 from lightning_xllama.data.allocation import ALLOCATION_HEADER
-from lightning_xllama.scaling.law import ScalingFit, power_law
+from lightning_xllama.scaling.law import ScalingFit
 
 MAX_BRUTE_FORCE = 2_000_000
 """Most allocations the brute-force search will enumerate."""
@@ -78,15 +79,24 @@ def allocate(
     minimums: Optional[dict[str, int]] = None,
     step: Optional[int] = None,
     languages: Optional[list[str]] = None,
-    search: Literal["greedy", "brute_force"] = "greedy",
+    search: Literal["auto", "greedy", "dynamic", "brute_force"] = "auto",
     if_caps_short: Literal["error", "use_all"] = "error",
 ) -> Allocation:
     """Split ``budget`` pairs across languages to maximise the summed or the worst predicted score.
 
-    Greedy hands out ``step`` pairs at a time to the language that gains most (``sum``) or scores
-    lowest (``min``); with concave, increasing laws both are optimal on the step grid.
-    ``brute_force`` enumerates that grid and exists to check the greedy on small cases.
+    ``greedy`` hands out ``step`` pairs at a time to the language that gains most (``sum``) or
+    scores lowest (``min``). Raising the lowest is optimal for any increasing laws; the most
+    gain per step is optimal only when they are concave: a law that starts slow and speeds up
+    (a stretched exponential with alpha > 1) can look worse than it is after one step.
+    ``dynamic`` maximises the sum over each language's step grid by dynamic programming over
+    the pairs spent, whatever the laws' shapes. ``auto`` (the default) takes ``greedy`` for
+    ``min`` or concave laws and ``dynamic`` otherwise. ``brute_force`` enumerates the grid and
+    exists to check the others on small cases.
     """
+    if search not in ("auto", "greedy", "dynamic", "brute_force"):
+        raise ValueError(
+            f"search must be 'auto', 'greedy', 'dynamic' or 'brute_force', got {search!r}"
+        )
     if objective not in ("sum", "min"):
         raise ValueError(f"objective must be 'sum' or 'min', got {objective!r}")
     if budget < 0 or (step is not None and step <= 0):
@@ -118,9 +128,12 @@ def allocate(
     step = step or max(1, budget // 1000)
 
     def score(language: str, n: int) -> float:
-        return float(power_law(n, *fit.languages[language].params))
+        return float(fit.languages[language].curve(n))
 
-    search_function = _greedy if search == "greedy" else _brute_force
+    if search == "auto":
+        concave = all(fit.languages[language].concave for language in languages)
+        search = "greedy" if objective == "min" or concave else "dynamic"
+    search_function = {"greedy": _greedy, "dynamic": _dynamic, "brute_force": _brute_force}[search]
     counts = search_function(score, languages, budget, caps, minimums, step, objective)
     uniform = _uniform_split(languages, budget, caps, minimums)
     allocation = Allocation(
@@ -175,6 +188,50 @@ def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[s
         counts[chosen] += given
         remaining -= given
     return counts
+
+
+def _dynamic(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
+    """The largest sum on the step grid for laws of any shape (``objective`` must be ``sum``).
+
+    ``best[s]`` is the largest sum of the languages so far with ``s`` pairs spent, each taking a
+    count of its grid (:func:`_grid`): one pass per language over its counts, vectorised over
+    ``s``. A full budget may be off every grid (caps and minimums off the step): each state
+    within one step per language of the budget is completed by the greedy, and the best kept.
+    """
+    if objective != "sum":
+        raise ValueError("the dynamic search maximises the sum; 'min' is solved by the greedy")
+    score = functools.cache(score)  # the completions ask for the same counts again
+    best = np.full(budget + 1, -np.inf)
+    best[0] = 0.0
+    picks = []
+    for language in languages:
+        grid = [
+            count for count in _grid(minimums[language], caps[language], step) if count <= budget
+        ]
+        new, pick = np.full(budget + 1, -np.inf), np.zeros(budget + 1, dtype=np.int64)
+        for count in grid:
+            candidate = np.full(budget + 1, -np.inf)
+            candidate[count:] = best[: budget + 1 - count] + score(language, count)
+            better = candidate > new
+            new[better], pick[better] = candidate[better], count
+        best = new
+        picks.append(pick)
+    window = max(budget - len(languages) * step, 0)
+    reachable = window + np.flatnonzero(np.isfinite(best[window:]))
+    if not len(reachable):
+        raise ValueError(f"no allocation on the step grid spends close to the budget {budget}")
+    found, found_value = None, -math.inf
+    for spent in reachable:
+        counts, left = {}, int(spent)
+        for language, pick in zip(reversed(languages), reversed(picks)):
+            counts[language] = int(pick[left])
+            left -= counts[language]
+        counts = {language: counts[language] for language in languages}
+        counts = _greedy(score, languages, budget, caps, counts, step, objective)
+        value = sum(score(language, count) for language, count in counts.items())
+        if value > found_value:
+            found, found_value = counts, value
+    return found
 
 
 def _brute_force(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:

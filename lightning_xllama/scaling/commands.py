@@ -21,6 +21,8 @@ def fit_command(
     seed: int = 0,
     on_non_increasing: Literal["error", "flat"] = "error",
     intervals: Literal["profile", "bootstrap"] = "profile",
+    form: Literal["power", "stretched_exp", "auto"] = "power",
+    ceiling: Optional[float] = None,
 ) -> dict:
     """Fit the scaling law of each language to a results table; write fit.json and fit.png.
 
@@ -39,27 +41,40 @@ def fit_command(
         intervals: ``profile``: profile-likelihood intervals for each language fitted alone on
             more than four points (coverage measured by benchmarks/scaling_coverage.py), the
             bootstrap elsewhere; ``bootstrap``: the residual bootstrap everywhere.
+        form: The law's shape: ``power`` (the paper's, S_max - A (1 + n/n0)^-alpha),
+            ``stretched_exp`` (S_max - A exp(-(n/n0)^alpha), whose gap can close faster and
+            faster), or ``auto``: per language the one with the smaller squared error.
+        ceiling: Upper bound of S_max. Default: the metric's maximum (100 for chrf_pp, chrf,
+            bleu, spbleu, exact_match), none for other metrics; ``inf`` lifts it.
 
     Returns:
         Paths of the written files and the fitted parameters per language.
     """
     points = read_results(results, metric)
     fit = fit_scaling(
-        points, metric, shared_exponent, n_bootstrap, seed, on_non_increasing, intervals=intervals
+        points,
+        metric,
+        shared_exponent,
+        n_bootstrap,
+        seed,
+        on_non_increasing,
+        intervals=intervals,
+        form=form,
+        ceiling=ceiling,
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     fit_path, plot_path = fit.save(folder / "fit.json"), plot_fits(fit, folder / "fit.png")
-    print(f"{'language':<16}{'model':>6}{'S_max':>10}{'A':>10}{'alpha':>8}{'n0':>12}{'R^2':>8}")
+    print(f"{'language':<16}{'model':>14}{'S_max':>10}{'A':>10}{'alpha':>8}{'n0':>12}{'R^2':>8}")
     for language, law in fit.languages.items():
         r2 = "n/a" if law.r2 is None else f"{law.r2:.3f}"
         print(
-            f"{language:<16}{law.model:>6}{law.s_max:>10.3f}{law.a:>10.3f}"
+            f"{language:<16}{law.model:>14}{law.s_max:>10.3f}{law.a:>10.3f}"
             f"{law.alpha:>8.3f}{law.n0:>12.1f}{r2:>8}"
         )
         if law.intervals:
             print(
-                f"{'':<16}{fit.level:>6.0%}"
+                f"{'':<16}{fit.level:>14.0%}"
                 + "".join(
                     f"  {name} [{low:.4g}, {high:.4g}]"
                     for name, (low, high) in law.intervals.items()

@@ -1,23 +1,30 @@
-"""Fitting the law to a results table: per language or with a shared exponent, with bootstrap bands."""
+"""Fitting the law to a results table: per language or with a shared exponent, in either form or
+the better of the two, with profile intervals or bootstrap bands."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import warnings
-from typing import Callable, Literal
+from typing import Callable, Literal, Optional
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.stats import spearmanr
 
-from lightning_xllama.scaling.law import (
+from lightning_xllama.scaling.forms import (
     ALPHA_BOUNDS,
+    FORMS,
+    METRIC_CEILINGS,
+    Form,
+    decay,
+    law_curve,
+)
+from lightning_xllama.scaling.law import (
     LanguageFit,
     ScalingFit,
     _finite_or_none,
     cached_profile,
-    power_law,
 )
 from lightning_xllama.scaling.profile import s_max_bounds
 from lightning_xllama.scaling.results import Points
@@ -32,8 +39,17 @@ def fit_scaling(
     on_non_increasing: Literal["error", "flat"] = "error",
     level: float = 0.95,
     intervals: Literal["profile", "bootstrap"] = "profile",
+    form: Literal["power", "stretched_exp", "auto"] = "power",
+    ceiling: Optional[float] = None,
 ) -> ScalingFit:
     """Fit the law per language (or jointly with a shared exponent) with intervals and bands.
+
+    ``form`` is the law's shape (:mod:`~lightning_xllama.scaling.forms`): the paper's
+    ``power`` law, the ``stretched_exp`` whose gap can close faster and faster, or ``auto``:
+    both, keeping per language (per group when the exponent is shared) the one with the
+    smaller squared error; both have four parameters, so that is also the better AIC.
+    ``ceiling`` bounds S_max: by default the metric's maximum (:data:`METRIC_CEILINGS`, 100
+    for chrF++ and BLEU; none for other metrics); ``math.inf`` lifts it.
 
     ``profile`` (the default): a language fitted alone on more than four points gets
     profile-likelihood intervals (:mod:`~lightning_xllama.scaling.profile`) for its parameters,
@@ -50,6 +66,16 @@ def fit_scaling(
     """
     if intervals not in ("profile", "bootstrap"):
         raise ValueError(f"intervals must be 'profile' or 'bootstrap', got {intervals!r}")
+    if form not in (*FORMS, "auto"):
+        raise ValueError(f"form must be one of {(*FORMS, 'auto')}, got {form!r}")
+    ceiling = METRIC_CEILINGS.get(metric, math.inf) if ceiling is None else float(ceiling)
+    for language, (_, y) in points.items():
+        if len(y) and y.max() > ceiling:
+            raise ValueError(
+                f"language {language!r}: a {metric} score of {y.max():.4g} is above the metric's "
+                f"maximum {ceiling:.4g}; check the results table's scale, or pass the ceiling "
+                "its scores have (math.inf for none)"
+            )
     rng = np.random.default_rng(seed)
     growing = [
         language
@@ -63,10 +89,52 @@ def fit_scaling(
     }
     groups = [growing] if shared_exponent and growing else [[language] for language in growing]
     for group in groups:
-        fits.update(_fit_power(group, points, metric, n_bootstrap, rng, intervals, level))
+        candidates, failures = [], []
+        for shape in FORMS if form == "auto" else (form,):
+            try:
+                candidates.append(
+                    _fit_law(
+                        group, points, metric, shape, ceiling, n_bootstrap, rng, intervals, level
+                    )
+                )
+            except RuntimeError as error:  # with auto, the other form may still fit
+                failures.append(str(error))
+        if not candidates:
+            raise RuntimeError("; ".join(failures))
+        chosen = min(candidates, key=_squared_error)
+        _warn_unsaturated(chosen, ceiling)
+        fits.update(chosen)
     return ScalingFit(
-        metric, {language: fits[language] for language in points}, shared_exponent, level
+        metric,
+        {language: fits[language] for language in points},
+        shared_exponent,
+        level,
+        ceiling if math.isfinite(ceiling) else None,
     )
+
+
+def _squared_error(fits: dict[str, LanguageFit]) -> float:
+    return sum(float(np.square(law.residuals).sum()) for law in fits.values())
+
+
+def _warn_unsaturated(fits: dict[str, LanguageFit], ceiling: float) -> None:
+    """Warn where S_max sits on its upper bound: the bound read off the data (the scores have
+    not started to saturate) or the metric's maximum (they show no lower ceiling)."""
+    for language, law in fits.items():
+        upper = s_max_bounds(law.scores, ceiling)[1]
+        if not math.isclose(law.s_max, upper, rel_tol=1e-4):
+            continue
+        if upper < ceiling:
+            message = (
+                f"the ceiling S_max reached its upper bound {upper:.4g}; {law.metric} has not "
+                "started to saturate within the data, so extrapolation is unreliable"
+            )
+        else:
+            message = (
+                f"the ceiling S_max is held at {law.metric}'s maximum {ceiling:.4g}: the data "
+                "show no lower ceiling, so the law assumes the top of the scale is reachable"
+            )
+        warnings.warn(f"language {language!r}: {message}", stacklevel=3)
 
 
 def _grows(
@@ -120,10 +188,12 @@ def _fit_flat(
     )
 
 
-def _fit_power(
+def _fit_law(
     languages: list[str],
     points: Points,
     metric: str,
+    form: Form,
+    ceiling: float,
     n_bootstrap: int,
     rng,
     intervals: str,
@@ -145,12 +215,14 @@ def _fit_power(
 
     def model(x, log_a, alpha, *rest):
         s_max, log_n0 = np.asarray(rest[:count]), np.asarray(rest[count:])
-        return power_law(x, s_max[index], 10.0**log_a, alpha, 10.0 ** log_n0[index])
+        return law_curve(form, x, s_max[index], 10.0**log_a, alpha, 10.0 ** log_n0[index])
 
-    bounds, starts = _bounds_and_starts(ns, ys)
+    bounds, starts = _bounds_and_starts(ns, ys, form, ceiling)
     theta, covariance = _best_fit(model, n, y, starts, bounds)
     if theta is None:
-        raise RuntimeError(f"the scaling law fit did not converge for {languages} ({metric})")
+        raise RuntimeError(
+            f"the scaling law fit ({form}) did not converge for {languages} ({metric})"
+        )
     fitted = model(n, *theta)
     profiled = intervals == "profile" and count == 1 and len(n) > 4
     resampled = _bootstrap(
@@ -175,13 +247,6 @@ def _fit_power(
     fits = {}
     for position, (language, sizes, scores) in enumerate(zip(languages, ns, ys)):
         s_max, a, alpha, n0 = _unpack(theta, count)[position]
-        s_max_upper = bounds[1][2 + position]
-        if math.isclose(s_max, s_max_upper, rel_tol=1e-4):
-            warnings.warn(
-                f"language {language!r}: the ceiling S_max reached its upper bound {s_max_upper:.4g}; "
-                f"{metric} has not started to saturate within the data, so extrapolation is unreliable",
-                stacklevel=3,
-            )
         residuals = scores - fitted[index == position]
         total = ((scores - scores.mean()) ** 2).sum()
         fits[language] = LanguageFit(
@@ -191,6 +256,7 @@ def _fit_power(
             float(a),
             float(alpha),
             float(n0),
+            model=form,
             stderr={
                 "s_max": _finite_or_none(stderr[2 + position]),
                 "a": _finite_or_none(a * math.log(10) * stderr[0]),
@@ -202,14 +268,20 @@ def _fit_power(
             scores=scores.tolist(),
             residuals=residuals.tolist(),
             bootstrap=resampled[:, position, :].tolist(),
-            intervals=_profile_intervals(sizes, scores, level) if profiled else {},
+            intervals=_profile_intervals(sizes, scores, level, form, ceiling) if profiled else {},
         )
     return fits
 
 
-def _profile_intervals(n, y, level: float) -> dict[str, list[float]]:
+def _profile_intervals(n, y, level: float, form: Form, ceiling: float) -> dict[str, list[float]]:
     """Profile intervals of the four parameters (S_max held to the fit's own range)."""
-    profile = cached_profile(tuple(n.tolist()), tuple(y.tolist()), level)
+    profile = cached_profile(
+        tuple(n.tolist()),
+        tuple(y.tolist()),
+        level,
+        form,
+        ceiling if math.isfinite(ceiling) else None,
+    )
     return {name: list(profile.interval(name)) for name in ("s_max", "a", "alpha", "n0")}
 
 
@@ -239,10 +311,13 @@ def _check_sizes(languages: list[str], ns: list[np.ndarray], metric: str) -> Non
             )
 
 
-def _bounds_and_starts(ns: list[np.ndarray], ys: list[np.ndarray]) -> tuple:
+def _bounds_and_starts(
+    ns: list[np.ndarray], ys: list[np.ndarray], form: Form, ceiling: float
+) -> tuple:
     """Parameter bounds and a small grid of starting points, both read off the data.
 
-    S_max lies between the lowest score and the highest plus max(|highest|, 2 x span); n0
+    S_max lies between the lowest score and the highest plus max(|highest|, 2 x span), at
+    most the metric's ``ceiling``; n0
     between 1 pair and 1000x the largest size; alpha in ALPHA_BOUNDS. Each start sets S_max a
     little or well above the best score, n0 near the typical size, and A so the curve passes
     through the scores at the smallest size.
@@ -252,16 +327,17 @@ def _bounds_and_starts(ns: list[np.ndarray], ys: list[np.ndarray]) -> tuple:
     span = np.maximum(high - low, 1e-9 * np.maximum(1.0, np.abs(high)))
     log_scale = math.log10(max(span.max(), np.abs(high).max()))
     log_n0_upper = np.log10([max(n.max(), 1.0) for n in ns]) + 3
-    s_range = np.array([s_max_bounds(y) for y in ys])
+    s_range = np.array([s_max_bounds(y, ceiling) for y in ys])
     lower = np.concatenate([[log_scale - 6, ALPHA_BOUNDS[0]], s_range[:, 0], np.zeros(count)])
     upper = np.concatenate([[log_scale + 12, ALPHA_BOUNDS[1]], s_range[:, 1], log_n0_upper])
     n_first = np.array([n.min() for n in ns])
     first = np.array([y[n == n.min()].mean() for n, y in zip(ns, ys)])
     typical = np.array([np.exp(np.log(np.maximum(n, 1.0)).mean()) for n in ns])
     starts = []
-    for alpha, headroom, scale in itertools.product((0.3, 0.8, 1.5), (0.05, 0.5), (0.1, 1.0)):
-        s_max, n0 = high + headroom * span, np.maximum(scale * typical, 1.0)
-        a = np.median((s_max - first) * (1 + n_first / n0) ** alpha)
+    for alpha, headroom, scale in itertools.product((0.3, 0.8, 1.5), (0.05, 0.5), (0.1, 1.0, 5.0)):
+        s_max = np.minimum(high + headroom * span, s_range[:, 1])
+        n0 = np.maximum(scale * typical, 1.0)
+        a = np.median((s_max - first) / decay(form, n_first / n0, alpha))
         start = np.concatenate([[math.log10(a), alpha], s_max, np.log10(n0)])
         starts.append(np.clip(start, lower, upper))
     return (lower, upper), starts

@@ -1,19 +1,12 @@
-"""The scaling law of translation quality in parallel pairs, and its fitted form (``fit.json``).
+"""The fitted scaling law (``fit.json``): per language its parameters, data and intervals.
 
-The law, per language::
-
-    S(n) = S_max - A * (1 + n / n0) ** (-alpha)
-
-``S_max`` is the ceiling, ``A`` the gap between the ceiling and the score with no pairs,
-``alpha`` the pace of decreasing returns and ``n0`` the number of pairs at which returns start
-to diminish. It is the textbook ``S_max - A' * (n + n0) ** (-alpha)`` with ``A' = A * n0**alpha``;
-this form keeps ``A`` in the metric's own units, which keeps the fit well conditioned. The
-shared-exponent variant ties ``A`` and ``alpha`` across languages and keeps a per-language
-ceiling and similarity factor ``k_l = 1 / n0_l``:
-``S_l(n) = S_max_l - A * (1 + k_l * n) ** (-alpha)``; a language close to English (large ``k_l``)
-gets more out of each pair. It needs three data sizes per language instead of four: with
-only two, the curve through them is exact for two different (S_max_l, k_l), so the data
-cannot choose. (It has 2L + 2 parameters, which three sizes per language also cover.)
+The law's shapes are in :mod:`lightning_xllama.scaling.forms`. The shared-exponent variant
+ties ``A`` and ``alpha`` across languages and keeps a per-language ceiling and similarity
+factor ``k_l = 1 / n0_l``: ``S_l(n) = S_max_l - A * decay(k_l * n; alpha)``; a language close
+to English (large ``k_l``) gets more out of each pair. It needs three data sizes per language
+instead of four: with only two, the curve through them is exact for two different
+(S_max_l, k_l), so the data cannot choose. (It has 2L + 2 parameters, which three sizes per
+language also cover.)
 """
 
 from __future__ import annotations
@@ -27,24 +20,8 @@ from typing import Literal, NamedTuple, Optional, Union
 
 import numpy as np
 
+from lightning_xllama.scaling.forms import ALPHA_BOUNDS, Form, inverse_law, law_curve
 from lightning_xllama.scaling.profile import Profile
-
-ALPHA_BOUNDS = (0.01, 3.0)
-"""The range of the exponent alpha searched by the fit and its profile intervals."""
-
-
-def power_law(n, s_max, a, alpha, n0):
-    """S(n) = S_max - A (1 + n/n0)^-alpha, vectorised over ``n`` and the parameters."""
-    return s_max - a * (1.0 + np.asarray(n, dtype=float) / n0) ** (-alpha)
-
-
-def inverse_power_law(score: float, s_max: float, a: float, alpha: float, n0: float) -> float:
-    """Pairs at which the law reaches ``score``: 0 when no pairs are needed, inf when never."""
-    if score >= s_max:
-        return math.inf
-    if score <= s_max - a:
-        return 0.0
-    return n0 * (((s_max - score) / a) ** (-1.0 / alpha) - 1.0)
 
 
 class Estimate(NamedTuple):
@@ -65,8 +42,9 @@ class LanguageFit:
     a: float
     alpha: float
     n0: float
-    model: Literal["power", "flat"] = "power"
-    """``flat``: the scores did not grow with the pairs and a constant ``s_max`` stands in."""
+    model: Literal["power", "stretched_exp", "flat"] = "power"
+    """The law's form (:data:`FORMS`), or ``flat``: the scores did not grow with the pairs and a
+    constant ``s_max`` stands in (A = 0)."""
     stderr: dict[str, Optional[float]] = field(default_factory=dict)
     """Standard errors from the fit's covariance; None where it could not be estimated."""
     r2: Optional[float] = None
@@ -86,8 +64,23 @@ class LanguageFit:
         return self.s_max, self.a, self.alpha, self.n0
 
     @property
+    def form(self) -> Form:
+        """The form its curve is computed with (a flat law is either form with A = 0)."""
+        return "stretched_exp" if self.model == "stretched_exp" else "power"
+
+    @property
     def n_range(self) -> tuple[float, float]:
         return min(self.pairs), max(self.pairs)
+
+    @property
+    def concave(self) -> bool:
+        """Whether each extra pair gains no more than the one before: the power law always,
+        the stretched exponential for alpha <= 1 (above, it starts slow and speeds up)."""
+        return self.model != "stretched_exp" or self.alpha <= 1.0
+
+    def curve(self, n):
+        """The fitted score after ``n`` pairs (scalar or array)."""
+        return law_curve(self.form, n, *self.params)
 
 
 @dataclass
@@ -99,6 +92,8 @@ class ScalingFit:
     shared_exponent: bool = False
     level: float = 0.95
     """Coverage of the intervals (profile or bootstrap)."""
+    ceiling: Optional[float] = None
+    """The bound the fit held ``S_max`` to (the metric's maximum); None: the data's range only."""
 
     def law(self, language: str) -> LanguageFit:
         if language not in self.languages:
@@ -111,7 +106,7 @@ class ScalingFit:
         """Predicted score after ``n`` pairs (scalar or array), with its profile or bootstrap
         interval (pointwise)."""
         law = self.law(language)
-        value = power_law(n, *law.params)
+        value = law.curve(n)
         if law.intervals:
             low, high = self._profile(law).predict(n)
             shape = np.shape(value)
@@ -119,7 +114,9 @@ class ScalingFit:
         if not law.bootstrap:
             unknown = _plain(np.full_like(value, np.nan))
             return Estimate(_plain(value), unknown, unknown)
-        curves = power_law(np.asarray(n, dtype=float)[..., None], *np.array(law.bootstrap).T)
+        curves = law_curve(
+            law.form, np.asarray(n, dtype=float)[..., None], *np.array(law.bootstrap).T
+        )
         low, high = np.quantile(curves, self._quantiles, axis=-1)
         return Estimate(_plain(value), _plain(low), _plain(high))
 
@@ -131,18 +128,20 @@ class ScalingFit:
                 f"{self.metric} {target} is unreachable for {language!r}: "
                 f"the fitted ceiling S_max is {law.s_max:.4g}"
             )
-        value = inverse_power_law(target, *law.params)
+        value = inverse_law(law.form, target, *law.params)
         if law.intervals:
             return Estimate(value, *self._profile_pairs_needed(law, target))
         if not law.bootstrap:
             return Estimate(value, math.nan, math.nan)
-        needed = [inverse_power_law(target, *params) for params in law.bootstrap]
+        needed = [inverse_law(law.form, target, *params) for params in law.bootstrap]
         # "nearest": interpolating between inf values would give NaN
         low, high = np.quantile(needed, self._quantiles, method="nearest")
         return Estimate(value, float(low), float(high))
 
     def _profile(self, law: LanguageFit) -> Profile:
-        return cached_profile(tuple(law.pairs), tuple(law.scores), self.level)
+        return cached_profile(
+            tuple(law.pairs), tuple(law.scores), self.level, law.form, self.ceiling
+        )
 
     def _profile_pairs_needed(self, law: LanguageFit, target: float) -> tuple[float, float]:
         """Where the band's high end first reaches ``target`` and where its low end last stays
@@ -185,10 +184,19 @@ class ScalingFit:
 
 
 @functools.lru_cache(maxsize=32)
-def cached_profile(pairs: tuple, scores: tuple, level: float) -> Profile:
-    """One profile per data set: the fit's intervals, predictions and pairs needed all ask for
-    it (pairs and scores as tuples of floats, the cache's key)."""
-    return Profile(pairs, scores, ALPHA_BOUNDS, level)
+def cached_profile(
+    pairs: tuple, scores: tuple, level: float, form: Form = "power", ceiling: Optional[float] = None
+) -> Profile:
+    """One profile per data set and form: the fit's intervals, predictions and pairs needed all
+    ask for it (pairs and scores as tuples of floats, the cache's key)."""
+    return Profile(
+        pairs,
+        scores,
+        ALPHA_BOUNDS,
+        level,
+        form,
+        math.inf if ceiling is None else ceiling,
+    )
 
 
 def _plain(x):

@@ -1,7 +1,7 @@
 """Profile-likelihood intervals for one language's law: its parameters and its predictions.
 
-The law ``S(n) = S_max - A * g(n)``, ``g = (1 + n/n0)^-alpha``, is linear in (S_max, A) once
-(alpha, n0) are fixed, so the least-squares error of the best (S_max, A) has a closed form on
+The law ``S(n) = S_max - A * g(n)``, ``g = decay(n/n0; alpha)`` of either form
+(:mod:`~lightning_xllama.scaling.forms`), is linear in (S_max, A) once (alpha, n0) are fixed, so the least-squares error of the best (S_max, A) has a closed form on
 every cell of an (alpha, log n0) grid, and so does that error as a quadratic in S_max, in A or
 in any prediction ``S(n)`` with the other linear parameter profiled out. An interval is the set
 of values whose profiled error stays under the F threshold of nonlinear regression::
@@ -12,9 +12,9 @@ of values whose profiled error stays under the F threshold of nonlinear regressi
 points, which is why these intervals hold their level where bootstrap percentiles fall short
 (``benchmarks/scaling_coverage.py``). An interval that reaches the edge of the grid (alpha in
 ALPHA_BOUNDS, n0 from 1 pair to 1000x the largest size) reports that edge: the data do not
-bound the parameter there. S_max is held to the fit's own range (:func:`s_max_bounds`), in the
-profile of every quantity, so that a law that has not saturated gets the fit's ceiling on S_max
-and A rather than intervals without end.
+bound the parameter there. S_max is held to the fit's own range (:func:`s_max_bounds`, at most
+the metric's maximum), in the profile of every quantity, so that a law that has not saturated
+gets the fit's ceiling on S_max and A rather than intervals without end.
 """
 
 from __future__ import annotations
@@ -24,16 +24,19 @@ import math
 import numpy as np
 from scipy.stats import f as f_distribution
 
+from lightning_xllama.scaling.forms import Form, decay
+
 GRID = 121
 """Grid points per axis, in each of the two passes (a coarse one, then one zoomed in)."""
 
 
-def s_max_bounds(y) -> tuple[float, float]:
+def s_max_bounds(y, ceiling: float = math.inf) -> tuple[float, float]:
     """The range of S_max the fit searches: from the lowest score to the highest plus
-    max(|highest|, 2 x span) (chrF++ 30 to 60 allows a ceiling up to 90)."""
+    max(|highest|, 2 x span) (chrF++ 30 to 60 allows a ceiling up to 90), and no higher than
+    ``ceiling``, the metric's maximum."""
     high, low = float(np.max(y)), float(np.min(y))
     span = max(high - low, 1e-9 * max(1.0, abs(high)))
-    return low, high + max(abs(high), 2 * span)
+    return low, min(high + max(abs(high), 2 * span), ceiling)
 
 
 def profile_threshold(rss_min: float, points: int, level: float) -> float:
@@ -51,16 +54,26 @@ class Profile:
         n, y: The language's pairs and scores (every seed's point).
         alpha_bounds: The range of alpha searched.
         level: The coverage of the intervals.
+        form: The law's form.
+        ceiling: The metric's maximum, which S_max may not pass.
     """
 
-    def __init__(self, n, y, alpha_bounds: tuple[float, float], level: float = 0.95):
+    def __init__(
+        self,
+        n,
+        y,
+        alpha_bounds: tuple[float, float],
+        level: float = 0.95,
+        form: Form = "power",
+        ceiling: float = math.inf,
+    ):
         self.n, self.y = np.asarray(n, dtype=float), np.asarray(y, dtype=float)
         if self.n.shape != self.y.shape or self.n.ndim != 1:
             raise ValueError(
                 f"pairs and scores must be 1-d of one length: {self.n.shape}, {self.y.shape}"
             )
-        self.bounds = s_max_bounds(self.y)
-        self.level = level
+        self.bounds = s_max_bounds(self.y, ceiling)
+        self.level, self.form = level, form
         self.log_n0_bounds = (0.0, math.log10(max(self.n.max(), 1.0)) + 3)
         self.alpha_bounds = alpha_bounds
         self._evaluate(np.geomspace(*alpha_bounds, GRID), np.linspace(*self.log_n0_bounds, GRID))
@@ -80,11 +93,13 @@ class Profile:
     def _evaluate(self, alpha: np.ndarray, log_n0: np.ndarray) -> None:
         """Closed-form least squares of (S_max, A) on every grid cell, S_max held to its range."""
         self.alpha, self.log_n0 = alpha, log_n0
-        g = (1.0 + self.n / 10.0 ** log_n0[None, :, None]) ** (-alpha[:, None, None])
+        g = decay(self.form, self.n / 10.0 ** log_n0[None, :, None], alpha[:, None, None])
         m, y = len(self.n), self.y
         sg, sgg, sy, sgy = g.sum(-1), (g * g).sum(-1), y.sum(), (g * y).sum(-1)
         det = m * sgg - sg**2
-        ok = det > 1e-12 * m * sgg  # g not constant over the sizes: S_max and A separable
+        # g not constant over the sizes (S_max and A separable), and not ~0 at all of them (a
+        # gap already closed at every size leaves A unidentified; its 1/det would overflow)
+        ok = (det > 1e-12 * m * sgg) & (sgg > 1e-12 * m)
         det = np.where(ok, det, np.nan)
         self.s_max = (sgg * sy - sg * sgy) / det
         self.a = (sg * sy - m * sgy) / det
@@ -121,7 +136,7 @@ class Profile:
         pairs = np.atleast_1d(np.asarray(pairs, dtype=float))
         lows, highs = [], []
         for start in range(0, len(pairs), chunk):
-            g = (1.0 + pairs[start : start + chunk, None] / n0) ** (-alpha)
+            g = decay(self.form, pairs[start : start + chunk, None] / n0, alpha)
             low, high = self._linear(np.ones(1), -g)
             lows.append(low)
             highs.append(high)

@@ -35,6 +35,8 @@ class OutOfSample:
     observed_sd: Optional[float]
     """Standard deviation of those scores across seeds (None with one seed)."""
     seeds: int
+    model: str = "power"
+    """The form of the law fitted on the smaller sizes (or ``flat``)."""
 
     @property
     def error(self) -> float:
@@ -54,6 +56,8 @@ def out_of_sample(
     metric: str,
     level: float = 0.95,
     on_non_increasing: Literal["error", "flat"] = "error",
+    form: Literal["power", "stretched_exp", "auto"] = "power",
+    ceiling: Optional[float] = None,
 ) -> dict[str, OutOfSample]:
     """Fit each language without its largest size and predict the mean score measured there.
 
@@ -62,7 +66,8 @@ def out_of_sample(
     profile interval of the curve, so it is an interval for what is measured, not only for the
     law. Needs five distinct sizes per language (four to fit, one to predict) and more than four
     runs below the largest (more seeds or sizes), so the refit leaves an error to measure;
-    ``on_non_increasing`` is :func:`fit_scaling`'s.
+    ``on_non_increasing``, ``form`` and ``ceiling`` are :func:`fit_scaling`'s (with ``auto``,
+    the form is chosen on the smaller sizes only).
     """
     found = {}
     for language, (n, y) in points.items():
@@ -84,11 +89,13 @@ def out_of_sample(
             metric,
             level=level,
             on_non_increasing=on_non_increasing,
+            form=form,
+            ceiling=ceiling,
         )
         law = fit.languages[language]
         estimate = fit.predict(language, float(largest))
         held = y[n == largest]
-        dof = int(kept.sum()) - (4 if law.model == "power" else 1)
+        dof = int(kept.sum()) - (1 if law.model == "flat" else 4)
         noise = 0.0
         if dof > 0:
             sigma = math.sqrt(float(np.sum(np.square(law.residuals))) / dof)
@@ -103,5 +110,6 @@ def out_of_sample(
             float(held.mean()),
             float(held.std(ddof=1)) if len(held) > 1 else None,
             len(held),
+            law.model,
         )
     return found

@@ -144,10 +144,17 @@ def test_non_increasing_scores_error_or_fall_back_to_flat():
     assert fit.languages["syn_near"].model == "power"
 
 
-def test_unsaturated_data_warns_that_extrapolation_is_unreliable():
+@pytest.mark.parametrize(
+    "metric, message",
+    [
+        ("score", r"'syn_lin'.*upper bound 160.*has not started to saturate"),
+        ("chrf", r"'syn_lin'.*held at chrf's maximum 100.*no lower ceiling"),
+    ],
+)
+def test_unsaturated_data_warns_that_extrapolation_is_unreliable(metric, message):
     n = np.array([1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0])
-    with pytest.warns(UserWarning, match=r"'syn_lin'.*has not started to saturate"):
-        fit_scaling({"syn_lin": (n, n / 100)}, "chrf", n_bootstrap=0)
+    with pytest.warns(UserWarning, match=message):
+        fit_scaling({"syn_lin": (n, n / 100)}, metric, n_bootstrap=0)
 
 
 def test_exact_fit_warns_that_the_band_has_zero_width():
