@@ -1,8 +1,7 @@
 """One prepared check of the GPU training path: PASS/FAIL per check, a summary, non-zero exit on failure.
 
-For a person with one GPU, meant to finish within 8 minutes on an H100/H200 (an estimate: no GPU
-was at hand when it was written), offline, from a source checkout on ``PYTHONPATH`` with torch,
-lightning and transformers installed:
+For a person with one GPU (under 5 minutes on an H200, measured: benchmarks/README.md), offline,
+from a source checkout on ``PYTHONPATH`` with torch, lightning and transformers installed:
 
 (a) assets: the demo's corpora and tokenizer (``lightning_xllama.demo.prepare.prepare_demo``, small
     settings, one target language), then a randomly initialised LLaMA saved as a Hugging Face
@@ -28,6 +27,7 @@ lightning and transformers installed:
     python benchmarks/gpu_check.py              # (a), (b), (c)
     python benchmarks/gpu_check.py --full       # only the whole default table (1b and 3b, both strategies; long)
     python benchmarks/gpu_check.py --dry-run    # the same checks on CPU with a tiny model (minutes)
+    python benchmarks/gpu_check.py --jobs 6 --bench-strategies fsdp2 fsdp   # training checks at once; both strategies' table
 
 ``--dry-run`` runs everything on CPU: a tiny model, fp32, ``DecoderFSDP2Strategy`` with one
 process (``DecoderFSDPStrategy`` is skipped: FSDP1 needs CUDA), and ``sdpa_varlen`` in place of
@@ -114,6 +114,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="example tokens per micro-batch of the throughput check (default: 8192 on a GPU of "
         "100 GiB or more, else 4096, so the padded baseline fits without checkpointing)",
+    )
+    parser.add_argument(
+        "--bench-strategies",
+        nargs="+",
+        choices=["fsdp", "fsdp2"],
+        default=["fsdp2"],
+        help="strategies of the throughput check (fsdp: DecoderFSDPStrategy, fsdp2: DecoderFSDP2Strategy)",
+    )
+    parser.add_argument(
+        "--bench-variants",
+        nargs="+",
+        default=THROUGHPUT_VARIANTS,
+        help="variants of the throughput check (gpu_throughput.py's names; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="CLI training checks run at once (they share the GPU; their pass/fail does not "
+        "depend on speed, the throughput check always runs alone)",
     )
     parser.add_argument(
         "--learning-rate", type=float, default=5e-4, help="of the CLI runs (a random model)"
@@ -231,8 +251,8 @@ def check_model_folder(model_dir: Path, vocab: int) -> str:
 # --- (b) training through the CLI -------------------------------------------------------------
 def training_runs(dry_run: bool) -> list[tuple[str, list[str], str | None]]:
     """(name, CLI overrides, reason to skip or None) of each training check."""
-    fsdp1 = ["--trainer.strategy", "lightning_xllama.strategies.DecoderFSDPStrategy"]
-    fsdp2 = ["--trainer.strategy", "lightning_xllama.strategies.DecoderFSDP2Strategy"]
+    fsdp1 = ["--trainer.strategy.class_path", "lightning_xllama.strategies.DecoderFSDPStrategy"]
+    fsdp2 = ["--trainer.strategy.class_path", "lightning_xllama.strategies.DecoderFSDP2Strategy"]
     if dry_run:
         fsdp2 += ["--trainer.strategy.param_dtype", "fp32"]
     # the recipes' packing line (configs/x-llama-7b-*.yaml): one row per micro-batch, flex attention,
@@ -360,44 +380,53 @@ def judge_training(returncode: int, metrics: Path, steps: int) -> tuple[bool, st
 
 
 def run_training(report: Report, demo: Path, model_dir: Path, work: Path, args, env: dict) -> None:
+    """Each training check as its own ``fit`` process, ``args.jobs`` at a time, each on its own port."""
     logs = work / "runs"
-    for label, extra, skip in training_runs(args.dry_run):
+    pending = []
+    for index, (label, extra, skip) in enumerate(training_runs(args.dry_run)):
         if skip:
             report.add(label, "SKIP", skip)
-            continue
-        name = label.replace(" ", "_").replace("+", "").replace("__", "_")
-        shutil.rmtree(logs / name, ignore_errors=True)
-        (logs / name).mkdir(parents=True, exist_ok=True)
-        log_file = logs / name / "output.log"
-        started = time.perf_counter()
-        command = fit_command(name, extra, demo, model_dir, logs, args)
-        try:
+        else:
+            pending.append((index, label, extra))
+    running: dict[str, tuple[subprocess.Popen, float, Path, str]] = {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            index, label, extra = pending.pop(0)
+            name = label.replace(" ", "_").replace("+", "").replace("__", "_")
+            shutil.rmtree(logs / name, ignore_errors=True)
+            (logs / name).mkdir(parents=True, exist_ok=True)
+            log_file = logs / name / "output.log"
+            command = fit_command(name, extra, demo, model_dir, logs, args)
             with log_file.open("w") as out:
                 out.write(" ".join(command) + "\n\n")
                 out.flush()
-                process = subprocess.run(
+                process = subprocess.Popen(
                     command,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=env,
+                    env={**env, "MASTER_PORT": str(29500 + 7 * index)},
                     cwd=REPO,
-                    timeout=args.run_timeout,
                 )
-            returncode = process.returncode
-        except subprocess.TimeoutExpired:
-            returncode = -1
-        seconds = time.perf_counter() - started
-        if returncode == -1:
-            ok, detail = False, f"timed out after {args.run_timeout:.0f} s"
-        else:
-            ok, detail = judge_training(
-                returncode, logs / name / "version_0" / "metrics.csv", args.steps
-            )
-        if not ok:
-            tail = log_file.read_text(errors="replace").splitlines()[-25:]
-            print("\n".join(f"    | {line}" for line in tail), flush=True)
-            detail += f" (log: {log_file})"
-        report.add(label, "PASS" if ok else "FAIL", detail, seconds)
+            running[label] = (process, time.perf_counter(), log_file, name)
+        time.sleep(0.5)
+        for label, (process, started, log_file, name) in list(running.items()):
+            seconds = time.perf_counter() - started
+            if process.poll() is None and seconds <= args.run_timeout:
+                continue
+            del running[label]
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+                ok, detail = False, f"timed out after {args.run_timeout:.0f} s"
+            else:
+                ok, detail = judge_training(
+                    process.returncode, logs / name / "version_0" / "metrics.csv", args.steps
+                )
+            if not ok:
+                tail = log_file.read_text(errors="replace").splitlines()[-25:]
+                print("\n".join(f"    | {line}" for line in tail), flush=True)
+                detail += f" (log: {log_file})"
+            report.add(label, "PASS" if ok else "FAIL", detail, seconds)
 
 
 # --- (c) throughput ---------------------------------------------------------------------------
@@ -424,9 +453,9 @@ def run_throughput(report: Report, work: Path, args, env: dict, memory_gib: floa
             "--shapes",
             "1b",
             "--strategies",
-            "fsdp2",
+            *args.bench_strategies,
             "--variants",
-            *THROUGHPUT_VARIANTS,
+            *args.bench_variants,
             "--steps",
             str(args.bench_steps),
             "--warmup-steps",

@@ -217,6 +217,13 @@ def variant_list(names: list[str], shape: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def skip_reason(strategy: str, name: str) -> str | None:
+    """Why a variant cannot run under a strategy (the module refuses it), or None."""
+    if strategy == "fsdp" and VARIANTS[name.removesuffix(CKPT)]["compile"]:
+        return "compile_layers needs DecoderFSDP2Strategy (FSDP1's mixed precision and torch.compile do not mix)"
+    return None
+
+
 def describe(name: str, cpu: bool) -> dict:
     """A variant's settings: packing, attention (as it runs on this device), chunked, compile, ckpt."""
     settings = dict(VARIANTS[name.removesuffix(CKPT)], checkpointing=name.endswith(CKPT))
@@ -632,6 +639,11 @@ def main() -> None:
                     seed=args.seed,
                     dry_run=args.dry_run,
                 )
+                reason = skip_reason(strategy, name)
+                if reason:
+                    results.append({**settings, "skipped": reason})
+                    print(f"{shape} {strategy} {name}: skipped: {reason}", flush=True)
+                    continue
                 started = time.perf_counter()
                 try:
                     process = subprocess.run(

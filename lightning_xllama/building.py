@@ -55,6 +55,13 @@ def build_model(settings: ModelSettings, strategy=None, device_mesh=None) -> nn.
             "use_orig_params for its frozen base weights): use "
             "lightning_xllama.strategies.DecoderFSDP2Strategy"
         )
+    if s.compile_layers and isinstance(strategy, FSDPStrategy):
+        raise ValueError(
+            "compile_layers runs on one device, DDP or FSDP2, not FSDPStrategy: under FSDP1's mixed "
+            "precision a parameter holds bf16 data beside an fp32 gradient, which torch.compile "
+            "refuses from the second step on (torch 2.11, H200); use "
+            "lightning_xllama.strategies.DecoderFSDP2Strategy"
+        )
     if s.lora_quantize is not None and isinstance(strategy, ModelParallelStrategy):
         raise ValueError("lora_quantize (QLoRA) runs on one device or DDP, not FSDP2")
     if isinstance(strategy, ModelParallelStrategy):

@@ -8,6 +8,7 @@ flag and a YAML key). Other subcommands are plain typed functions registered in
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -134,6 +136,8 @@ class XLlamaCLI(LightningCLI):
         TensorBoard whenever TensorBoard is installed)."""
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(config.get("default_root_dir") or os.getcwd())
+        if isinstance(config.get("strategy"), str) and "." in config["strategy"]:
+            config["strategy"] = strategy_from_class_path(config["strategy"])
         return super()._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
@@ -166,6 +170,24 @@ class XLlamaCLI(LightningCLI):
             output = f"{self.trainer.log_dir or '.'}/predictions.jsonl"
         if not any(isinstance(c, JsonlPredictionWriter) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(JsonlPredictionWriter(output))
+
+
+def strategy_from_class_path(path: str) -> Strategy:
+    """``--trainer.strategy package.module.Class`` as that class with its defaults: jsonargparse
+    keeps a lone dotted path as a string, which Lightning would take for a registered name
+    (``ddp``, ``fsdp``) and refuse."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"--trainer.strategy {path!r}: no such class ({err}); expected a registered name "
+            "(auto, ddp, fsdp, ...) or an importable Strategy class such as "
+            "lightning_xllama.strategies.DecoderFSDP2Strategy"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, Strategy)):
+        raise ValueError(f"--trainer.strategy {path!r} is not a lightning Strategy class")
+    return found()
 
 
 USER_ERRORS = (ValueError, TypeError, KeyError, FileNotFoundError)

@@ -68,7 +68,8 @@ class XLlamaModule(L.LightningModule):
             computed chunk by chunk in the forward pass, so fp32 logits for the whole batch never
             exist); None builds the full logits, as Hugging Face's loss does.
         compile_layers: ``torch.compile`` each decoder layer (fused kernels; compiles on the first
-            steps, and again for each new row width: pad packed rows to a multiple).
+            steps, and again for each new row width: pad packed rows to a multiple). One
+            device, DDP or FSDP2 (FSDP1's mixed precision and torch.compile do not mix).
         trust_remote_code: allow model code from the hub; off unless you trust the source.
         max_new_tokens: generation length for ``predict``.
         num_beams: beam size for ``predict`` (1 = greedy).

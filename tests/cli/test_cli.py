@@ -214,6 +214,7 @@ def test_print_config_round_trips(demo_root, tmp_path):
         (["--model.init_args.lerning_rate", "1e-3"], "lerning_rate"),
         (["--data.init_args.batch_size", "many"], "batch_size"),
         (["--model.init_args.model_name_or_path", "missing/base/model"], "prepare-demo"),
+        (["--trainer.strategy", "lightning_xllama.strategies.NoSuchStrategy"], "NoSuchStrategy"),
     ],
 )
 def test_bad_configs_fail_before_any_work_and_say_why(demo_root, override, message):
@@ -238,3 +239,23 @@ def test_tokenizer_without_pad_token_gets_one_and_says_so(tiny_model, caplog):
 def test_unknown_command_lists_the_commands(demo_root):
     result = run_cli(["trian"], cwd=demo_root)
     assert result.returncode != 0 and "fit" in result.stderr and "prepare-demo" in result.stderr
+
+
+def test_a_strategy_named_by_its_class_path_alone_is_built(demo_root, monkeypatch):
+    """``--trainer.strategy pkg.Class`` with no init_args after it (jsonargparse keeps it a string)."""
+    from lightning_xllama.cli import XLlamaCLI
+    from lightning_xllama.strategies import DecoderFSDP2Strategy
+
+    monkeypatch.chdir(demo_root)
+    cli = XLlamaCLI(
+        args=[
+            "--config",
+            "configs/demo.yaml",
+            "--trainer.strategy",
+            "lightning_xllama.strategies.DecoderFSDP2Strategy",
+            "--trainer.accelerator",
+            "cpu",
+        ],
+        run=False,
+    )
+    assert type(cli.trainer.strategy) is DecoderFSDP2Strategy

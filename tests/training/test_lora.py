@@ -237,6 +237,10 @@ def test_lora_set_ups_that_cannot_work_fail_naming_what_was_expected(tiny_model,
         XLlamaModule(tiny_model, lora_rank=2, lora_quantize="nf4").configure_model()
     with pytest.raises(ValueError, match="not FSDPStrategy.*DecoderFSDP2Strategy"):
         build_model(ModelSettings(tiny_model, lora_rank=2), FSDPStrategy())
+    with pytest.raises(
+        ValueError, match="compile_layers .* not FSDPStrategy.*DecoderFSDP2Strategy"
+    ):
+        build_model(ModelSettings(tiny_model, compile_layers=True), FSDPStrategy())
     with pytest.raises(ValueError, match="lora_output must be one of"):
         HFExport("hf_model", lora_output="both")
     monkeypatch.setitem(sys.modules, "peft", None)  # as if not installed
