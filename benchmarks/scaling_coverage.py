@@ -1,6 +1,6 @@
 """How often the scaling fit's 95% intervals cover the true law's parameters, and how wide they are.
 
-    python benchmarks/scaling_coverage.py                   # 250 data sets, profile: ~3 min
+    python benchmarks/scaling_coverage.py                   # 250 data sets, profile: ~15 min on 2 busy cores
     python benchmarks/scaling_coverage.py --methods profile bootstrap  # beside the old
 
 Data sets are drawn from known laws (:data:`SCENARIOS`, both forms, one held at a metric's

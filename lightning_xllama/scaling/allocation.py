@@ -85,13 +85,14 @@ def allocate(
     """Split ``budget`` pairs across languages to maximise the summed or the worst predicted score.
 
     ``greedy`` hands out ``step`` pairs at a time to the language that gains most (``sum``) or
-    scores lowest (``min``). Raising the lowest is optimal for any increasing laws; the most
-    gain per step is optimal only when they are concave: a law that starts slow and speeds up
-    (a stretched exponential with alpha > 1) can look worse than it is after one step.
-    ``dynamic`` maximises the sum over each language's step grid by dynamic programming over
-    the pairs spent, whatever the laws' shapes. ``auto`` (the default) takes ``greedy`` for
-    ``min`` or concave laws and ``dynamic`` otherwise. ``brute_force`` enumerates the grid and
-    exists to check the others on small cases.
+    scores lowest (``min``): fast, and with concave laws optimal but for the last, partial
+    step. A law that starts slow and then speeds up (a stretched exponential with alpha > 1)
+    can look worse than it is after one step, and there the greedy can be far off.
+    ``dynamic`` finds the best allocation on each language's step grid (the space
+    ``brute_force`` enumerates) by dynamic programming over the pairs spent, for laws of any
+    shape; its cost grows with the budget in pairs times the grid counts per language.
+    ``auto`` (the default) takes ``greedy`` when every law is concave and ``dynamic``
+    otherwise. ``brute_force`` exists to check the others on small cases.
     """
     if search not in ("auto", "greedy", "dynamic", "brute_force"):
         raise ValueError(
@@ -132,7 +133,7 @@ def allocate(
 
     if search == "auto":
         concave = all(fit.languages[language].concave for language in languages)
-        search = "greedy" if objective == "min" or concave else "dynamic"
+        search = "greedy" if concave else "dynamic"
     search_function = {"greedy": _greedy, "dynamic": _dynamic, "brute_force": _brute_force}[search]
     counts = search_function(score, languages, budget, caps, minimums, step, objective)
     uniform = _uniform_split(languages, budget, caps, minimums)
@@ -191,46 +192,52 @@ def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[s
 
 
 def _dynamic(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
-    """The largest sum on the step grid for laws of any shape (``objective`` must be ``sum``).
+    """The best allocation of :func:`_brute_force`'s space for laws of any shape, by dynamic
+    programming instead of enumeration.
 
-    ``best[s]`` is the largest sum of the languages so far with ``s`` pairs spent, each taking a
-    count of its grid (:func:`_grid`): one pass per language over its counts, vectorised over
-    ``s``. A full budget may be off every grid (caps and minimums off the step): each state
-    within one step per language of the budget is completed by the greedy, and the best kept.
+    Each language but one takes a count of its grid (:func:`_grid`) and the one left takes the
+    rest, as in the brute force. For each choice of that language, ``best[s]`` is the best
+    objective (sum, or minimum) of the others with ``s`` pairs spent: one pass per language over
+    its grid counts, vectorised over ``s``; then every ``s`` whose rest fits the last language's
+    minimum and cap is scored. Ties go to the larger sum, as in the brute force.
     """
-    if objective != "sum":
-        raise ValueError("the dynamic search maximises the sum; 'min' is solved by the greedy")
-    score = functools.cache(score)  # the completions ask for the same counts again
-    best = np.full(budget + 1, -np.inf)
-    best[0] = 0.0
-    picks = []
-    for language in languages:
-        grid = [
-            count for count in _grid(minimums[language], caps[language], step) if count <= budget
-        ]
-        new, pick = np.full(budget + 1, -np.inf), np.zeros(budget + 1, dtype=np.int64)
-        for count in grid:
-            candidate = np.full(budget + 1, -np.inf)
-            candidate[count:] = best[: budget + 1 - count] + score(language, count)
-            better = candidate > new
-            new[better], pick[better] = candidate[better], count
-        best = new
-        picks.append(pick)
-    window = max(budget - len(languages) * step, 0)
-    reachable = window + np.flatnonzero(np.isfinite(best[window:]))
-    if not len(reachable):
-        raise ValueError(f"no allocation on the step grid spends close to the budget {budget}")
-    found, found_value = None, -math.inf
-    for spent in reachable:
-        counts, left = {}, int(spent)
-        for language, pick in zip(reversed(languages), reversed(picks)):
-            counts[language] = int(pick[left])
-            left -= counts[language]
-        counts = {language: counts[language] for language in languages}
-        counts = _greedy(score, languages, budget, caps, counts, step, objective)
-        value = sum(score(language, count) for language, count in counts.items())
-        if value > found_value:
-            found, found_value = counts, value
+    score = functools.cache(score)  # each language is asked the same counts once per pass
+    combine, start = (np.add, 0.0) if objective == "sum" else (np.minimum, np.inf)
+    found, found_value = None, None
+    for rest_taker in languages:
+        others = [language for language in languages if language != rest_taker]
+        best, total = np.full(budget + 1, -np.inf), np.full(budget + 1, -np.inf)
+        best[0], total[0] = start, 0.0
+        picks = []
+        for language in others:
+            new, new_total = np.full(budget + 1, -np.inf), np.full(budget + 1, -np.inf)
+            pick = np.zeros(budget + 1, dtype=np.int64)
+            for count in _grid(minimums[language], caps[language], step):
+                if count > budget:
+                    break
+                gained = score(language, count)
+                value = np.full(budget + 1, -np.inf)
+                value[count:] = combine(best[: budget + 1 - count], gained)
+                summed = np.full(budget + 1, -np.inf)
+                summed[count:] = total[: budget + 1 - count] + gained
+                better = (value > new) | ((value == new) & (summed > new_total))
+                new[better], new_total[better], pick[better] = value[better], summed[better], count
+            best, total = new, new_total
+            picks.append(pick)
+        for spent in np.flatnonzero(best > -np.inf):
+            rest = budget - int(spent)
+            if not minimums[rest_taker] <= rest <= caps[rest_taker]:
+                continue
+            last = score(rest_taker, rest)
+            value = (float(combine(best[spent], last)), float(total[spent] + last))
+            if found_value is None or value > found_value:
+                counts, left = {rest_taker: rest}, int(spent)
+                for language, pick in zip(reversed(others), reversed(picks)):
+                    counts[language] = int(pick[left])
+                    left -= counts[language]
+                found, found_value = {language: counts[language] for language in languages}, value
+    if found is None:
+        raise ValueError(f"no allocation on the step grid spends the budget {budget} exactly")
     return found
 
 

@@ -45,7 +45,8 @@ def fit_command(
             ``stretched_exp`` (S_max - A exp(-(n/n0)^alpha), whose gap can close faster and
             faster), or ``auto``: per language the one with the smaller squared error.
         ceiling: Upper bound of S_max. Default: the metric's maximum (100 for chrf_pp, chrf,
-            bleu, spbleu, exact_match), none for other metrics; ``inf`` lifts it.
+            bleu, spbleu, exact_match), none for other metrics; ``.inf`` (YAML's infinity, also on the
+            command line) lifts it.
 
     Returns:
         Paths of the written files and the fitted parameters per language.
@@ -112,6 +113,7 @@ def allocate_command(
     languages: Optional[list[str]] = None,
     direction: Literal["en-x", "x-en"] = "en-x",
     if_caps_short: Literal["error", "use_all"] = "error",
+    search: Literal["auto", "greedy", "dynamic", "brute_force"] = "auto",
 ) -> dict:
     """Split a budget of parallel pairs across languages from fitted laws; write allocation.yaml.
 
@@ -122,11 +124,15 @@ def allocate_command(
         objective: Maximise the summed predicted score (sum) or the worst language's (min).
         caps: Pairs that exist per language; a language cannot get more. Default: no cap.
         minimums: Pairs each language must get at least. Default: 0.
-        step: Pairs handed out per greedy step. Default: budget / 1000.
+        step: The allocation's granularity in pairs (each language's counts are multiples of
+            it, but for caps and minimums). Default: budget / 1000.
         languages: Languages to allocate. Default: every language in the fit.
         direction: Translation direction of the parallel streams: English to X or X to English.
         if_caps_short: When the caps add up to less than the budget: stop with an error, or
             allocate every pair that exists and warn.
+        search: ``greedy`` (fast; optimal for concave laws), ``dynamic`` (exact on the step
+            grid for laws of any shape), ``auto``: greedy when every law is concave, else
+            dynamic; ``brute_force`` enumerates (small cases only).
 
     Returns:
         The allocation file's path and the optimised and uniform counts, scores and totals.
@@ -140,7 +146,8 @@ def allocate_command(
         minimums,
         step,
         languages,
-        if_caps_short=if_caps_short,
+        search,
+        if_caps_short,
     )
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,8 @@ The law, per language, is a ceiling minus a gap that the pairs close::
 ``S_max`` is the ceiling, ``A`` the gap between the ceiling and the score with no pairs,
 ``alpha`` the shape of the returns and ``n0`` the scale in pairs at which they start to
 diminish. The power law's gap shrinks by a constant factor per doubling of the pairs, at most;
-the stretched exponential's can shrink faster and faster (``alpha >= 1``), as when each pair
+the stretched exponential's can shrink faster and faster (with ``alpha > 1`` the curve is slow
+at first, then steep, so not concave), as when each pair
 teaches a share of a finite vocabulary; with ``alpha = 1`` it is the power law's limit for a
 large ``alpha`` and ``n0``. A score with a maximum (chrF++ and BLEU: 100) holds ``S_max`` to it
 (:data:`METRIC_CEILINGS`): a curve that rises steeply then has to bend below the maximum

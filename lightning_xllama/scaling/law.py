@@ -95,6 +95,10 @@ class ScalingFit:
     ceiling: Optional[float] = None
     """The bound the fit held ``S_max`` to (the metric's maximum); None: the data's range only."""
 
+    def __post_init__(self):
+        if self.ceiling is not None and math.isinf(self.ceiling):
+            self.ceiling = None  # no bound; fit.json stays standard JSON (no Infinity)
+
     def law(self, language: str) -> LanguageFit:
         if language not in self.languages:
             raise ValueError(

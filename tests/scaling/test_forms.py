@@ -135,8 +135,36 @@ def test_the_dynamic_search_matches_brute_force_off_the_grid(budget):
     assert dynamic.budget == brute.budget == budget
     assert dynamic.counts["syn_a"] <= 33 and dynamic.counts["syn_b"] >= 3
     assert dynamic.objective_value >= brute.objective_value - 1e-9
-    with pytest.raises(ValueError, match="the dynamic search maximises the sum"):
-        allocate(speeding_up(), budget, "min", search="dynamic", **options)
+
+
+@pytest.mark.parametrize("objective", ["sum", "min"])
+def test_the_dynamic_search_is_never_below_brute_force_on_random_laws(objective):
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        count = int(rng.integers(2, 4))
+        fit = ScalingFit(
+            "chrf",
+            {
+                f"syn_{i}": LanguageFit(
+                    f"syn_{i}",
+                    "chrf",
+                    rng.uniform(40, 80),
+                    rng.uniform(20, 40),
+                    rng.uniform(0.5, 3.0),
+                    rng.uniform(5, 30),
+                    model="stretched_exp",
+                )
+                for i in range(count)
+            },
+        )
+        budget, step = int(rng.integers(10, 60)), int(rng.integers(1, 9))
+        caps = {"syn_0": int(rng.integers(budget // 2, budget + 1))}
+        minimums = {"syn_1": int(rng.integers(0, 5))}
+        options = dict(step=step, caps=caps, minimums=minimums)
+        dynamic = allocate(fit, budget, objective, search="dynamic", **options)
+        brute = allocate(fit, budget, objective, search="brute_force", **options)
+        assert dynamic.budget == budget and dynamic.counts["syn_0"] <= caps["syn_0"]
+        assert dynamic.objective_value == pytest.approx(brute.objective_value, abs=1e-9)
 
 
 def test_the_fit_command_takes_the_form_and_the_ceiling(tmp_path, capsys):

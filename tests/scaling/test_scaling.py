@@ -397,3 +397,10 @@ def test_commands_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "uniform" in printed and "optimised" in printed and "total" in printed
     assert not math.isnan(document["optimised"]["predicted_total"])
+    exact = allocate_command(
+        str(tmp_path / "fit"), 5000, str(tmp_path / "exact"), step=100, search="brute_force"
+    )
+    dynamic = allocate_command(
+        str(tmp_path / "fit"), 5000, str(tmp_path / "dynamic"), step=100, search="dynamic"
+    )
+    assert dynamic["optimised"]["counts"] == exact["optimised"]["counts"]
