@@ -1,7 +1,8 @@
 """One prepared check of the GPU training path: PASS/FAIL per check, a summary, non-zero exit on failure.
 
-For a person with one GPU (under 5 minutes on an H200, measured: benchmarks/README.md), offline,
-from a source checkout on ``PYTHONPATH`` with torch, lightning and transformers installed:
+For a person with one GPU (279-290 s on an H200 with ``--jobs 6 --steps 20`` and six throughput
+variants, measured: benchmarks/README.md), offline, from a source checkout on ``PYTHONPATH``
+with torch, lightning and transformers installed:
 
 (a) assets: the demo's corpora and tokenizer (``lightning_xllama.demo.prepare.prepare_demo``, small
     settings, one target language), then a randomly initialised LLaMA saved as a Hugging Face
@@ -148,6 +149,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             "--steps must be at least 8 (the loss check compares the first 3 and the last 5 steps)"
         )
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.dry_run:
         args.run_timeout *= 4
     return args
@@ -380,53 +383,68 @@ def judge_training(returncode: int, metrics: Path, steps: int) -> tuple[bool, st
 
 
 def run_training(report: Report, demo: Path, model_dir: Path, work: Path, args, env: dict) -> None:
-    """Each training check as its own ``fit`` process, ``args.jobs`` at a time, each on its own port."""
+    """Each training check as its own ``fit`` process, ``args.jobs`` at a time."""
     logs = work / "runs"
     pending = []
-    for index, (label, extra, skip) in enumerate(training_runs(args.dry_run)):
+    for label, extra, skip in training_runs(args.dry_run):
         if skip:
             report.add(label, "SKIP", skip)
         else:
-            pending.append((index, label, extra))
+            pending.append((label, extra))
     running: dict[str, tuple[subprocess.Popen, float, Path, str]] = {}
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            index, label, extra = pending.pop(0)
-            name = label.replace(" ", "_").replace("+", "").replace("__", "_")
-            shutil.rmtree(logs / name, ignore_errors=True)
-            (logs / name).mkdir(parents=True, exist_ok=True)
-            log_file = logs / name / "output.log"
-            command = fit_command(name, extra, demo, model_dir, logs, args)
-            with log_file.open("w") as out:
-                out.write(" ".join(command) + "\n\n")
-                out.flush()
-                process = subprocess.Popen(
-                    command,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**env, "MASTER_PORT": str(29500 + 7 * index)},
-                    cwd=REPO,
-                )
-            running[label] = (process, time.perf_counter(), log_file, name)
-        time.sleep(0.5)
-        for label, (process, started, log_file, name) in list(running.items()):
-            seconds = time.perf_counter() - started
-            if process.poll() is None and seconds <= args.run_timeout:
-                continue
-            del running[label]
-            if process.returncode is None:
-                process.kill()
-                process.wait()
-                ok, detail = False, f"timed out after {args.run_timeout:.0f} s"
-            else:
-                ok, detail = judge_training(
-                    process.returncode, logs / name / "version_0" / "metrics.csv", args.steps
-                )
-            if not ok:
-                tail = log_file.read_text(errors="replace").splitlines()[-25:]
-                print("\n".join(f"    | {line}" for line in tail), flush=True)
-                detail += f" (log: {log_file})"
-            report.add(label, "PASS" if ok else "FAIL", detail, seconds)
+    try:
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                label, extra = pending.pop(0)
+                running[label] = start_training(label, extra, demo, model_dir, logs, args, env)
+            time.sleep(0.5)
+            for label, (process, started, log_file, name) in list(running.items()):
+                seconds = time.perf_counter() - started
+                if process.poll() is None and seconds <= args.run_timeout:
+                    continue
+                del running[label]
+                if process.returncode is None:
+                    process.kill()
+                    process.wait()
+                    ok, detail = False, f"timed out after {args.run_timeout:.0f} s"
+                else:
+                    ok, detail = judge_training(
+                        process.returncode, logs / name / "version_0" / "metrics.csv", args.steps
+                    )
+                if not ok:
+                    tail = log_file.read_text(errors="replace").splitlines()[-25:]
+                    print("\n".join(f"    | {line}" for line in tail), flush=True)
+                    detail += f" (log: {log_file})"
+                report.add(label, "PASS" if ok else "FAIL", detail, seconds)
+    finally:  # an error or Ctrl-C here leaves no training process on the GPU
+        for process, *_ in running.values():
+            process.kill()
+            process.wait()
+
+
+def start_training(
+    label: str, extra: list[str], demo: Path, model_dir: Path, logs: Path, args, env
+):
+    """One training check's ``fit`` process, its output in ``output.log``, on a free port of its own
+    (Lightning would pick one, but two processes started together can pick the same)."""
+    from lightning.fabric.plugins.environments.lightning import find_free_network_port
+
+    name = label.replace(" ", "_").replace("+", "").replace("__", "_")
+    shutil.rmtree(logs / name, ignore_errors=True)
+    (logs / name).mkdir(parents=True, exist_ok=True)
+    log_file = logs / name / "output.log"
+    command = fit_command(name, extra, demo, model_dir, logs, args)
+    with log_file.open("w") as out:
+        out.write(" ".join(command) + "\n\n")
+        out.flush()
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**env, "MASTER_PORT": str(find_free_network_port())},
+            cwd=REPO,
+        )
+    return process, time.perf_counter(), log_file, name
 
 
 # --- (c) throughput ---------------------------------------------------------------------------

@@ -90,7 +90,8 @@ def allocate(
     can look worse than it is after one step, and there the greedy can be far off.
     ``dynamic`` finds the best allocation on each language's step grid (the space
     ``brute_force`` enumerates) by dynamic programming over the pairs spent, for laws of any
-    shape; its cost grows with the budget in pairs times the grid counts per language.
+    shape; its cost grows as the languages squared times each one's grid counts times the
+    budget in pairs (two passes for ``min``).
     ``auto`` (the default) takes ``greedy`` when every law is concave and ``dynamic``
     otherwise. ``brute_force`` exists to check the others on small cases.
     """
@@ -193,44 +194,55 @@ def _greedy(score, languages, budget, caps, minimums, step, objective) -> dict[s
 
 def _dynamic(score, languages, budget, caps, minimums, step, objective) -> dict[str, int]:
     """The best allocation of :func:`_brute_force`'s space for laws of any shape, by dynamic
-    programming instead of enumeration.
+    programming instead of enumeration: the best sum, or the best minimum and then, among the
+    allocations that reach it, the best sum (the brute force's tie-break)."""
+    score = functools.cache(score)  # each language is asked the same counts once per pass
+    search = functools.partial(_grid_search, score, languages, budget, caps, minimums, step)
+    if objective == "sum":
+        return search(np.add, 0.0)
+    fairest = search(np.minimum, np.inf)
+    floor = min(score(language, count) for language, count in fairest.items())
+    return search(np.add, 0.0, floor)
+
+
+def _grid_search(
+    score, languages, budget, caps, minimums, step, combine, start, floor=-math.inf
+) -> dict[str, int]:
+    """The allocation on the step grid with the largest ``combine`` (``np.add``: sum,
+    ``np.minimum``: minimum) of the scores, using only counts that score ``floor`` or more.
 
     Each language but one takes a count of its grid (:func:`_grid`) and the one left takes the
-    rest, as in the brute force. For each choice of that language, ``best[s]`` is the best
-    objective (sum, or minimum) of the others with ``s`` pairs spent: one pass per language over
-    its grid counts, vectorised over ``s``; then every ``s`` whose rest fits the last language's
-    minimum and cap is scored. Ties go to the larger sum, as in the brute force.
+    rest, as in the brute force. For each choice of that language, ``best[s]`` is the best value
+    of the others with ``s`` pairs spent: one pass per language over its grid counts, vectorised
+    over ``s``; then every ``s`` whose rest fits the last language is scored.
     """
-    score = functools.cache(score)  # each language is asked the same counts once per pass
-    combine, start = (np.add, 0.0) if objective == "sum" else (np.minimum, np.inf)
-    found, found_value = None, None
+    found, found_value = None, -math.inf
     for rest_taker in languages:
         others = [language for language in languages if language != rest_taker]
-        best, total = np.full(budget + 1, -np.inf), np.full(budget + 1, -np.inf)
-        best[0], total[0] = start, 0.0
+        best = np.full(budget + 1, -np.inf)
+        best[0] = start
         picks = []
         for language in others:
-            new, new_total = np.full(budget + 1, -np.inf), np.full(budget + 1, -np.inf)
-            pick = np.zeros(budget + 1, dtype=np.int64)
+            new, pick = np.full(budget + 1, -np.inf), np.zeros(budget + 1, dtype=np.int64)
             for count in _grid(minimums[language], caps[language], step):
                 if count > budget:
                     break
                 gained = score(language, count)
+                if gained < floor:
+                    continue
                 value = np.full(budget + 1, -np.inf)
                 value[count:] = combine(best[: budget + 1 - count], gained)
-                summed = np.full(budget + 1, -np.inf)
-                summed[count:] = total[: budget + 1 - count] + gained
-                better = (value > new) | ((value == new) & (summed > new_total))
-                new[better], new_total[better], pick[better] = value[better], summed[better], count
-            best, total = new, new_total
+                better = value > new
+                new[better], pick[better] = value[better], count
+            best = new
             picks.append(pick)
         for spent in np.flatnonzero(best > -np.inf):
             rest = budget - int(spent)
             if not minimums[rest_taker] <= rest <= caps[rest_taker]:
                 continue
             last = score(rest_taker, rest)
-            value = (float(combine(best[spent], last)), float(total[spent] + last))
-            if found_value is None or value > found_value:
+            value = float(combine(best[spent], last))
+            if last >= floor and value > found_value:
                 counts, left = {rest_taker: rest}, int(spent)
                 for language, pick in zip(reversed(others), reversed(picks)):
                     counts[language] = int(pick[left])

@@ -137,34 +137,54 @@ def test_the_dynamic_search_matches_brute_force_off_the_grid(budget):
     assert dynamic.objective_value >= brute.objective_value - 1e-9
 
 
+def random_law(rng, language: str, s_max=(40, 80), gap=(20, 40)) -> LanguageFit:
+    """A stretched law with random parameters; alpha up to 3 (far from concave)."""
+    return LanguageFit(
+        language,
+        "chrf",
+        rng.uniform(*s_max),
+        rng.uniform(*gap),
+        rng.uniform(0.5, 3.0),
+        rng.uniform(5, 30),
+        model="stretched_exp",
+    )
+
+
 @pytest.mark.parametrize("objective", ["sum", "min"])
 def test_the_dynamic_search_is_never_below_brute_force_on_random_laws(objective):
     rng = np.random.default_rng(7)
-    for _ in range(60):
+    for _ in range(100):
         count = int(rng.integers(2, 4))
-        fit = ScalingFit(
-            "chrf",
-            {
-                f"syn_{i}": LanguageFit(
-                    f"syn_{i}",
-                    "chrf",
-                    rng.uniform(40, 80),
-                    rng.uniform(20, 40),
-                    rng.uniform(0.5, 3.0),
-                    rng.uniform(5, 30),
-                    model="stretched_exp",
-                )
-                for i in range(count)
-            },
-        )
+        fit = ScalingFit("chrf", {f"syn_{i}": random_law(rng, f"syn_{i}") for i in range(count)})
         budget, step = int(rng.integers(10, 60)), int(rng.integers(1, 9))
-        caps = {"syn_0": int(rng.integers(budget // 2, budget + 1))}
+        capped = f"syn_{int(rng.integers(0, count))}"  # first or last: the order matters to a DP
+        caps = {capped: int(rng.integers(budget // 2, budget + 1))}
         minimums = {"syn_1": int(rng.integers(0, 5))}
         options = dict(step=step, caps=caps, minimums=minimums)
         dynamic = allocate(fit, budget, objective, search="dynamic", **options)
         brute = allocate(fit, budget, objective, search="brute_force", **options)
-        assert dynamic.budget == budget and dynamic.counts["syn_0"] <= caps["syn_0"]
+        assert dynamic.budget == budget and dynamic.counts[capped] <= caps[capped]
         assert dynamic.objective_value == pytest.approx(brute.objective_value, abs=1e-9)
+        # ties on the minimum go to the larger sum, as in the brute force
+        assert dynamic.predicted_total == pytest.approx(brute.predicted_total, abs=1e-9)
+
+
+def test_under_min_the_dynamic_search_breaks_ties_on_the_sum_as_brute_force_does():
+    """A low-scoring language capped last holds the minimum whatever the others get: among the
+    allocations that reach it, the largest sum (a one-pass DP keeps a partial state's larger
+    minimum and loses it)."""
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        count = int(rng.integers(3, 5))
+        laws = {f"syn_{i}": random_law(rng, f"syn_{i}") for i in range(count - 1)}
+        low = f"syn_{count - 1}"
+        laws[low] = random_law(rng, low, s_max=(10, 30), gap=(5, 5))
+        options = dict(step=int(rng.integers(2, 6)), caps={low: int(rng.integers(1, 6))})
+        budget = int(rng.integers(10, 40))
+        dynamic = allocate(ScalingFit("chrf", laws), budget, "min", search="dynamic", **options)
+        brute = allocate(ScalingFit("chrf", laws), budget, "min", search="brute_force", **options)
+        assert dynamic.objective_value == pytest.approx(brute.objective_value, abs=1e-9)
+        assert dynamic.predicted_total == pytest.approx(brute.predicted_total, abs=1e-9)
 
 
 def test_the_fit_command_takes_the_form_and_the_ceiling(tmp_path, capsys):
