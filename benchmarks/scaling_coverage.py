@@ -1,6 +1,6 @@
 """How often the scaling fit's 95% intervals cover the true law's parameters, and how wide they are.
 
-    python benchmarks/scaling_coverage.py                   # 250 data sets, profile: ~15 min on 2 busy cores
+    python benchmarks/scaling_coverage.py                   # 1000 data sets, profile: ~7 min on 2 cores
     python benchmarks/scaling_coverage.py --methods profile bootstrap  # beside the old
 
 Data sets are drawn from known laws (:data:`SCENARIOS`, both forms, one held at a metric's
@@ -10,8 +10,8 @@ points), and each parameter's interval is checked for containing the truth:
 ``profile`` (the default, profile likelihood) against ``bootstrap`` (the residual bootstrap's
 percentiles, the method before it). Coverage is reported beside the median interval width, each relative
 to the true value, so that a method cannot buy coverage with width unnoticed. The binomial
-standard error of a coverage of 95% over N data sets is sqrt(0.95 * 0.05 / N) (1.5 points at
-N = 210). Each data set is also fitted with ``form="auto"``, and the share of data sets where it
+standard error of a coverage of 95% over N data sets is sqrt(0.95 * 0.05 / N): 3.1 points at
+N = 50, 1.5 at the default's 200 a scenario, which is why a scenario gets that many. Each data set is also fitted with ``form="auto"``, and the share of data sets where it
 picks the true form is reported.
 """
 
@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,43 +95,66 @@ def simulate(scenario: Scenario, seeds: int, rng: np.random.Generator) -> dict:
     return {"x": (n, y)}
 
 
+def check_dataset(task: tuple) -> tuple[str, dict[str, dict]]:
+    """Fit data set ``index`` of one scenario with each method: per method, whether each
+    parameter's interval covers the truth and its width relative to the truth; with the first
+    method, whether ``form="auto"`` picks the true form. Its noise is drawn from
+    (seed, scenario, index) alone, so the result does not depend on the worker that runs it."""
+    scenario_index, index, seeds, resamples, methods, level, seed = task
+    scenario = SCENARIOS[scenario_index]
+    points = simulate(scenario, seeds, np.random.default_rng([seed, scenario_index, index]))
+    truth = np.array(scenario.truth)
+    found = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bound hits and failed refits are counted
+        for method in methods:
+            fit = fit_scaling(
+                points,
+                "score",
+                n_bootstrap=resamples,
+                seed=index,
+                level=level,
+                intervals=method,
+                form=scenario.form,
+                ceiling=scenario.ceiling,
+            )
+            low, high = parameter_intervals(fit.languages["x"], level)
+            found[method] = {
+                "covered": (low <= truth) & (truth <= high),
+                "width": (high - low) / truth,
+            }
+        auto = fit_scaling(points, "score", n_bootstrap=0, form="auto", ceiling=scenario.ceiling)
+    found[methods[0]]["auto_right"] = auto.languages["x"].model == scenario.form
+    return scenario.name, found
+
+
 def run(
-    datasets: int, seeds: int, resamples: int, methods: list[str], level: float, seed: int
+    datasets: int,
+    seeds: int,
+    resamples: int,
+    methods: list[str],
+    level: float,
+    seed: int,
+    workers: int = 1,
 ) -> dict[tuple[str, str], dict[str, np.ndarray]]:
     """Per (scenario, method): covered (bool) and relative width per data set and parameter."""
-    rng = np.random.default_rng(seed)
     per_scenario = max(1, datasets // len(SCENARIOS))
+    tasks = [
+        (scenario_index, index, seeds, resamples, tuple(methods), level, seed)
+        for scenario_index in range(len(SCENARIOS))
+        for index in range(per_scenario)
+    ]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            checked = list(pool.map(check_dataset, tasks, chunksize=8))
+    else:
+        checked = [check_dataset(task) for task in tasks]
     results: dict[tuple[str, str], dict[str, list]] = {}
-    for scenario in SCENARIOS:
-        for index in range(per_scenario):
-            points = simulate(scenario, seeds, rng)
-            for method in methods:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # bound hits and failed refits are counted
-                    fit = fit_scaling(
-                        points,
-                        "score",
-                        n_bootstrap=resamples,
-                        seed=index,
-                        level=level,
-                        intervals=method,
-                        form=scenario.form,
-                        ceiling=scenario.ceiling,
-                    )
-                low, high = parameter_intervals(fit.languages["x"], level)
-                truth = np.array(scenario.truth)
-                entry = results.setdefault((scenario.name, method), {"covered": [], "width": []})
-                entry["covered"].append((low <= truth) & (truth <= high))
-                entry["width"].append((high - low) / truth)
-                if method == methods[0]:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        auto = fit_scaling(
-                            points, "score", n_bootstrap=0, form="auto", ceiling=scenario.ceiling
-                        )
-                    entry.setdefault("auto_right", []).append(
-                        auto.languages["x"].model == scenario.form
-                    )
+    for name, found in checked:
+        for method, values in found.items():
+            entry = results.setdefault((name, method), {})
+            for key, value in values.items():
+                entry.setdefault(key, []).append(value)
     return {key: {k: np.array(v) for k, v in entry.items()} for key, entry in results.items()}
 
 
@@ -169,7 +194,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--datasets", type=int, default=250, help="split evenly over scenarios")
+    parser.add_argument(
+        "--datasets",
+        type=int,
+        default=1000,
+        help="split evenly over scenarios (200 each: a coverage's standard error 1.5 points)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="measurements per size")
     parser.add_argument(
         "--resamples", type=int, default=60, help="refits per bootstrap (the old method only)"
@@ -179,9 +209,22 @@ def main() -> None:
     )
     parser.add_argument("--level", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting data sets"
+    )
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     start = time.perf_counter()
-    results = run(args.datasets, args.seeds, args.resamples, args.methods, args.level, args.seed)
+    results = run(
+        args.datasets,
+        args.seeds,
+        args.resamples,
+        args.methods,
+        args.level,
+        args.seed,
+        args.workers,
+    )
     print(
         f"coverage of {args.level:.0%} intervals; width = median (high - low) / true value; "
         f"{args.seeds} seeds x 8 sizes per data set, {args.resamples} bootstrap resamples"

@@ -54,8 +54,8 @@ def fit_scaling(
     ``profile`` (the default): a language fitted alone on more than four points gets
     profile-likelihood intervals (:mod:`~lightning_xllama.scaling.profile`) for its parameters,
     predictions and pairs needed; in ``benchmarks/scaling_coverage.py`` their 95% intervals
-    cover the truth 92.8-94.8% of the time per parameter over 250 data sets of five
-    scenarios (84-98% per scenario and parameter); the bootstrap's covered 91-92% in an
+    cover the truth 93.3-94.8% of the time per parameter over 1000 data sets of five
+    scenarios (91.0-97.0% per scenario and parameter); the bootstrap's covered 91-92% in an
     earlier draw of 210 (84-97%). Shared-exponent and
     flat fits, and fits with as many points as parameters, keep the bootstrap.
 
