@@ -250,8 +250,9 @@ def report(
         "",
         "Laws fitted on MuIT runs with both languages at each size (seeds pooled); each "
         f"allocation gives a language at least {min(s.sizes)} pairs (the smallest size its law "
-        "was fitted on), and `allocate` maximises the sum by dynamic programming where a law "
-        "speeds up (stretched, alpha > 1), by the greedy elsewhere: "
+        "was fitted on), and `allocate` maximises each objective (the sum, the minimum) by "
+        "dynamic programming where a law speeds up (stretched, alpha > 1), by the greedy "
+        "elsewhere: "
         + "; ".join(
             f"{lang} S_max {law.s_max:.1f}, alpha {law.alpha:.2f}, n0 {law.n0:.0f} ({law.model})"
             for lang, law in mixed["fit"].languages.items()

@@ -1,8 +1,13 @@
 """The runs of the reproduction: assets, sweeps with exposure proportional to the pairs, MuIT runs
 through allocation files, and CoIT against English-only; every run cached and resumable.
 
-Every run trains ``epochs`` passes over its own data (instructions and pairs alike), so a run
-with more pairs takes proportionally more steps and sees each pair as often as a small one.
+Every sweep and MuIT run trains ``epochs`` passes over its own data (instructions and pairs
+alike), so a run with more pairs takes proportionally more steps and sees each pair as often as a
+small one; the English-only control takes the CoIT run's steps (``deep_epochs`` passes over the
+CoIT data), so the two differ in their data, not in their number of updates.
+
+Processes share a study folder: a run is claimed (``runs/<name>.running``) while it trains, and
+its rows are appended to a results CSV once (:func:`append_once`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -190,19 +197,15 @@ class Study:
     def cached(self, name: str, run) -> dict | None:
         """A finished run's summary, or run it and keep its summary (written whole or not).
 
-        A run another live process is training (its ``.running`` file names that process) is
-        left to it: None. A ``.running`` file of a process that is gone is taken over.
+        A run another live process is training is left to it: None (see :meth:`claimed`).
         """
         path = self.out / "runs" / f"{name}.json"
         if path.is_file():
             print(f"skipping {name}: cached in {path}")
             return json.loads(path.read_text())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        claim = path.with_suffix(".running")
-        if not _claim(claim):
-            print(f"skipping {name}: another process is training it ({claim})")
-            return None
-        try:
+        with self.claimed(name) as mine:
+            if not mine:
+                return None
             start = time.perf_counter()
             summary = {
                 **run(self.out / "runs" / name),
@@ -211,9 +214,23 @@ class Study:
             partial = path.with_suffix(".partial")
             partial.write_text(json.dumps(summary, indent=1))
             partial.replace(path)
+        return summary
+
+    @contextmanager
+    def claimed(self, name: str) -> Iterator[bool]:
+        """Claim run ``name`` for this process while the block runs: True, or False when another
+        live process holds it (its ``runs/<name>.running`` file names that process). A claim of
+        a process that is gone is taken over; the report call waits while any claim is held."""
+        claim = self.out / "runs" / f"{name}.running"
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        if not _claim(claim):
+            print(f"skipping {name}: another process is training it ({claim})")
+            yield False
+            return
+        try:
+            yield True
         finally:
             claim.unlink(missing_ok=True)
-        return summary
 
     def steps(self, examples: int, epochs: int | None = None) -> int:
         passes = self.settings.epochs if epochs is None else epochs
@@ -231,41 +248,34 @@ class Study:
                     if name in done:
                         print(f"skipping {name}: already in {results}")
                         continue
-                    start = time.perf_counter()
-                    parallel = subset_pairs(self.data, lang, n, self.out / "pairs")
-                    examples = n + 2 * s.instructions
-                    steps = self.steps(examples)
-                    weights = {
-                        "english": s.instructions,
-                        "translated": s.instructions,
-                        "parallel": n,
-                    }
-                    datamodule = coit_datamodule(
-                        self.data,
-                        lang,
-                        parallel,
-                        steps,
-                        s.batch_size,
-                        weights,
-                        seed,
-                        base,
-                        template=s.template,
-                    )
-                    summary = train_and_evaluate(
-                        base,
-                        datamodule,
-                        evaluation_callbacks(self.data, [lang], s.eval_samples),
-                        self.out / "runs" / name,
-                        steps,
-                        s.learning_rate,
-                        seed,
-                    )
-                    pairs = datamodule.readers[-1].size
-                    score = summary["last"][translation_key(lang, "chrf_pp")][1]
-                    append_results(
-                        results, [self._row(lang, pairs, score, seed, examples, n, name, start)]
-                    )
+                    with self.claimed(name) as mine:
+                        # another process may have finished it since ``done`` was read
+                        if mine and name not in finished_runs(results):
+                            self._coit_run(base, lang, n, seed, name, results)
         return results
+
+    def _coit_run(self, base: str, lang: str, n: int, seed: int, name: str, results: Path):
+        """One CoIT sweep run: train, evaluate, append its row to ``results``."""
+        s, start = self.settings, time.perf_counter()
+        parallel = subset_pairs(self.data, lang, n, self.out / "pairs")
+        examples = n + 2 * s.instructions
+        steps = self.steps(examples)
+        weights = {"english": s.instructions, "translated": s.instructions, "parallel": n}
+        datamodule = coit_datamodule(
+            self.data, lang, parallel, steps, s.batch_size, weights, seed, base, template=s.template
+        )
+        summary = train_and_evaluate(
+            base,
+            datamodule,
+            evaluation_callbacks(self.data, [lang], s.eval_samples),
+            self.out / "runs" / name,
+            steps,
+            s.learning_rate,
+            seed,
+        )
+        pairs = datamodule.readers[-1].size
+        score = summary["last"][translation_key(lang, "chrf_pp")][1]
+        append_once(results, name, [self._row(lang, pairs, score, seed, examples, n, name, start)])
 
     def _row(self, lang, pairs, score, seed, examples, subset, name, start) -> dict:
         return {
@@ -346,7 +356,11 @@ class Study:
         return self.cached(name, run)
 
     def muit_sweep(self, base: str) -> Path:
-        """Both languages at each size in one MuIT model: the laws of the mixed setting."""
+        """Both languages at each size in one MuIT model: the laws of the mixed setting.
+
+        Its rows' ``pairs`` is the count given in the allocation file (of which the DataModule
+        holds out 4 for the validation loss), the unit that ``allocate`` then splits a budget in.
+        """
         s, results = self.settings, self.out / "muit_results.csv"
         done = finished_runs(results)
         for seed in s.seeds:
@@ -359,8 +373,9 @@ class Study:
                 if found is None:
                     continue  # another process is training it and will write its rows
                 examples = len(LANGUAGES) * n + 3 * s.instructions
-                append_results(
+                append_once(
                     results,
+                    name,
                     [
                         self._row(lang, n, found["scores"][lang], seed, examples, n, name, start)
                         for lang in LANGUAGES
@@ -402,6 +417,20 @@ class Study:
 
             runs[name] = self.cached(f"{name}-seed{seed}", run)
         return runs
+
+
+def append_once(results: Path, name: str, rows: list[dict]) -> None:
+    """Append run ``name``'s rows to ``results`` unless they are there: under a lock, so that two
+    processes finishing or finding the same run write its rows once (a row twice would count as
+    another seed in the fit)."""
+    lock = results.with_suffix(".lock")
+    while not _claim(lock):
+        time.sleep(0.1)
+    try:
+        if name not in finished_runs(results):
+            append_results(results, rows)
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def _claim(path: Path) -> bool:

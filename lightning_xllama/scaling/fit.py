@@ -56,8 +56,8 @@ def fit_scaling(
     predictions and pairs needed; in ``benchmarks/scaling_coverage.py`` their 95% intervals
     cover the truth 93.3-94.8% of the time per parameter over 1000 data sets of five
     scenarios (91.0-97.0% per scenario and parameter); the bootstrap's covered 91-92% in an
-    earlier draw of 210 (84-97%). Shared-exponent and
-    flat fits, and fits with as many points as parameters, keep the bootstrap.
+    earlier draw of 210 (84-97%). Shared-exponent fits of two or more
+    languages (one language left in a group is fitted alone, profile included) and flat fits, and fits with as many points as parameters, keep the bootstrap.
 
     The bootstrap is a residual bootstrap: each resample adds the language's own residuals,
     drawn with replacement by a seeded generator, to the fitted curve and refits. Unlike

@@ -24,8 +24,9 @@ RESULT_FIELDS = (
     "run",
     "seconds",
 )
-"""Columns of a results table: ``pairs`` is what the run trained on (the subset less the pairs
-held out for the validation loss), ``subset`` the first-n pairs asked for."""
+"""Columns of a results table: ``pairs`` is the count the law is fitted on (in ``scaling sweep``'s
+tables what the run trained on: the subset less the pairs held out for the validation loss),
+``subset`` the first-n pairs asked for."""
 REQUIRED_FIELDS = RESULT_FIELDS[:4]
 """Columns every results table needs; a fit reads only these (and checks ``seed`` when present)."""
 

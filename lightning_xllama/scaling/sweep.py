@@ -1,9 +1,10 @@
 """Training runs over target languages x parallel-data sizes: the points a scaling law is fitted to.
 
 Each run instruction-tunes the same base model on a CoIT mixture (English instructions, the
-same instructions translated, and the first ``n`` parallel pairs) for a fixed number of optimizer
-steps, so that runs differ only in how many distinct pairs they see, then scores translation on
-the held-out test set. Every run appends its scores to a results CSV that ``scaling fit`` reads;
+same instructions translated, and the first ``n`` parallel pairs), either for a fixed number of
+optimizer steps, so that runs differ only in how many distinct pairs they see, or for a fixed
+number of epochs over each run's own data, so that more pairs mean more learning; then scores
+translation on the held-out test set. Every run appends its scores to a results CSV that ``scaling fit`` reads;
 runs already in the table are skipped, so an interrupted sweep continues where it stopped.
 
 The data folder has the layout ``prepare-demo`` writes
@@ -262,7 +263,7 @@ def sweep(
     Args:
         results: CSV to append to (columns language, pairs, metric, score, seed, steps, subset,
             run, seconds). A run whose name (language,
-            pairs, steps, seed) is already in it is skipped: use a new file when changing other
+            the subset size asked for, steps or ``{E}epochs``, seed) is already in it is skipped: use a new file when changing other
             settings (learning rate, batch size, weights, base model, data).
         languages: target language codes; each needs the files of the data layout (lightning_xllama/demo/layout.py).
         sizes: numbers of distinct parallel pairs (the first n of the training corpus; the

@@ -82,3 +82,42 @@ def test_a_process_finding_the_assets_being_built_waits_for_them(tmp_path):
         builder.kill()
         builder.wait()
     assert not (tmp_path / "assets" / "data").exists()
+
+
+def test_the_coit_sweep_leaves_runs_another_live_process_trains_to_it(tmp_path):
+    from reproduction.study import LANGUAGES, QUICK, Study
+
+    study = Study(tmp_path, QUICK)
+    names = [
+        f"coit-{lang}-{n}-seed{seed}"
+        for seed in QUICK.seeds
+        for lang in LANGUAGES
+        for n in QUICK.sizes
+    ]
+    (tmp_path / "runs").mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        for name in names:
+            (tmp_path / "runs" / f"{name}.running").write_text(str(live.pid))
+        results = study.coit_sweep("no base model: nothing may be trained here")
+    finally:
+        live.kill()
+        live.wait()
+    assert not results.exists()  # no run trained, no row written
+    assert sorted(p.stem for p in (tmp_path / "runs").glob("*.running")) == sorted(names)
+
+
+def test_a_runs_rows_are_appended_once_whoever_finds_it_finished(tmp_path):
+    from reproduction.study import append_once
+
+    from lightning_xllama.scaling.results import read_results
+
+    results = tmp_path / "results.csv"
+    row = {"language": "x", "pairs": 10, "metric": "chrf_pp", "score": 50.0, "seed": 0}
+    row |= {"steps": 5, "subset": 10, "run": "run-a", "seconds": 1.0}
+    append_once(results, "run-a", [row])
+    append_once(results, "run-a", [row])  # a second process finding the same run finished
+    append_once(results, "run-b", [{**row, "run": "run-b", "seed": 1, "score": 52.0}])
+    pairs, scores = read_results(results, "chrf_pp")["x"]
+    assert scores.tolist() == [50.0, 52.0]
+    assert not results.with_suffix(".lock").exists()
