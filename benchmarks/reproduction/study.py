@@ -129,6 +129,9 @@ def muit_name(counts: dict[str, int], seed: int) -> str:
 class Study:
     """One study folder: its settings, assets, runs and result tables."""
 
+    poll_seconds = 5.0
+    """How often a process waiting for another one's run or assets looks again."""
+
     def __init__(self, out: str | Path, settings: Settings):
         self.out, self.settings = Path(out), settings
         self.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +160,7 @@ class Study:
                 finally:
                     claim.unlink(missing_ok=True)
             else:
-                time.sleep(5)  # another process is building them
+                time.sleep(self.poll_seconds)  # another process is building them
         return json.loads(stamp.read_text())
 
     def _build_assets(self) -> dict:
@@ -362,16 +365,22 @@ class Study:
         holds out 4 for the validation loss), the unit that ``allocate`` then splits a budget in.
         """
         s, results = self.settings, self.out / "muit_results.csv"
-        done = finished_runs(results)
-        for seed in s.seeds:
-            for n in s.sizes:
-                name = muit_name({lang: n for lang in LANGUAGES}, seed)
-                if name in done:
-                    continue
+        names = {
+            muit_name({lang: n for lang in LANGUAGES}, seed): (n, seed)
+            for seed in s.seeds
+            for n in s.sizes
+        }
+        # the allocations are planned from the whole sweep: runs another process is training
+        # are waited for (and taken over if that process dies), never left out of the fit
+        while missing := [name for name in names if name not in finished_runs(results)]:
+            waiting = False
+            for name in missing:
+                n, seed = names[name]
                 start = time.perf_counter()
                 found = self.muit(base, {lang: n for lang in LANGUAGES}, seed, name)
-                if found is None:
-                    continue  # another process is training it and will write its rows
+                if found is None:  # another process is training it and will write its rows
+                    waiting = True
+                    continue
                 examples = len(LANGUAGES) * n + 3 * s.instructions
                 append_once(
                     results,
@@ -381,6 +390,8 @@ class Study:
                         for lang in LANGUAGES
                     ],
                 )
+            if waiting:
+                time.sleep(self.poll_seconds)
         return results
 
     # --- claims 1 and 4 -----------------------------------------------------------------------

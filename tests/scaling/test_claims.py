@@ -121,3 +121,40 @@ def test_a_runs_rows_are_appended_once_whoever_finds_it_finished(tmp_path):
     pairs, scores = read_results(results, "chrf_pp")["x"]
     assert scores.tolist() == [50.0, 52.0]
     assert not results.with_suffix(".lock").exists()
+
+
+def test_the_muit_sweep_waits_for_runs_another_process_trains_before_returning(tmp_path):
+    import threading
+
+    from reproduction.study import LANGUAGES, QUICK, Study, append_once, muit_name
+
+    study = Study(tmp_path, QUICK)
+    study.poll_seconds = 0.05
+    runs = {
+        muit_name({lang: n for lang in LANGUAGES}, seed): (n, seed)
+        for seed in QUICK.seeds
+        for n in QUICK.sizes
+    }
+    (tmp_path / "runs").mkdir()
+    results = tmp_path / "muit_results.csv"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    def other_process_finishes():
+        for name, (n, seed) in runs.items():
+            row = {"pairs": n, "metric": "chrf_pp", "score": 40.0 + n / 100, "seed": seed}
+            row |= {"steps": 1, "subset": n, "run": name, "seconds": 1.0}
+            append_once(results, name, [{**row, "language": lang} for lang in LANGUAGES])
+
+    try:
+        for name in runs:
+            (tmp_path / "runs" / f"{name}.running").write_text(str(live.pid))
+        finishing = threading.Timer(0.5, other_process_finishes)
+        finishing.start()
+        # returns only once every run's rows are in; nothing trained here (no base model)
+        assert study.muit_sweep("no base model: nothing may be trained here") == results
+        rows = results.read_text().splitlines()[1:]  # read as it returns
+        finishing.join()
+    finally:
+        live.kill()
+        live.wait()
+    assert len(rows) == len(runs) * len(LANGUAGES)
