@@ -120,6 +120,11 @@ QUICK = Settings(
 )
 
 
+def coit_name(lang: str, pairs: int, seed: int) -> str:
+    """The name of a CoIT sweep run (its row's ``run`` in ``coit_results.csv``)."""
+    return f"coit-{lang}-{pairs}-seed{seed}"
+
+
 def muit_name(counts: dict[str, int], seed: int) -> str:
     """One name per (counts, seed): a sweep point and an allocation with the same counts share
     their run."""
@@ -247,7 +252,7 @@ class Study:
         for seed in s.seeds:
             for lang in LANGUAGES:
                 for n in s.sizes:
-                    name = f"coit-{lang}-{n}-seed{seed}"
+                    name = coit_name(lang, n, seed)
                     if name in done:
                         print(f"skipping {name}: already in {results}")
                         continue
@@ -372,7 +377,11 @@ class Study:
         }
         # the allocations are planned from the whole sweep: runs another process is training
         # are waited for (and taken over if that process dies), never left out of the fit
-        while missing := [name for name in names if name not in finished_runs(results)]:
+        while True:
+            done = finished_runs(results)  # one read a pass
+            missing = [name for name in names if name not in done]
+            if not missing:
+                return results
             waiting = False
             for name in missing:
                 n, seed = names[name]
@@ -392,7 +401,6 @@ class Study:
                 )
             if waiting:
                 time.sleep(self.poll_seconds)
-        return results
 
     # --- claims 1 and 4 -----------------------------------------------------------------------
     def coit_against_english(self, deep: str, seed: int) -> dict[str, dict]:

@@ -85,14 +85,11 @@ def test_a_process_finding_the_assets_being_built_waits_for_them(tmp_path):
 
 
 def test_the_coit_sweep_leaves_runs_another_live_process_trains_to_it(tmp_path):
-    from reproduction.study import LANGUAGES, QUICK, Study
+    from reproduction.study import LANGUAGES, QUICK, Study, coit_name
 
     study = Study(tmp_path, QUICK)
     names = [
-        f"coit-{lang}-{n}-seed{seed}"
-        for seed in QUICK.seeds
-        for lang in LANGUAGES
-        for n in QUICK.sizes
+        coit_name(lang, n, seed) for seed in QUICK.seeds for lang in LANGUAGES for n in QUICK.sizes
     ]
     (tmp_path / "runs").mkdir()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
