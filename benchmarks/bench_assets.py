@@ -1,15 +1,103 @@
-"""The small demo model and corpora the benchmarks share, built once and cached by shape."""
+"""What the benchmarks share: the small demo model and corpora (built once, cached by shape), a
+quiet Trainer, and the skeleton of a script that measures each case in a fresh process.
+
+The skeleton: ``parse_args`` adds the script's own options and :func:`add_run_arguments`
+(``--threads``, ``--seed``, ``--out`` and the hidden ``--worker``); ``main`` is
+:func:`run_benchmark`: a worker process reports its result (:func:`report`); the parent runs each
+case with :func:`run_worker` and prints the table (:func:`print_and_write`). The tests' helpers use :func:`quiet_trainer` too.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
+REPO = Path(__file__).resolve().parents[1]
 CORPUS = dict(pretraining=5000, instructions=1000, parallel=2000, vocab_size=2048)
-CACHE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "bench"
+CACHE_DIR = REPO / "artifacts" / "bench"
+RESULT_PREFIX = "BENCH_RESULT "
+"""Starts the line on which a worker process prints its result as JSON."""
+
+
+def quiet_trainer(**kwargs):
+    """A ``lightning.Trainer`` that trains and nothing else: one CPU device, no logger, checkpoint,
+    progress bar, model summary, sanity check or validation, so what is timed or tested is the
+    training. ``kwargs`` override or add Trainer arguments."""
+    import lightning as L  # here: importing this module stays cheap for the data benchmarks
+
+    off = ("logger", "enable_checkpointing", "enable_progress_bar", "enable_model_summary")
+    no_validation = {"num_sanity_val_steps": 0, "limit_val_batches": 0}
+    defaults = {"accelerator": "cpu", "devices": 1, **dict.fromkeys(off, False), **no_validation}
+    return L.Trainer(**{**defaults, **kwargs})
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    seed_help: str,
+    out_help: str,
+    seed: int = 0,
+    threads_help: Optional[str] = None,
+    worker: Optional[dict[str, Any]] = None,
+) -> None:
+    """``--seed`` (default ``seed``), ``--out`` (a path), ``--threads`` (torch intra-op threads,
+    default 1; only with ``threads_help``) and the hidden ``--worker`` (``worker``: more
+    ``add_argument`` keywords for it, e.g. ``type`` or ``choices``; None: no ``--worker``), each
+    with its help text."""
+    if threads_help is not None:
+        parser.add_argument("--threads", type=int, default=1, help=threads_help)
+    parser.add_argument("--seed", type=int, default=seed, help=seed_help)
+    parser.add_argument("--out", type=Path, help=out_help)
+    if worker is not None:
+        parser.add_argument("--worker", help=argparse.SUPPRESS, **worker)
+
+
+def run_benchmark(
+    argv: Optional[list[str]],
+    parse_args: Callable[[Optional[list[str]]], argparse.Namespace],
+    worker: Callable[[argparse.Namespace], dict],
+    measure: Callable[[argparse.Namespace], tuple[str, Any]],
+) -> None:
+    """A benchmark's ``main``: in a worker process (``--worker``), report ``worker(args)`` to the
+    parent; otherwise ``measure(args)`` (which runs the workers) gives the table and the results,
+    printed and written to ``--out``."""
+    args = parse_args(argv)
+    if args.worker is not None:
+        report(worker(args))
+        return
+    text, results = measure(args)
+    print_and_write(text, results, args.out)
+
+
+def report(result: dict, prefix: str = RESULT_PREFIX) -> None:
+    """In a worker process: print ``result`` for the parent (:func:`child_result` reads it)."""
+    print(prefix + json.dumps(result), flush=True)
+
+
+def run_worker(
+    script: str,
+    options: dict[str, Any],
+    what: str,
+    progress: Optional[Callable[[dict], str]] = None,
+    **run,
+) -> dict:
+    """Run ``script`` again in a fresh process with ``options`` (``{"--name": value}``; a value
+    of None passes the flag alone) and return the result its worker reported (``progress``: a
+    line about it, printed to stderr). The package is importable there, tokenizers
+    single-threaded; ``run``: more ``subprocess.run`` keywords."""
+    command = [sys.executable, script]
+    for option, value in options.items():
+        command += [option] if value is None else [option, str(value)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, **run)
+    result = child_result(done, what)
+    if progress is not None:
+        print(progress(result), file=sys.stderr, flush=True)
+    return result
 
 
 def add_asset_arguments(
@@ -44,9 +132,7 @@ def build_assets(args: argparse.Namespace) -> Path:
     return out
 
 
-def child_result(
-    done: subprocess.CompletedProcess, what: str, prefix: str = "BENCH_RESULT "
-) -> dict:
+def child_result(done: subprocess.CompletedProcess, what: str, prefix: str = RESULT_PREFIX) -> dict:
     """The JSON a measuring child process printed after ``prefix`` (each measurement runs in a
     fresh process, so its peak memory is its own); its stderr if it failed."""
     if done.returncode != 0:

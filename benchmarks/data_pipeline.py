@@ -40,18 +40,20 @@ import os
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from array import array
 from pathlib import Path
 from typing import Optional, Sequence
 
-from bench_assets import child_result, print_and_write  # benchmarks/ is on sys.path
+from bench_assets import (  # benchmarks/ is on sys.path
+    add_run_arguments,
+    run_benchmark,
+    run_worker,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
-RESULT_PREFIX = "BENCH_RESULT "
 LANGUAGE = "de"
 
 
@@ -75,13 +77,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the data module's num_workers (0: in process, as timed)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the generated corpora and of the data order"
-    )
-    parser.add_argument(
         "--cache-dir", type=Path, default=REPO / "artifacts" / "bench" / "data_pipeline"
     )
-    parser.add_argument("--out", type=Path, help="also write the table: .json or markdown")
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # the size, in a subprocess
+    add_run_arguments(  # --worker: the size, in a subprocess
+        parser,
+        seed_help="seed of the generated corpora and of the data order",
+        out_help="also write the table: .json or markdown",
+        worker=dict(type=int),
+    )
     return parser.parse_args(argv)
 
 
@@ -351,47 +354,30 @@ def table(results: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.worker is not None:
-        print(RESULT_PREFIX + json.dumps(worker(args)), flush=True)
-        return
+def measure(args: argparse.Namespace) -> tuple[str, object]:
+    """Each size's run in its own process; the table and the results."""
     tokenizer = tokenizer_folder(args.cache_dir, args.seed)
     results = []
     for size in args.sizes:
         folder = args.cache_dir / f"pairs{size}"
         paths = generate(folder, size, args.seed)
         (folder / "paths.json").write_text(json.dumps({**paths, "tokenizer": tokenizer}))
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            str(size),
-            "--batch-size",
-            str(args.batch_size),
-            "--max-length",
-            str(args.max_length),
-            "--group-batches",
-            str(args.group_batches),
-            "--workers",
-            str(args.workers),
-            "--seed",
-            str(args.seed),
-            "--cache-dir",
-            str(args.cache_dir),
-        ]
-        if args.pack_length:
-            command += ["--pack-length", str(args.pack_length)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        results.append(child_result(done, f"{size}-pair"))
-        print(
-            f"{size:,} pairs: {results[-1]['examples_per_s']:,.0f} examples/s, "
-            f"peak RSS {results[-1]['peak_rss_mb']:.0f} MB",
-            file=sys.stderr,
+        options = {
+            "--worker": size,
+            "--batch-size": args.batch_size,
+            "--max-length": args.max_length,
+            "--group-batches": args.group_batches,
+            "--workers": args.workers,
+            "--seed": args.seed,
+            "--cache-dir": args.cache_dir,
+            **({"--pack-length": args.pack_length} if args.pack_length else {}),
+        }
+        line = "{:,} pairs: {examples_per_s:,.0f} examples/s, peak RSS {peak_rss_mb:.0f} MB"
+        results.append(
+            run_worker(__file__, options, f"{size}-pair", lambda r: line.format(size, **r))
         )
-    print_and_write(table(results, args), results, args.out)
+    return table(results, args), results
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(sys.argv[1:], parse_args, worker, measure)

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from bench_assets import (  # benchmarks/ is on sys.path as the script folder
     add_asset_arguments,
+    add_run_arguments,
     build_assets,
 )
 
@@ -98,18 +99,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         200,
         "pretraining steps of the cached model (200, as the demo: it writes words, then EOS)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads; 1 by default because on a shared machine several threads "
-        "spin-wait for a busy core and the timings swing",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=42, help="seed of the corpora and of the pretraining"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="also write the summary, every run and the outputs as JSON"
+    add_run_arguments(
+        parser,
+        seed=42,
+        seed_help="seed of the corpora and of the pretraining",
+        out_help="also write the summary, every run and the outputs as JSON",
+        threads_help="torch intra-op threads; 1 by default because on a shared machine several "
+        "threads spin-wait for a busy core and the timings swing",
     )
     args = parser.parse_args(argv)
     if not 1 <= args.prompts <= 400:

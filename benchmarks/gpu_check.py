@@ -258,7 +258,7 @@ def training_runs(dry_run: bool) -> list[tuple[str, list[str], str | None]]:
     fsdp2 = ["--trainer.strategy.class_path", "lightning_xllama.strategies.DecoderFSDP2Strategy"]
     if dry_run:
         fsdp2 += ["--trainer.strategy.param_dtype", "fp32"]
-    # the recipes' packing line (configs/x-llama-7b-*.yaml): one row per micro-batch, flex attention,
+    # the recipes' packing line (configs/x-llama-7b.yaml): one row per micro-batch, flex attention,
     # the module's default loss (chunked)
     packed = [
         "--data.init_args.batching",
@@ -268,7 +268,7 @@ def training_runs(dry_run: bool) -> list[tuple[str, list[str], str | None]]:
     ]
     packed += ["--data.init_args.pad_to_multiple_of", "64"]  # fewer row widths: fewer recompiles
     no_fsdp1 = "DecoderFSDPStrategy (FSDP1) needs CUDA" if dry_run else None
-    # LoRA (configs/x-llama-7b-zh-lora.yaml's set-up, smaller rank); adapters start at zero, so a
+    # LoRA (configs/x-llama-7b/zh-lora.yaml's set-up, smaller rank); adapters start at zero, so a
     # higher rate than full tuning's
     lora = ["--model.init_args.lora_rank", "8", "--model.init_args.lora_alpha", "16"]
     lora += ["--model.init_args.learning_rate", "2e-3"]

@@ -55,6 +55,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_assets import add_run_arguments, quiet_trainer, report  # noqa: E402
+
 RESULT_PREFIX = "GPU_BENCH_RESULT "
 SHAPES = {  # LLaMA-1/2 family shapes (full multi-head attention)
     "1b": dict(
@@ -174,7 +177,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peak-tflops", type=float, help="the GPU's dense bf16 peak (default: from its name)"
     )
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -189,12 +191,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="CPU, tiny shape, 3 steps, FSDP2 only, sdpa_varlen for flex: checks the path runs",
     )
-    parser.add_argument(
-        "--out", type=Path, help="also write the table (.md) or every result (.json)"
+    add_run_arguments(  # --worker: the JSON settings of one run, for the subprocess
+        parser,
+        seed_help="seed of the random models and of the data",
+        out_help="also write the table (.md) or every result (.json)",
+        worker={},
     )
-    parser.add_argument(
-        "--worker", help=argparse.SUPPRESS
-    )  # JSON settings of one run, for the subprocess
     parser.add_argument("--build-model", help=argparse.SUPPRESS)  # JSON settings of a model to save
     args = parser.parse_args(argv)
     for name in args.variants:
@@ -418,19 +420,14 @@ def run_one(settings: dict) -> dict:
     loader = DataLoader(batches, batch_size=None, collate_fn=collate, num_workers=2, shuffle=False)
     meter = Meter()
     L.seed_everything(settings["seed"])
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="cpu" if cpu else "gpu",
-        devices=1,
         strategy=strategy,
         precision="32-true" if cpu else "bf16-mixed",
         max_steps=settings["steps"],
         accumulate_grad_batches=settings["accumulate"],
         gradient_clip_val=1.0,
         callbacks=[meter],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         use_distributed_sampler=False,  # one device: keep the micro-batches in order (the meter indexes them)
     )
     module = XLlamaModule(
@@ -591,7 +588,7 @@ def main() -> None:
         build_model(json.loads(args.build_model))
         return
     if args.worker:
-        print(RESULT_PREFIX + json.dumps(run_one(json.loads(args.worker))), flush=True)
+        report(run_one(json.loads(args.worker)), RESULT_PREFIX)
         return
     if args.dry_run:
         print(

@@ -24,10 +24,7 @@ so neither sees the other's allocator state.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,13 +32,14 @@ from pathlib import Path
 
 from bench_assets import (  # benchmarks/ is on sys.path
     add_asset_arguments,
+    add_run_arguments,
     build_assets,
-    child_result,
-    print_and_write,
+    quiet_trainer,
+    run_benchmark,
+    run_worker,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RESULT_PREFIX = "BENCH_RESULT "
 MODES = ("full", "lora")
 MIB = 2**20
 
@@ -55,19 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, alternating")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)"
-    )
-    parser.add_argument(
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="in both modes, as the LoRA recipe does (--no-gradient-checkpointing: off)",
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--seed", type=int, default=42)
     add_asset_arguments(parser, 20, "pretraining steps of the cached base (only shapes matter)")
-    parser.add_argument("--out", type=Path, help="also write the table (.md) or results (.json)")
-    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    add_run_arguments(
+        parser,
+        seed=42,
+        seed_help="seed of the assets, of the data order and of both modes' training",
+        out_help="also write the table (.md) or results (.json)",
+        threads_help="torch threads (1: steadier on a shared machine)",
+        worker=dict(choices=MODES),
+    )
     parser.add_argument("--assets", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.warmup_steps < args.steps:
@@ -129,18 +129,11 @@ def worker(args: argparse.Namespace) -> dict:
         gradient_checkpointing=args.gradient_checkpointing,
         **(lora if args.worker == "lora" else {}),
     )
-    trainer = L.Trainer(
+    trainer = quiet_trainer(
         accelerator="gpu" if cuda else "cpu",
-        devices=1,
         max_steps=args.steps,
         gradient_clip_val=1.0,
         precision="bf16-mixed" if cuda else "32-true",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
         callbacks=[meter],
     )
     datamodule = CoITDataModule(
@@ -225,13 +218,9 @@ def table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.worker is not None:
-        print(RESULT_PREFIX + json.dumps(worker(args)), flush=True)
-        return
+def measure(args: argparse.Namespace) -> tuple[str, object]:
+    """Each mode's runs in their own processes, alternating; the table and the results."""
     assets = build_assets(args)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     settings = {
         "--steps": args.steps,
         "--warmup-steps": args.warmup_steps,
@@ -246,21 +235,17 @@ def main(argv: list[str] | None = None) -> None:
         "--seed": args.seed,
         "--assets": assets,
     }
-    passed = [str(v) for option in settings.items() for v in option if v is not None]
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     for repeat in range(args.repeats):
         for mode in MODES if repeat % 2 == 0 else MODES[::-1]:
-            command = [sys.executable, __file__, *passed, "--worker", mode]
-            done = subprocess.run(command, env=env, capture_output=True, text=True)
-            result = child_result(done, mode)
-            results[mode].append(result)
-            print(
-                f"{mode} #{repeat + 1}: {result['step_s']:.3f} s/step, training memory "
-                f"{result['train_memory_mib']:,.1f} MiB",
-                file=sys.stderr,
+            line = (
+                f"{mode} #{repeat + 1}: "
+                + "{step_s:.3f} s/step, training memory {train_memory_mib:,.1f} MiB"
             )
-    print_and_write(table(results, args), results, args.out)
+            options = {**settings, "--worker": mode}
+            results[mode].append(run_worker(__file__, options, mode, lambda r: line.format(**r)))
+    return table(results, args), results
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(sys.argv[1:], parse_args, worker, measure)

@@ -23,18 +23,18 @@ warm-up) on CPU; on CUDA one untimed pass runs first.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_assets import child_result, print_and_write  # benchmarks/ is on sys.path
+from bench_assets import (  # benchmarks/ is on sys.path
+    add_run_arguments,
+    run_benchmark,
+    run_worker,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
-RESULT_PREFIX = "BENCH_RESULT "
 METHODS = ("reference", "chunked")
 GOAL = 0.25  # the issue's target: the chunked loss's peak <= 1/4 of the reference's at vocab 32,000
 MIB = 2**20
@@ -58,11 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="of hidden states and weight; auto: bfloat16 on CUDA, float32 on CPU "
         "(CPU bf16 matmuls are several times slower on most CPUs)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=Path, help="also write the table (.md) or the results (.json)"
+    add_run_arguments(
+        parser,
+        seed_help="seed of the random hidden states, weight and labels",
+        out_help="also write the table (.md) or the results (.json)",
+        worker=dict(choices=METHODS),
     )
-    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -203,42 +204,24 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.worker is not None:
-        print(RESULT_PREFIX + json.dumps(worker(args)), flush=True)
-        return
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def measure(args: argparse.Namespace) -> tuple[str, object]:
+    """Each loss in its own process; the table and the results."""
     results = {}
     for method in METHODS:
-        command = [
-            sys.executable,
-            __file__,
-            "--worker",
-            method,
-            "--vocab",
-            str(args.vocab),
-            "--hidden",
-            str(args.hidden),
-            "--tokens",
-            str(args.tokens),
-            "--chunk-size",
-            str(args.chunk_size),
-            "--device",
-            args.device,
-            "--dtype",
-            args.dtype,
-            "--seed",
-            str(args.seed),
-        ]
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        results[method] = child_result(done, method)
-        print(
-            f"{method}: peak {results[method]['peak_mib']:,.0f} MiB, {results[method]['seconds']:.2f} s",
-            file=sys.stderr,
-        )
-    print_and_write(table(results, args), results, args.out)
+        options = {
+            "--worker": method,
+            "--vocab": args.vocab,
+            "--hidden": args.hidden,
+            "--tokens": args.tokens,
+            "--chunk-size": args.chunk_size,
+            "--device": args.device,
+            "--dtype": args.dtype,
+            "--seed": args.seed,
+        }
+        line = "{}: peak {peak_mib:,.0f} MiB, {seconds:.2f} s"
+        results[method] = run_worker(__file__, options, method, lambda r: line.format(method, **r))
+    return table(results, args), results
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(sys.argv[1:], parse_args, worker, measure)

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,13 +47,16 @@ from pathlib import Path
 
 from bench_assets import (  # benchmarks/ is on sys.path as the script folder
     add_asset_arguments,
+    add_run_arguments,
     build_assets,
+    quiet_trainer,
+    report,
+    run_worker,
 )
 
 from lightning_xllama.demo.layout import DataLayout, DemoLayout
 
 REPO = Path(__file__).resolve().parents[1]
-RESULT_PREFIX = "BENCH_RESULT "
 LANGUAGE = "syn_far"
 # Smaller corpora than the demo's: one epoch still holds about 3,800 training examples, enough
 # for 200+ steps of 16, and the data set-up of each subprocess stays a few seconds.
@@ -88,22 +90,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=3,
         help="runs of each path, in alternating order; medians are shown",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads of every run; 1 by default because on a shared machine "
-        "several threads spin-wait for a busy core and the timings swing by 2-5x",
+    add_run_arguments(
+        parser,
+        seed=42,
+        seed_help="seed of the data order and of both trainers",
+        out_help="also write the table: .json (with every run) or markdown",
+        threads_help="torch intra-op threads of every run; 1 by default because on a shared "
+        "machine several threads spin-wait for a busy core and the timings swing by 2-5x",
+        worker=dict(choices=sorted(PATHS)),
     )
-    parser.add_argument(
-        "--seed", type=int, default=42, help="seed of the data order and of both trainers"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="also write the table: .json (with every run) or markdown"
-    )
-    parser.add_argument(
-        "--worker", choices=sorted(PATHS), help=argparse.SUPPRESS
-    )  # set for the subprocesses
     parser.add_argument("--assets", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 1 <= args.warmup_steps < args.steps:
@@ -217,18 +212,8 @@ def run_lightning(args: argparse.Namespace) -> dict:
         learning_rate=args.learning_rate,
         warmup_ratio=WARMUP_RATIO,
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=args.steps,
-        gradient_clip_val=MAX_GRAD_NORM,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        callbacks=[Timing()],
+    trainer = quiet_trainer(
+        max_steps=args.steps, gradient_clip_val=MAX_GRAD_NORM, callbacks=[Timing()]
     )
     trainer.fit(module, datamodule=datamodule)
     return {
@@ -322,20 +307,18 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     result = (run_lightning if args.worker == "lightning" else run_hf)(args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    report(result)
 
 
 # --- the orchestrating process --------------------------------------------------------------
-def run_subprocess(path: str, assets: Path) -> dict:
-    command = [sys.executable, __file__, *sys.argv[1:], "--worker", path, "--assets", str(assets)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
-    if proc.returncode or not lines:
-        sys.exit(
-            f"the {path} run failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1][len(RESULT_PREFIX) :])
+def run_subprocess(path: str, assets: Path, args: argparse.Namespace) -> dict:
+    """One path's run in a fresh process, with this run's options."""
+    options = {
+        f"--{name.replace('_', '-')}": value
+        for name, value in vars(args).items()
+        if value is not None and name not in ("worker", "assets", "out")
+    }
+    return run_worker(__file__, {**options, "--worker": path, "--assets": assets}, path, cwd=REPO)
 
 
 def summarise(runs: list[dict], timed_steps: int) -> dict:
@@ -394,7 +377,7 @@ def main() -> None:
         order = list(PATHS) if repeat % 2 == 0 else list(PATHS)[::-1]
         for path in order:
             started = time.perf_counter()
-            runs[path].append(run_subprocess(path, assets))
+            runs[path].append(run_subprocess(path, assets, args))
             print(
                 f"repeat {repeat + 1}/{args.repeats} {path}: {runs[path][-1]['wall_s']:.2f} s timed "
                 f"({time.perf_counter() - started:.0f} s with start-up)",

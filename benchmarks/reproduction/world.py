@@ -11,7 +11,10 @@ readers, sweep and DataModules read it unchanged, but:
   cognates, an object-case suffix and a plural suffix that differ from English's ``-s``;
 - few bilingual lines in pretraining, so the lexicon has to come from the parallel pairs.
 
-The demo's world (``lightning_xllama/demo/world.py``) and its pinned tests are left as they are.
+It extends the demo's world (``lightning_xllama/demo/world.py``) rather than copying it: its own
+grammar draws the clauses (:meth:`ScienceWorld.random_clause`, over the demo's ``Clause`` and
+``NounPhrase``) and its renderers render them; the demo's pretraining, parallel, test and file
+writers are used as they are, so the demo's output does not change.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
-from typing import Optional
 
-from lightning_xllama.demo.world import PUNCTUATION, SyntheticWorld, render
+from lightning_xllama.demo.world import PUNCTUATION, Clause, NounPhrase, SyntheticWorld, render
 from lightning_xllama.languages import get_language
 
 DETERMINERS = ("the", "a", "some")
@@ -76,22 +78,6 @@ class Vocabulary:
             *third,
             *self.prepositions,
         ]
-
-
-@dataclass(frozen=True)
-class Phrase:
-    determiner: str
-    noun: str
-    adjective: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Sentence:
-    subject: Phrase
-    verb: str
-    object: Phrase
-    preposition: Optional[str] = None
-    place: Optional[Phrase] = None
 
 
 class Zipf:
@@ -159,7 +145,7 @@ class Renderer:
     def word(self, english: str) -> str:
         return english if english in PUNCTUATION else self.lexicon[english]
 
-    def phrase(self, phrase: Phrase, case: bool = False) -> list[str]:
+    def phrase(self, phrase: NounPhrase, case: bool = False) -> list[str]:
         plural = phrase.determiner == "some"
         if self.code == "en":
             noun = phrase.noun + ("s" if plural else "")
@@ -171,7 +157,7 @@ class Renderer:
         body = [noun, *adjective] if after else [*adjective, noun]
         return [self.word(phrase.determiner), *body]
 
-    def sentence_tokens(self, sentence: Sentence) -> list[str]:
+    def sentence_tokens(self, sentence: Clause) -> list[str]:
         plural_subject = sentence.subject.determiner == "some"
         if self.code == "en":
             verb = sentence.verb + ("" if plural_subject else "s")
@@ -188,12 +174,12 @@ class Renderer:
             return [*subject, *obj, *place, verb, "."]
         return [*subject, verb, *obj, *place, "."]
 
-    def sentence(self, sentence: Sentence) -> str:
+    def sentence(self, sentence: Clause) -> str:
         return render(self.sentence_tokens(sentence))
 
 
 class ScienceWorld(SyntheticWorld):
-    """The demo world's file writer (:meth:`SyntheticWorld.write`) over a bigger language."""
+    """The demo world (:class:`SyntheticWorld`: its corpora and file writer) over a bigger grammar."""
 
     def __init__(
         self,
@@ -214,43 +200,26 @@ class ScienceWorld(SyntheticWorld):
         )
         self._verbs = Zipf(self.vocabulary.verbs)
 
-    def _phrase(self, rng: random.Random, exclude=()) -> Phrase:
+    def _phrase(self, rng: random.Random, exclude=()) -> NounPhrase:
         adjective = self._adjectives(rng) if rng.random() < 0.5 else None
-        return Phrase(rng.choice(DETERMINERS), self._nouns(rng, exclude), adjective)
+        return NounPhrase(rng.choice(DETERMINERS), self._nouns(rng, exclude), adjective)
 
-    def _sentence(self, rng: random.Random) -> Sentence:
+    def random_clause(self, rng: random.Random) -> Clause:
+        """One clause of this grammar (the verb itself, nouns and adjectives by Zipf); the demo
+        world's corpora draw their clauses here."""
         subject = self._phrase(rng)
         obj = self._phrase(rng, {subject.noun})
         if rng.random() < 0.3:
             place = self._phrase(rng, {subject.noun, obj.noun})
             preposition = rng.choice(self.vocabulary.prepositions)
-            return Sentence(subject, self._verbs(rng), obj, preposition, place)
-        return Sentence(subject, self._verbs(rng), obj)
-
-    def _clauses(self, purpose: str, count: int, exclude=frozenset()) -> list[Sentence]:
-        rng, seen, found = self._rng(purpose), set(exclude), []
-        while len(found) < count:
-            sentence = self._sentence(rng)
-            if sentence not in seen:
-                seen.add(sentence)
-                found.append(sentence)
-        return found
+            return Clause(subject, self._verbs(rng), obj, preposition, place)
+        return Clause(subject, self._verbs(rng), obj)
 
     def pretraining_text(
         self, count: int, target_share: float = 0.1, bilingual_share: float = 0.01
     ) -> list[str]:
         """Mostly English; ``target_share`` per target language; a few bilingual lines."""
-        rng, targets, lines = self._rng("pretraining"), list(self.targets), []
-        for _ in range(count):
-            draw, sentence = rng.random(), self._sentence(rng)
-            if targets and draw < bilingual_share:
-                target = self.targets[rng.choice(targets)]
-                lines.append(f"{self.english.sentence(sentence)} = {target.sentence(sentence)}")
-                continue
-            index = int((draw - bilingual_share) / target_share)
-            code = targets[index] if index < len(targets) else "en"
-            lines.append(self.renderer(code).sentence(sentence))
-        return lines
+        return super().pretraining_text(count, target_share, bilingual_share)
 
     def instructions(self, count: int, lang: str = "en") -> list[dict]:
         """Subject and object questions; record ``i`` of a target language translates record ``i``
@@ -272,24 +241,11 @@ class ScienceWorld(SyntheticWorld):
             )
         return records
 
-    def parallel(self, lang: str, count: int) -> list[tuple[str, str]]:
-        test = set(self._clauses("test", self._test_size_hint))
-        sentences = self._clauses(f"parallel:{lang}", count, exclude=test)
-        return [(self.english.sentence(s), self.targets[lang].sentence(s)) for s in sentences]
-
-    def translation_test(self, lang: str, count: int) -> list[tuple[str, str]]:
-        sentences = self._clauses("test", self._test_size_hint)[:count]
-        return [(self.english.sentence(s), self.targets[lang].sentence(s)) for s in sentences]
-
     def qa(self, lang: str, count: int, sentences_per_context: int = 3) -> dict:
         """SQuAD-style: which object a named subject's sentence has, in ``lang``."""
         renderer, rng, paragraphs = self.renderer(lang), self._rng(f"qa:{lang}"), []
         for i in range(count):
-            sentences: list[Sentence] = []
-            while len(sentences) < sentences_per_context:
-                candidate = self._sentence(rng)
-                if all(candidate.subject.noun != s.subject.noun for s in sentences):
-                    sentences.append(candidate)
+            sentences = self._distinct_subjects(rng, sentences_per_context)
             asked = rng.randrange(len(sentences))
             texts = [renderer.sentence(s) for s in sentences]
             answer = render(renderer.phrase(sentences[asked].object, case=True))

@@ -81,7 +81,7 @@ class Clause:
     """One sentence of the grammar: subject, verb, object and an optional place."""
 
     subject: NounPhrase
-    verb: int  # index into VERBS
+    verb: int | str  # index into VERBS; a grammar with its own verbs may hold the verb itself
     object: NounPhrase
     preposition: Optional[str] = None
     place: Optional[NounPhrase] = None
@@ -216,7 +216,10 @@ TASKS = ("subject", "object", "count", "swap")
 
 
 class SyntheticWorld:
-    """Reproducible corpora for English and a set of synthetic target languages."""
+    """Reproducible corpora for English and a set of synthetic target languages.
+
+    A world with another grammar subclasses it: :meth:`random_clause` draws its clauses and its
+    renderers (``english``, ``targets``) render them; the corpora and files follow."""
 
     def __init__(self, targets: Sequence[str], seed: int = 0):
         self.seed = seed
@@ -229,6 +232,10 @@ class SyntheticWorld:
     def _rng(self, purpose: str) -> random.Random:
         return random.Random(f"{self.seed}:{purpose}")
 
+    def random_clause(self, rng: random.Random) -> Clause:
+        """One clause of the grammar, drawn from ``rng``."""
+        return random_clause(rng)
+
     def _clauses(
         self, purpose: str, count: int, exclude: set[Clause] = frozenset()
     ) -> list[Clause]:
@@ -236,7 +243,7 @@ class SyntheticWorld:
         rng = self._rng(purpose)
         seen, clauses = set(exclude), []
         while len(clauses) < count:
-            clause = random_clause(rng)
+            clause = self.random_clause(rng)
             if clause not in seen:
                 seen.add(clause)
                 clauses.append(clause)
@@ -254,7 +261,7 @@ class SyntheticWorld:
         lines = []
         for _ in range(count):
             draw = rng.random()
-            clause = random_clause(rng)
+            clause = self.random_clause(rng)
             if targets and draw < bilingual_share:
                 target = self.targets[rng.choice(targets)]
                 lines.append(f"{self.english.sentence(clause)} = {target.sentence(clause)}")
@@ -336,12 +343,11 @@ class SyntheticWorld:
             "data": [{"title": f"synthetic-{lang}", "paragraphs": paragraphs}],
         }
 
-    @staticmethod
-    def _distinct_subjects(rng: random.Random, count: int) -> list[Clause]:
+    def _distinct_subjects(self, rng: random.Random, count: int) -> list[Clause]:
         """Clauses whose subjects differ, so a question about one has a single answer."""
         clauses: list[Clause] = []
         while len(clauses) < count:
-            clause = random_clause(rng)
+            clause = self.random_clause(rng)
             if all(clause.subject.noun != c.subject.noun for c in clauses):
                 clauses.append(clause)
         return clauses

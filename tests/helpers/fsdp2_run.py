@@ -18,7 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from sharded_utils import LEARNING_RATE, StepLosses, probe_logits
-from training_utils import tiny_datamodule
+from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.callbacks import ResumableCheckpoint
 from lightning_xllama.model import XLlamaModule
@@ -83,18 +83,13 @@ if __name__ == "__main__":
     ]
     if args.sigterm_at is not None:
         callbacks.append(SendSigterm(args.sigterm_at))
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         devices=args.devices,
         strategy=DecoderFSDP2Strategy(param_dtype="fp32"),
         max_steps=args.steps,
         accumulate_grad_batches=args.accumulate,
         callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
+        enable_checkpointing=True,  # the ResumableCheckpoint above
     )
     datamodule = tiny_datamodule(
         args.model, args.data, batch_size=2, cache_dir=str(args.out.parent / "cache")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -11,6 +12,11 @@ from lightning_xllama.data import CoITDataModule
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.model import XLlamaModule
+
+# The benchmarks' quiet Trainer (one CPU device, no logger, checkpoint, progress bar, summary or
+# validation): benchmarks are scripts a user runs without the tests, so the tests import theirs.
+sys.path.append(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from bench_assets import quiet_trainer  # noqa: E402, F401  (the tests import it from here)
 
 
 def tiny_datamodule(model: str, data: Path | str, **overrides) -> CoITDataModule:
@@ -81,17 +87,3 @@ def reference_gradients(
         loss_sum, tokens = module.response_loss(collate(chunk))
         (loss_sum / tokens / len(chunks)).backward()
     return {n: p.grad.detach().clone() for n, p in module.named_parameters() if p.grad is not None}
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-    )
-    return L.Trainer(**{**defaults, **kwargs})
