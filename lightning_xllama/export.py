@@ -26,9 +26,11 @@ import torch
 
 from lightning_xllama.attention import register_attention
 from lightning_xllama.data.datamodule import saved_data_plan
+from lightning_xllama.divergence import nonfinite_weights
 from lightning_xllama.export_target import Protected, check_export_target, write_export
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
 from lightning_xllama.lora import checkpointed_keys
+from lightning_xllama.resume_settings import check_remote_code
 from lightning_xllama.run_record import RunRecordDict, checkpoint_run_record, write_run_record
 from lightning_xllama.strategies import (
     DTYPES,
@@ -110,12 +112,19 @@ def _sharded_model_state(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict
     return state
 
 
-def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
+def load_checkpoint_model(
+    ckpt: str | Path, base: Optional[str] = None, trust_remote_code: bool = False
+):
     """The Hugging Face model of a Lightning checkpoint of ``XLlamaModule``, and the checkpoint's
-    other contents. ``base`` overrides the model folder the checkpoint was trained from."""
+    other contents. ``base`` overrides the model folder the checkpoint was trained from.
+
+    ``trust_remote_code`` is the caller's, never the checkpoint's: a checkpoint trained with it on
+    is refused unless the caller turns it on (its model folder's Python would run)."""
     ckpt = Path(ckpt)
     checkpoint = read_checkpoint(ckpt)
-    hparams = checkpoint.get("hyper_parameters") or {}
+    saved = checkpoint.get("hyper_parameters") or {}
+    check_remote_code(ckpt, saved, trust_remote_code, "--trust_remote_code true")
+    hparams = {**saved, "trust_remote_code": trust_remote_code}
     base = base or hparams.get("model_name_or_path")
     if base is None:
         raise ValueError(
@@ -130,7 +139,7 @@ def load_checkpoint_model(ckpt: str | Path, base: Optional[str] = None):
         model = empty_model(
             base,
             hparams.get("attn_implementation", "sdpa"),
-            hparams.get("trust_remote_code", False),
+            trust_remote_code,
         )
     full = model.state_dict()
     shapes = {MODEL_PREFIX + k: tuple(full[k].shape) for k in checkpointed_keys(model)}
@@ -388,13 +397,14 @@ def export_checkpoint(
     dtype: Optional[str] = None,
     overwrite: bool = False,
     lora_output: Optional[LoraOutput] = None,
+    trust_remote_code: bool = False,
 ) -> Path:
     """Write the Hugging Face folder of a checkpoint (see :func:`export`); returns the folder."""
     protected = _protected_paths(ckpt, model)
     check_export_target(out, overwrite, protected)  # before any loading
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    hf_model, checkpoint = load_checkpoint_model(ckpt, model)
+    hf_model, checkpoint = load_checkpoint_model(ckpt, model, trust_remote_code)
     lora = (checkpoint.get("hyper_parameters") or {}).get("lora_rank") is not None
     if lora_output is not None and not lora:
         raise ValueError(
@@ -403,9 +413,21 @@ def export_checkpoint(
         )
     if lora:
         hf_model = lora_export_model(hf_model, lora_output or "merged")
+    problem = nonfinite_weights(hf_model.named_parameters())  # before anything is written
+    if problem is not None:
+        raise ValueError(
+            f"{ckpt}: {problem}: the run diverged before this checkpoint; export an earlier one. "
+            f"Nothing was written to {out}"
+        )
     if dtype is not None:
         hf_model.to(DTYPES[dtype])
-    tokenizer = load_tokenizer(checkpoint["base_model"])
+        problem = nonfinite_weights(hf_model.named_parameters()) if dtype == "fp16" else None
+        if problem is not None:
+            raise ValueError(
+                f"{ckpt}: as fp16, {problem} (beyond fp16's range); export as bf16 or fp32. "
+                f"Nothing was written to {out}"
+            )
+    tokenizer = load_tokenizer(checkpoint["base_model"], trust_remote_code)
     plan = saved_data_plan(checkpoint)
     if plan is None:
         print(
@@ -438,6 +460,7 @@ def export(
     dtype: Optional[Literal["fp32", "bf16", "fp16"]] = None,
     overwrite: bool = False,
     lora_output: Optional[LoraOutput] = None,
+    trust_remote_code: bool = False,
 ) -> None:
     """Write a Hugging Face model folder from a Lightning checkpoint (a file or a sharded folder).
 
@@ -447,6 +470,9 @@ def export(
     earlier manifest lists: anything else in the folder stays. The new export is written into a
     temporary sibling folder (``.NAME.tmp-XXXX``) and moved into place when complete, so a failure
     leaves the earlier export as it was.
+
+    A checkpoint whose weights hold NaN or infinite values (a diverged run) is refused, naming
+    how many tensors and values, before anything in ``out`` is touched.
 
     Refused before anything is loaded or touched, with or without ``--overwrite``: the current
     working directory or a folder above it, a folder that holds the checkpoint (or the base
@@ -467,9 +493,14 @@ def export(
         lora_output: for a LoRA checkpoint: ``merged`` (default; the adapters merged into the
             base weights, a plain model folder) or ``adapter`` (peft's adapter folder, a few MB,
             loaded with ``PeftModel.from_pretrained`` on the base model).
+        trust_remote_code: run the Python code of the base model's folder (its config's
+            ``auto_map``); off unless you trust the source. A checkpoint trained with it on is
+            refused until you pass it here: the checkpoint's own setting never turns it on.
     """
     try:
-        folder = export_checkpoint(ckpt, out, model, dtype, overwrite, lora_output)
+        folder = export_checkpoint(
+            ckpt, out, model, dtype, overwrite, lora_output, trust_remote_code
+        )
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     print(f"Hugging Face model folder written to {folder}")

@@ -47,6 +47,12 @@ def check_model_path(name: str, kind: str = "model") -> None:
     if not looks_like_local_path(name):
         return
     path = Path(name).expanduser()
+    if path.is_file():  # e.g. the weights file or config.json instead of the folder holding them
+        raise FileNotFoundError(
+            f"{kind} path {name!r} is a file, not a folder: point model_name_or_path at the "
+            f"Hugging Face model folder (config.json + weights + tokenizer; perhaps "
+            f"{str(path.parent)!r}, the folder holding this file) or at a hub name"
+        )
     if not path.is_dir():
         raise FileNotFoundError(
             f"{kind} path {name!r} does not exist. For the offline demo, create it with "

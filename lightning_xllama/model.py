@@ -26,8 +26,9 @@ from lightning_xllama import distributed, rng_state
 from lightning_xllama.attention import packed_attention_inputs, register_attention
 from lightning_xllama.building import ModelSettings, build_model
 from lightning_xllama.chunked_loss import ChunkedLossHead
-from lightning_xllama.clipping import clip_grad_norm
+from lightning_xllama.clipping import clip_grad_norm, grad_norm
 from lightning_xllama.data.encoding import IGNORE_INDEX
+from lightning_xllama.divergence import WHAT_TO_TRY, TrainingDiverged
 from lightning_xllama.evaluation.generation import generate
 from lightning_xllama.hf_loading import check_model_path, load_tokenizer
 from lightning_xllama.lora import (
@@ -36,6 +37,7 @@ from lightning_xllama.lora import (
     checkpointed_keys,
     parameter_counts,
 )
+from lightning_xllama.resume_settings import keep_optimizer_settings
 from lightning_xllama.schedule import WarmupCosine
 from lightning_xllama.strategies import compare_shapes
 
@@ -45,6 +47,7 @@ AttnImplementation = Literal[
     "sdpa", "eager", "flex_attention", "sdpa_varlen", "flash_attention_2", "flash_attention_3"
 ]
 ATTN_IMPLEMENTATIONS = get_args(AttnImplementation)
+OnNonfinite = Literal["stop", "skip_step"]
 
 
 class XLlamaModule(L.LightningModule):
@@ -82,6 +85,16 @@ class XLlamaModule(L.LightningModule):
             adapters, e.g. ``[q_proj, v_proj]``; None: all of them (attention and MLP projections).
         lora_quantize: ``nf4``: QLoRA, the frozen base in 4-bit NF4 (bitsandbytes, CUDA, one device
             or DDP); None: the base in the trainer's precision.
+        on_nonfinite: what an optimizer step whose loss or gradient norm (after clipping) is NaN
+            or infinite does. ``stop``: raise :class:`~lightning_xllama.divergence.TrainingDiverged`
+            naming the step and the learning rate (the CLI exits 1, ``run.json`` says
+            ``diverged``, ``HFExport`` writes nothing). ``skip_step``: leave the weights and the
+            optimizer state as they are (the step still counts in ``global_step`` and the
+            learning-rate schedule), count it (``train/skipped_steps``, ``skipped_steps`` in
+            ``run.json``) and stop after ``max_consecutive_skips`` in a row. Under fp16 the loss
+            scaler already skips steps whose gradients overflow: only the loss is checked there.
+        max_consecutive_skips: with ``skip_step``, the skipped steps in a row that stop training
+            as diverged (a finite step resets the count).
     """
 
     def __init__(
@@ -106,6 +119,8 @@ class XLlamaModule(L.LightningModule):
         lora_dropout: float = 0.05,
         lora_target_modules: Optional[Sequence[str]] = None,
         lora_quantize: Optional[LoraQuantize] = None,
+        on_nonfinite: OnNonfinite = "stop",
+        max_consecutive_skips: int = 10,
     ):
         super().__init__()
         check_model_path(model_name_or_path)
@@ -147,6 +162,16 @@ class XLlamaModule(L.LightningModule):
                 "a whole number >= 1",
                 lambda v: whole(v) and v >= 1,
             ),
+            "on_nonfinite": (
+                on_nonfinite,
+                "stop or skip_step",
+                lambda v: v in get_args(OnNonfinite),
+            ),
+            "max_consecutive_skips": (
+                max_consecutive_skips,
+                "a whole number >= 1",
+                lambda v: whole(v) and v >= 1,
+            ),
         }
         for name, (value, expected, in_range) in ranges.items():
             try:
@@ -162,6 +187,11 @@ class XLlamaModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self._step_loss = torch.zeros(())
         self._step_tokens = torch.zeros((), dtype=torch.long)
+        self._step_mean_loss: Optional[torch.Tensor] = None
+        """The step's reduced per-token loss, checked for finiteness after clipping."""
+        self.skipped_steps = 0
+        """Optimizer steps skipped for a non-finite loss or gradient norm (``skip_step``)."""
+        self._consecutive_skips = 0
         self.parameter_shapes: dict[str, tuple[int, ...]] = {}
         """Global shapes of the checkpointed tensors, recorded before sharding (to check checkpoints)."""
         self.parameter_counts: Optional[tuple[int, int]] = None
@@ -209,6 +239,13 @@ class XLlamaModule(L.LightningModule):
                 logger.log_hyperparams(
                     {"trainable_parameters": trainable, "total_parameters": total}
                 )
+
+    def on_train_start(self) -> None:
+        """A run started from a checkpoint trains with its own settings: restoring the optimizer
+        and schedule brought back the checkpoint's learning rate, betas, epsilon and weight decay;
+        put this run's back, keeping the schedule's progress."""
+        if self.trainer.ckpt_path is not None:
+            keep_optimizer_settings(self.trainer, self.hparams)
 
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -263,7 +300,8 @@ class XLlamaModule(L.LightningModule):
             torch._foreach_mul_(grads, scale)
         # Logged as device tensors, read only when the logger writes (every log_every_n_steps):
         # a progress-bar value would be read on the host, waiting for the device, every step.
-        self.log("train/loss", loss_sum / tokens, rank_zero_only=True)
+        self._step_mean_loss = loss_sum / tokens
+        self.log("train/loss", self._step_mean_loss, rank_zero_only=True)
         self.log("train/response_tokens", tokens, rank_zero_only=True)
         self._step_loss = torch.zeros_like(self._step_loss)
         self._step_tokens = torch.zeros_like(self._step_tokens)
@@ -274,25 +312,71 @@ class XLlamaModule(L.LightningModule):
         gradient_clip_val: Optional[float] = None,
         gradient_clip_algorithm: Optional[str] = None,
     ) -> None:
-        """Clip the rescaled gradients by their global norm under every strategy and precision.
+        """Clip the rescaled gradients by their global norm under every strategy and precision,
+        then check the step is finite (:meth:`check_finite_step`).
 
         Lightning's own clipping refuses a fused optimizer under mixed precision and FSDP's
         precision plugin refuses norm clipping; bf16 has no loss scaler (fp16 gets an unfused
         optimizer, unscaled before this hook), so clipping here is exact. FSDP1 clips through
         its root module, FSDP2 and the rest through the DTensor-aware total norm.
         """
-        if not gradient_clip_val:
-            return
         parameters = [p for p in self.parameters() if p.grad is not None]
-        if gradient_clip_algorithm == "value":
-            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val, foreach=True)
-            return
         strategy = self.trainer.strategy
-        if isinstance(strategy, FSDPStrategy):
-            norm = strategy.model.clip_grad_norm_(gradient_clip_val)
-        else:
-            norm = clip_grad_norm(parameters, gradient_clip_val)
-        self.log("train/grad_norm", norm, rank_zero_only=True)
+        norm = None  # the norm before clipping: finite exactly when the clipped one is
+        if gradient_clip_val and gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(parameters, gradient_clip_val, foreach=True)
+        elif gradient_clip_val:
+            if isinstance(strategy, FSDPStrategy):
+                norm = strategy.model.clip_grad_norm_(gradient_clip_val)
+            else:
+                norm = clip_grad_norm(parameters, gradient_clip_val)
+            self.log("train/grad_norm", norm, rank_zero_only=True)
+        if norm is None and getattr(self.trainer.precision_plugin, "scaler", None) is None:
+            norm = grad_norm(parameters)
+            if isinstance(strategy, FSDPStrategy):  # each rank holds a shard of the gradients
+                norm = strategy.reduce(norm.square(), reduce_op="sum").sqrt()
+        self.check_finite_step(optimizer, norm)
+
+    def check_finite_step(self, optimizer, norm: Optional[torch.Tensor]) -> None:
+        """Stop, or skip the optimizer step (``on_nonfinite``), when the step's loss or gradient
+        norm is NaN or infinite. One host read a step: both values are reduced over the ranks, so
+        every rank decides the same. A skipped step has its gradients set to None, so the
+        optimizer leaves the weights and its state as they are."""
+        if self._step_mean_loss is None:
+            return
+        values = [self._step_mean_loss.float()]
+        if norm is not None:  # None under fp16: its loss scaler skips overflowing steps itself
+            values.append(norm.float().to(values[0].device))
+        if bool(torch.isfinite(torch.stack(values)).all()):
+            self._consecutive_skips = 0
+            return
+        step = self.trainer.global_step + 1  # the step being taken, counted from 1
+        learning_rate = optimizer.param_groups[0]["lr"]
+        found = f"the loss is {float(values[0]):.4g}"
+        if norm is not None:
+            found += f" and the gradient norm {float(values[1]):.4g}"
+        if self.hparams.on_nonfinite == "stop":
+            raise TrainingDiverged(
+                f"training diverged at optimizer step {step} (learning rate {learning_rate:.3g}): "
+                f"{found}; {WHAT_TO_TRY}"
+            )
+        self._consecutive_skips += 1
+        self.skipped_steps += 1
+        for parameter in self.parameters():
+            parameter.grad = None
+        limit = self.hparams.max_consecutive_skips
+        if self._consecutive_skips >= limit:
+            raise TrainingDiverged(
+                f"training diverged: optimizer steps {step - limit + 1}-{step} were all skipped "
+                f"(max_consecutive_skips={limit}; learning rate {learning_rate:.3g}); at step "
+                f"{step} {found}; {WHAT_TO_TRY}"
+            )
+        rank_zero_warn(
+            f"optimizer step {step} skipped (learning rate {learning_rate:.3g}): {found} "
+            f"({self._consecutive_skips} in a row, {self.skipped_steps} in all; training stops "
+            f"at max_consecutive_skips={limit})"
+        )
+        self.log("train/skipped_steps", float(self.skipped_steps), rank_zero_only=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss_sum, tokens = self.response_loss(batch)
@@ -388,11 +472,16 @@ class XLlamaModule(L.LightningModule):
             for k, v in trainer.callback_metrics.items()
             if k.startswith("val/") and v.numel() == 1
         }
-        return {"training_settings": settings, "evaluation": scores}
+        return {
+            "training_settings": settings,
+            "evaluation": scores,
+            "skipped_steps": self.skipped_steps,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Check the weights' shapes (a single-file checkpoint under a plain strategy; the sharding
         strategies check before they load) and keep this rank's RNG state for the first step."""
+        self.skipped_steps = int(checkpoint.get("skipped_steps") or 0)
         if "state_dict" in checkpoint and self.parameter_shapes:
             model_state = {
                 k: v.shape for k, v in checkpoint["state_dict"].items() if k.startswith("model.")

@@ -7,6 +7,10 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from lightning.pytorch.utilities import rank_zero_warn
+
+from lightning_xllama.checkpoint_io import checkpoint_problem
+
 MAX_CLAIM_TRIES = 1000
 VERSION_FOLDER = re.compile(r"version_(\d+)$")
 
@@ -40,6 +44,9 @@ def latest_last_checkpoint(root: str | Path) -> Path:
     """``last.ckpt`` of the newest ``version_N`` folder under ``root`` that has one (in
     ``checkpoints/`` or the folder itself): the checkpoint a restarted job resumes from.
 
+    A ``last.ckpt`` that would not load (truncated by a kill or a full disk while it was copied
+    in, a link to a removed file) is named, with the reason, and the newest checkpoint that
+    loads is taken instead: another one of that run, else one of an earlier run.
     Refuses, naming the candidates, when the newest such folder holds several ``last*.ckpt``
     (two checkpoint callbacks, or Lightning's ``last-v1.ckpt``), and when there is none.
     """
@@ -49,20 +56,53 @@ def latest_last_checkpoint(root: str | Path) -> Path:
         match = VERSION_FOLDER.match(folder.name)
         if match and folder.is_dir():
             versions.append((int(match.group(1)), folder))
-    for _, folder in sorted(versions, reverse=True):
+    folders = [folder for _, folder in sorted(versions, reverse=True)]
+    for index, folder in enumerate(folders):
         found = sorted(
             {*folder.glob("last*.ckpt"), *folder.glob("checkpoints/last*.ckpt")},
             key=lambda p: str(p),
         )
-        if len(found) == 1:
-            return found[0]
         if len(found) > 1:
             names = ", ".join(str(p) for p in found)
             raise ValueError(
                 f"--ckpt_path last is ambiguous: {folder} holds {names}; "
                 "pass the one to resume as --ckpt_path <file>"
             )
+        if not found:
+            continue
+        problem = checkpoint_problem(found[0])
+        if problem is None:
+            return found[0]
+        for candidate in _checkpoints_newest_first(folders[index:]):
+            if candidate != found[0] and checkpoint_problem(candidate) is None:
+                rank_zero_warn(
+                    f"--ckpt_path last: {found[0]} does not load ({problem}); resuming from "
+                    f"{candidate}, the newest checkpoint that does"
+                )
+                return candidate
+        raise ValueError(
+            f"--ckpt_path last: {found[0]} does not load ({problem}), and no other checkpoint "
+            f"under {root} does; pass one as --ckpt_path <file>, or train from the base model "
+            "without --ckpt_path"
+        )
     raise FileNotFoundError(
         f"--ckpt_path last: no version_N folder under {root} holds a last.ckpt "
         "(save one with a checkpoint callback's save_last: true, or pass --ckpt_path <file>)"
     )
+
+
+def _checkpoints_newest_first(folders: list[Path]) -> list[Path]:
+    """The ``*.ckpt`` files and sharded folders of each run folder (given newest run first),
+    within a run the most recently written first."""
+    ordered = []
+    for folder in folders:
+        found = {*folder.glob("*.ckpt"), *folder.glob("checkpoints/*.ckpt")}
+        ordered += sorted(found, key=_written_at, reverse=True)
+    return ordered
+
+
+def _written_at(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return 0.0

@@ -13,8 +13,17 @@ own. Readers ignore fields they do not know; :func:`read_run_record` refuses a n
 Fields (``RunRecordDict``; every value is plain JSON):
 
 - ``schema_version``: :data:`SCHEMA_VERSION` of the writer.
-- ``status``: ``running`` (written at fit start or at a checkpoint), ``finished`` (fit ended) or
-  ``exported`` (rebuilt by the ``export`` command from a checkpoint without a record).
+- ``status``: ``running`` (written at fit start or at a checkpoint), ``finished`` (fit ended),
+  ``stopped`` (SIGTERM or Ctrl-C), ``diverged`` (a NaN or infinite loss or gradient norm stopped
+  training, :class:`~lightning_xllama.divergence.TrainingDiverged`), ``failed`` (any other
+  exception) or ``exported`` (rebuilt by the ``export`` command from a checkpoint without a
+  record). Only a killed process (SIGKILL, out of memory) leaves ``running`` behind.
+- ``error``: with ``diverged`` and ``failed``, the exception's one line (``diverged``: the step,
+  the learning rate and what to try).
+- ``last_saved_step``: with ``stopped``, the optimizer steps in the latest checkpoint this run
+  saved (or the one it resumed from); null when none holds any of its steps.
+- ``skipped_steps``: optimizer steps skipped for a non-finite loss or gradient norm
+  (``XLlamaModule(on_nonfinite: skip_step)``).
 - ``started`` / ``updated``: UTC times (ISO 8601) the run started and the record was last written.
 - ``log_dir``: the trainer's log dir (where ``run.json`` lies); ``ckpt_path``: the checkpoint the
   fit resumed from, or null.
@@ -37,8 +46,10 @@ Fields (``RunRecordDict``; every value is plain JSON):
   first places, ``file:line``, per reason), ``duplicates`` (exact duplicates trained on, without
   ``dedupe``) and ``duplicates_at``, ``byte_order_marks`` (files whose leading UTF-8 BOM was
   stripped), ``held_out`` for validation, ``pass_examples`` (one pass), ``epoch_examples`` and
-  ``passes_per_epoch`` (above 1: repeated; below 1: part unseen), and ``validation``: its
-  held-out examples encoded, truncated and dropped by reason), ``validation`` (those summed) and
+  ``passes_per_epoch`` (above 1: repeated; below 1: part unseen), ``validation``: its
+  held-out examples encoded, truncated and dropped by reason, and ``length_check``: what
+  ``max_length`` did to its first training ``examples`` of ``pass_examples``, checked before step 1:
+  ``dropped`` by reason, ``truncated``, ``kept``), ``validation`` (those summed) and
   ``training`` (the training examples this rank 0 consumed so far: encoded, truncated, dropped
   by reason). ``fit`` prints it when it starts.
 - ``training_settings`` / ``evaluation``: what ``XLlamaModule.training_record()`` returns: ranks,
@@ -102,6 +113,15 @@ class EncodingCounts(TypedDict):
     dropped: dict[str, int]
 
 
+class LengthCheck(TypedDict):
+    max_length: int
+    examples: int
+    pass_examples: int
+    dropped: dict[str, int]
+    truncated: int
+    kept: int
+
+
 class StreamReport(TypedDict):
     name: str
     path: str
@@ -117,6 +137,7 @@ class StreamReport(TypedDict):
     epoch_examples: Optional[int]
     passes_per_epoch: Optional[float]
     validation: EncodingCounts
+    length_check: Optional[LengthCheck]
 
 
 class DataReport(TypedDict):
@@ -147,6 +168,9 @@ class RunRecordDict(TypedDict, total=False):
     data_report: Optional[DataReport]
     training_settings: dict[str, Any]
     evaluation: dict[str, float]
+    skipped_steps: int
+    error: Optional[str]
+    last_saved_step: Optional[int]
 
 
 def now() -> str:

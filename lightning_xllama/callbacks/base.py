@@ -28,11 +28,21 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama import distributed
-from lightning_xllama.evaluation.generation import generate_on_all_ranks
+from lightning_xllama.evaluation.generation import check_stop_rules, generate_on_all_ranks
 from lightning_xllama.evaluation.markdown import cell_text, markdown_table
 from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
 from lightning_xllama.prompts import Template, check_template, render_prompt
 from lightning_xllama.run_record import RUN_RECORD_FILE, read_run_record
+
+
+def check_at_least(owner: object, name: str, value: Any, low: int, optional: bool = False) -> None:
+    """Refuse, in one line naming ``owner``'s class, a setting that is not a whole number
+    ``>= low`` (or None, when ``optional``): at construction, not at the first validation."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if optional and value is None or whole and value >= low:
+        return
+    expected = f"a whole number >= {low}" + (" or None" if optional else "")
+    raise ValueError(f"{type(owner).__name__}: {name} must be {expected}, got {value!r}")
 
 
 @dataclass
@@ -133,8 +143,7 @@ class EvaluationCallback(L.Callback, ABC):
         before_training: bool = True,
         template: Optional[Template] = None,
     ):
-        if every_n_validations < 1:
-            raise ValueError(f"every_n_validations must be at least 1, got {every_n_validations}")
+        check_at_least(self, "every_n_validations", every_n_validations, 1)
         self.name, self.every_n_validations, self.before_training = (
             name,
             every_n_validations,
@@ -259,6 +268,12 @@ class GenerationSettings:
     write_samples: bool
     table_rows: int
     template: Optional[Template] = None
+    stop_at_newline: bool = False
+    repeat_ngram: int = 0
+    repeat_times: int = 0
+
+    def __post_init__(self):
+        check_stop_rules(self.repeat_ngram, self.repeat_times, self.num_beams, self.stop_at_newline)
 
     @classmethod
     def from_arguments(cls, arguments: Mapping[str, Any]) -> "GenerationSettings":
@@ -283,6 +298,10 @@ class GenerationEvaluation(EvaluationCallback):
     """
 
     def __init__(self, name: str, settings: GenerationSettings):
+        for setting, low in (("batch_size", 1), ("max_new_tokens", 1), ("num_beams", 1)):
+            check_at_least(self, setting, getattr(settings, setting), low)
+        check_at_least(self, "max_samples", settings.max_samples, 1, optional=True)
+        check_at_least(self, "table_rows", settings.table_rows, 0)
         super().__init__(
             name, settings.every_n_validations, settings.before_training, settings.template
         )
@@ -303,7 +322,10 @@ class GenerationEvaluation(EvaluationCallback):
         if self.off_target:
             self.identifier = build_identifier(languages, self.language_id_candidates)
 
-    def generate(self, model, tokenizer, prompts: list[str], sharded: bool) -> list[str]:
+    def generate(
+        self, model, tokenizer, prompts: list[str], sharded: bool, counts: Optional[dict] = None
+    ) -> list[str]:
+        """Outputs in input order; ``counts`` gets how many rows each stop rule ended."""
         return generate_on_all_ranks(
             model,
             tokenizer,
@@ -312,7 +334,18 @@ class GenerationEvaluation(EvaluationCallback):
             self.max_new_tokens,
             self.num_beams,
             sharded=sharded,
+            stop_at_newline=self.stop_at_newline,
+            repeat_ngram=self.repeat_ngram,
+            repeat_times=self.repeat_times,
+            counts=counts,
         )
+
+    def stop_metrics(self, key: str, counts: dict[str, int]) -> dict[str, float]:
+        """``{key}/stopped_newline``, ``stopped_repeating`` and ``hit_limit`` (rows that ran to
+        ``max_new_tokens``) when a stop rule is on; nothing otherwise."""
+        if not (self.stop_at_newline or self.repeat_ngram):
+            return {}
+        return {f"{key}/{rule}": float(count) for rule, count in counts.items()}
 
     def off_target_scores(
         self, outputs: list[str], expected_lang: str, device: torch.device

@@ -9,6 +9,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama.callbacks.run_record import RunRecord
+from lightning_xllama.divergence import TrainingDiverged, nonfinite_weights
 from lightning_xllama.export import (
     MODEL_PREFIX,
     LoraOutput,
@@ -39,6 +40,10 @@ class HFExport(L.Callback):
 
     A LoRA run gathers only the adapters; rank 0 puts them on a fresh copy of the base model and
     writes the merged model or the adapter folder.
+
+    A diverged run writes nothing: training stopped by a NaN or infinite loss never reaches the
+    end of ``fit``, and weights holding NaN or infinite values are refused before anything in
+    ``output_dir`` is replaced (:class:`~lightning_xllama.divergence.TrainingDiverged`).
 
     Args:
         output_dir: folder to write; new or empty, or an earlier export with ``overwrite``.
@@ -86,10 +91,16 @@ class HFExport(L.Callback):
                 full_state_dict=True, cpu_offload=True, ignore_frozen_params=lora
             ),
         )
+        state = {k[len(MODEL_PREFIX) :]: v for k, v in full.items() if k.startswith(MODEL_PREFIX)}
+        # rank 0 holds the gathered weights: it checks them, and every rank stops together
+        problem = nonfinite_weights(state.items()) if trainer.is_global_zero else None
+        problem = trainer.strategy.broadcast(problem)
+        if problem is not None:
+            raise TrainingDiverged(
+                f"HFExport: the trained weights are not finite: {problem}; nothing was written "
+                f"to {self.output_dir}"
+            )
         if trainer.is_global_zero:
-            state = {
-                k[len(MODEL_PREFIX) :]: v for k, v in full.items() if k.startswith(MODEL_PREFIX)
-            }
             model = pl_module.model
             if (
                 lora

@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import inspect
 import logging
+from collections import Counter
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -25,7 +27,12 @@ from torch.utils.data import DataLoader
 
 from lightning_xllama.data.allocation import read_allocation
 from lightning_xllama.data.collate import PadCollator
-from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_examples
+from lightning_xllama.data.encoding import (
+    IGNORE_INDEX,
+    EncodingReport,
+    Overflow,
+    encode_examples,
+)
 from lightning_xllama.data.loader import (
     Batching,
     DataPosition,
@@ -53,6 +60,13 @@ log = logging.getLogger(__name__)
 PLACES_SHOWN = 5
 """How many places (lines, records) a warning names before it says '...'."""
 
+LENGTH_CHECK_EXAMPLES = 4096
+"""Training examples of each stream that ``fit`` encodes before step 1 to count what
+``max_length`` loses (:meth:`MuITDataModule.check_lengths`): all of a smaller stream, else the
+first of epoch 0's order, which spans chunks drawn from the whole file."""
+NO_RESPONSE = "no response token left"
+"""Why the length check counts an encoded example with no trained token as lost."""
+
 DATA_PLAN_KEY = "data_plan"
 """Where the DataModule's ``state_dict`` (so each checkpoint) holds :meth:`MuITDataModule.data_plan`."""
 
@@ -74,7 +88,9 @@ class MuITDataModule(L.LightningDataModule):
             training examples summed.
         val_examples_per_stream: records held out of each stream for the validation loss (at
             most a tenth of the stream).
-        max_length: longest example in tokens (the paper: 512).
+        max_length: longest example in tokens (the paper: 512). ``fit`` encodes each stream's
+            first training examples before step 1: it stops when none keeps a response token
+            within the limit, and warns about a stream that loses more than half of them.
         overflow: what to do with a longer example: ``truncate`` its response or ``drop`` it
             (both counted and reported).
         template: ``alpaca`` (the package's Alpaca prompt), ``alpaca_official`` (the paper's: ends
@@ -151,6 +167,18 @@ class MuITDataModule(L.LightningDataModule):
         predict_direction: Optional[str] = None,
     ):
         super().__init__()
+        self._check_ranges(
+            examples_per_epoch=examples_per_epoch,
+            val_examples_per_stream=val_examples_per_stream,
+            max_length=max_length,
+            pack_length=pack_length,
+            group_batches=group_batches,
+            pad_to_multiple_of=pad_to_multiple_of,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            shuffle_window=shuffle_window,
+        )
         import_language_modules(language_modules or [])
         self.streams = [s if isinstance(s, Stream) else Stream(**s) for s in streams]
         if not self.streams:
@@ -162,11 +190,7 @@ class MuITDataModule(L.LightningDataModule):
             )
         if allocation is not None:
             self.streams = apply_allocation(self.streams, allocation)
-        self._check_settings(
-            stop, examples_per_epoch, batching, pack_length, max_length, batch_size
-        )
-        if pad_to_multiple_of < 1:
-            raise ValueError(f"pad_to_multiple_of must be >= 1, got {pad_to_multiple_of}")
+        self._check_settings(stop, examples_per_epoch, batching, pack_length, max_length)
         self.save_hyperparameters(ignore=["streams"])
         if "streams" in inspect.signature(type(self).__init__).parameters:  # saved as plain values
             self.hparams["streams"] = [dataclasses.asdict(s) for s in self.streams]
@@ -177,12 +201,34 @@ class MuITDataModule(L.LightningDataModule):
         self.val_report = EncodingReport()
         self.val_reports: dict[str, EncodingReport] = {}  # per stream label
         self.train_report = EncodingReport()
+        self.length_checks: Optional[list[Optional[dict]]] = None  # by check_lengths
         self.position = DataPosition()
         self._tokenizer = None
 
-    def _check_settings(
-        self, stop, examples_per_epoch, batching, pack_length, max_length, batch_size
-    ) -> None:
+    def _check_ranges(self, **values) -> None:
+        """Each number in its range, refused here with one line rather than by numpy, a division
+        or the first validation pass later on."""
+        at_least = {  # setting: (lowest value, None allowed)
+            "examples_per_epoch": (1, True),
+            "val_examples_per_stream": (0, False),
+            "max_length": (2, False),
+            "pack_length": (2, True),
+            "group_batches": (1, False),
+            "pad_to_multiple_of": (1, False),
+            "batch_size": (1, False),
+            "eval_batch_size": (1, True),
+            "num_workers": (0, False),
+            "shuffle_window": (1, False),
+        }
+        for name, value in values.items():
+            low, optional = at_least[name]
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if optional and value is None or whole and value >= low:
+                continue
+            expected = f"a whole number >= {low}" + (" or None" if optional else "")
+            raise ValueError(f"{type(self).__name__}: {name} must be {expected}, got {value!r}")
+
+    def _check_settings(self, stop, examples_per_epoch, batching, pack_length, max_length) -> None:
         if stop is not None and stop not in STOP_RULES:
             raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
         counted = [s.label for s in self.streams if s.count is not None]
@@ -204,10 +250,6 @@ class MuITDataModule(L.LightningDataModule):
             raise ValueError(
                 f"pack_length ({pack_length}) must hold the longest example (max_length {max_length})"
             )
-        if batch_size < 1 or max_length < 2:
-            raise ValueError(
-                f"batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}"
-            )
 
     @property
     def tokenizer(self):
@@ -227,11 +269,17 @@ class MuITDataModule(L.LightningDataModule):
             stream.index(stream.open(h.cache_dir), h.dedupe, h.cache_dir)
 
     def setup(self, stage: str) -> None:
+        """Read the streams (index, held-out validation set, epoch plan). Under a Trainer's
+        ``fit``, also :meth:`check_lengths` before step 1."""
         if stage == "predict":
             self.predict_set = self._read_predict_file()
             return
-        if self.readers:
-            return
+        if not self.readers:
+            self._read_streams()
+        if stage == "fit" and self.trainer is not None and self.length_checks is None:
+            self.check_lengths()
+
+    def _read_streams(self) -> None:
         h = self.hparams
         self.val_set, self.val_report, self.val_reports = [], EncodingReport(), {}
         for stream in self.streams:
@@ -270,12 +318,79 @@ class MuITDataModule(L.LightningDataModule):
         log.info("epoch plan: %s", dict(zip([s.label for s in self.streams], self.counts)))
         log.info("validation set: %s", self.val_report.summary())
 
+    def check_lengths(self) -> list[Optional[dict]]:
+        """Encode each trained stream's training examples (all of them, or the first
+        :data:`LENGTH_CHECK_EXAMPLES` of epoch 0's shuffled order) and count what ``max_length``
+        loses: examples dropped, and examples left with no response token (no loss on them).
+
+        Training examples are otherwise encoded only as they are read, so without this a run
+        whose every example is too long would train on nothing for a whole epoch. Raises a
+        ValueError naming every stream and its counts when no example is kept; warns about a
+        stream that loses more than half its examples. ``setup("fit")`` calls it under a Trainer.
+        Returns a :meth:`data_report` ``length_check`` per stream (None: left out of the epoch).
+        """
+        h = self.hparams
+        checks: list[Optional[dict]] = []
+        for reader, count in zip(self.readers, self.counts):
+            checks.append(self._length_check(reader) if count else None)
+        self.length_checks = checks
+        trained = [(r, c) for r, c in zip(self.readers, checks) if c is not None]
+        if not any(c["kept"] for _, c in trained):
+            streams = "; ".join(
+                f"{r.stream.label} ({r.stream.path}): {_stream_counts(r, c)}" for r, c in trained
+            )
+            truncate = ", or set overflow: truncate" if h.overflow == "drop" else ""
+            raise ValueError(
+                f"nothing to train on: no training example keeps a response token within "
+                f"max_length {h.max_length} (overflow {h.overflow}). {streams}. Raise max_length "
+                f"above the prompts' length (`data stats` shows the lengths){truncate}, or check "
+                "that the files hold the records the streams expect"
+            )
+        for reader, check in trained:
+            lost = check["examples"] - check["kept"]
+            if 2 * lost > check["examples"]:
+                rank_zero_warn(
+                    f"stream {reader.stream.label}: {lost} of {check['examples']} training "
+                    f"examples{_checked(check)} lost to max_length {h.max_length} "
+                    f"({_reasons(check['dropped'])}); raise max_length to train on them"
+                )
+        return checks
+
+    def _length_check(self, reader: StreamReader) -> dict:
+        """What ``max_length`` does to a stream's first training examples (see
+        :meth:`check_lengths`)."""
+        examples = min(reader.size, LENGTH_CHECK_EXAMPLES)
+        items = reader.items(0, 0, examples)
+        dropped: Counter = Counter()
+        truncated = kept = 0
+        while block := list(islice(items, 512)):
+            for encoded in self.encode([reader.example(item) for item in block]):
+                if "dropped" in encoded:
+                    dropped[encoded["dropped"]] += 1
+                elif all(label == IGNORE_INDEX for label in encoded["labels"]):
+                    dropped[NO_RESPONSE] += 1
+                else:
+                    kept += 1
+                    truncated += encoded["truncated"]
+        return {
+            "max_length": self.hparams.max_length,
+            "examples": examples,
+            "pass_examples": reader.size,
+            "dropped": dict(dropped),
+            "truncated": truncated,
+            "kept": kept,
+        }
+
     def plan_counts(self) -> list[int]:
         """Examples each stream gives an epoch (see ``data/mixing.py``)."""
         sizes = [reader.size for reader in self.readers]
-        for stream, size in zip(self.streams, sizes):
+        for reader, size in zip(self.readers, sizes):
+            stream = reader.stream
             if size == 0 and stream.weight != 0 and stream.count != 0:
-                raise ValueError(f"stream {stream.label} ({stream.path}) has no usable examples")
+                raise ValueError(
+                    f"stream {stream.label} ({stream.path}) has no usable examples: "
+                    f"{_stream_counts(reader)}"
+                )
         if any(s.count is not None for s in self.streams):
             return [
                 s.count * s.multiplicity if s.count is not None else size
@@ -542,12 +657,15 @@ class MuITDataModule(L.LightningDataModule):
         """What reading and encoding did so far (``run_record.DataReport``): per stream the units
         read, skipped (by reason, with the first places), exact duplicates kept, byte-order marks
         stripped, held out, one pass's examples, an epoch's examples and how many times the epoch
-        goes through the pass, and the validation examples truncated or dropped; the training
-        examples this process consumed (encoded as they are read, so counted as training goes)."""
+        goes through the pass, the validation examples truncated or dropped, and the
+        ``length_check`` of :meth:`check_lengths` (None before it ran, or for a stream left out
+        of the epoch); the training examples this process consumed (encoded as they are read, so
+        counted as training goes)."""
         streams = []
         counts = (
             self.counts if len(self.counts) == len(self.readers) else [None] * len(self.readers)
         )
+        checks = self.length_checks or [None] * len(self.readers)
         for reader, epoch_examples in zip(self.readers, counts):
             index, label = reader.index, reader.stream.label
             usable = index.usable_units  # a pass over every unit's bit: counted once
@@ -571,6 +689,7 @@ class MuITDataModule(L.LightningDataModule):
                         else None
                     ),
                     "validation": _counts(self.val_reports.get(label, EncodingReport())),
+                    "length_check": checks[len(streams)],
                 }
             )
         return {
@@ -612,6 +731,30 @@ class MuITDataModule(L.LightningDataModule):
 
 def _records(records: list[dict]) -> list[dict]:
     return records
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"
+
+
+def _checked(check: dict) -> str:
+    """`` checked`` when the length check encoded only a stream's first examples."""
+    return "" if check["examples"] == check["pass_examples"] else " checked"
+
+
+def _stream_counts(reader: StreamReader, check: Optional[dict] = None) -> str:
+    """A stream's figures in a message: units read, skipped by reason, held out, and (after
+    :meth:`MuITDataModule.check_lengths`) the training examples dropped for length and kept."""
+    index = reader.index
+    held_out = index.usable_units - reader.size // reader.stream.multiplicity
+    text = f"{index.units} units read, skipped: {_reasons(index.skipped)}, {held_out} held out"
+    if check is None:
+        return text
+    lost = sum(check["dropped"].values())
+    return (
+        f"{text}, {check['examples']} of {check['pass_examples']} training examples checked: "
+        f"{lost} dropped for length ({_reasons(check['dropped'])}), {check['kept']} kept"
+    )
 
 
 def _counts(report: EncodingReport) -> dict:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import math
 import os
 import signal
+import warnings
 from dataclasses import dataclass
 from itertools import islice
 from typing import Callable, Iterator, Literal, Optional, Sequence
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lightning_xllama.data.encoding import IGNORE_INDEX
@@ -257,6 +259,10 @@ class ResumableLoader:
         # inexact with workers; here every worker's share is planned, so it is exact
         self.mixture, self.position, self.num_workers = dataset, position, num_workers
         self.current_epoch = current_epoch
+        self._resumed_note = False
+        # Lightning warns on a mid-epoch resume unless the loader has state_dict/load_state_dict;
+        # this loader's position is restored by the DataModule instead (one note in __iter__)
+        warnings.filterwarnings("ignore", message=NOT_RESUMABLE_WARNING)
 
     def __len__(self) -> int:
         return len(self.mixture)
@@ -268,6 +274,12 @@ class ResumableLoader:
         if epoch != self.position.epoch:
             self.position.epoch, self.position.batches = epoch, 0
         self.mixture.position = DataPosition(self.position.epoch, self.position.batches)
+        if self.position.batches and not self._resumed_note:
+            self._resumed_note = True
+            rank_zero_info(
+                f"training data resumes at epoch {self.position.epoch}, batch "
+                f"{self.position.batches}: the position saved in the checkpoint"
+            )
         if self.num_workers:
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers are forked
         yield from DataLoader(
@@ -278,9 +290,15 @@ class ResumableLoader:
         )
 
 
+NOT_RESUMABLE_WARNING = r"You're resuming from a checkpoint that ended before the epoch ended"
+"""Start of Lightning's warning for a mid-epoch resume with a loader it cannot restore."""
+
+
 def ignore_sigterm(worker_id: int) -> None:
     """A loader worker outlives a SIGTERM sent to the whole process group (a scheduler's
-    pre-emption): the main process finishes its step, saves and then shuts the workers down.
-    A worker killed by the signal would crash the run before it could save. Workers still exit
-    when the main process dies (the DataLoader's watchdog)."""
+    pre-emption), and a Ctrl-C (SIGINT, sent to the whole foreground group): the main process
+    finishes its step, saves and then shuts the workers down. A worker killed by the signal
+    would crash the run before it could save. Workers still exit when the main process dies
+    (the DataLoader's watchdog)."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

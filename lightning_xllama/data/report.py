@@ -7,8 +7,9 @@ from typing import Optional
 
 
 def data_report_text(report: dict, pad_token: Optional[dict] = None) -> str:
-    """Lines for a person: a table per stream, then every skip, duplicate and byte-order mark
-    named, then the validation set and the padding token. (Streams an epoch repeats more than
+    """Lines for a person: a table per stream, then every skip, duplicate, byte-order mark and
+    loss to ``max_length`` (the length check ``fit`` makes before step 1) named, then the
+    validation set and the padding token. (Streams an epoch repeats more than
     twice or leaves half unseen are warned about when the DataModule plans the epoch.)"""
     header = (
         f"{'stream':24} {'units':>9} {'skipped':>8} {'dupes':>7} {'held out':>8} "
@@ -56,4 +57,15 @@ def _stream_notes(stream: dict) -> list[str]:
         )
     for path in stream.get("byte_order_marks", []):
         notes.append(f"  {name}: UTF-8 byte-order mark stripped from the start of {path}")
+    check = stream.get("length_check")
+    if check and (check["dropped"] or check["truncated"]):
+        lost = sum(check["dropped"].values())
+        checked = "" if check["examples"] == check["pass_examples"] else " checked"
+        reasons = ", ".join(f"{n} {reason}" for reason, n in check["dropped"].items())
+        notes.append(
+            f"  {name}: {lost} of {check['examples']} training examples{checked} lost to "
+            f"max_length {check['max_length']}"
+            + (f" ({reasons})" if reasons else "")
+            + f", {check['truncated']} truncated"
+        )
     return notes

@@ -48,11 +48,62 @@ class DataFormatError(ValueError):
     """A data file does not have the expected format; the message names file and line."""
 
 
-def _check_exists(path: str | Path) -> Path:
+EXPECTED_FILE = {
+    "json": "a .json file holding a list of Alpaca records",
+    "jsonl": "a .jsonl file of Alpaca records, one JSON object a line",
+    "instructions": "a .json (a list) or .jsonl (one a line) file of Alpaca records",
+    "tsv": "a .tsv file of sentence pairs, one pair a line",
+    "text": "a UTF-8 text file",
+}
+"""What each kind of data path must name, for the message when it names a folder."""
+FOLDER_ENTRIES_SHOWN = 5
+
+
+def _check_exists(path: str | Path, expected: str = EXPECTED_FILE["text"]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not a file: expected {expected}")
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     return path
+
+
+def aligned_prefixes(folder: Path, lang: str) -> list[str]:
+    """The aligned-text prefixes in ``folder``: each ``X`` with ``X.en`` and ``X.{lang}`` files."""
+    return sorted(
+        str(p.with_suffix(""))
+        for p in folder.glob("*.en")
+        if p.is_file() and p.with_suffix(f".{lang}").is_file()
+    )
+
+
+def folder_instead_of_file(path: str | Path, format: str, lang: str) -> Optional[str]:
+    """Why ``path`` cannot be a training source of ``format`` (``json``, ``jsonl``, ``tsv``,
+    ``text``; ``instructions`` for either JSON form) when it names a folder, saying what it should
+    name and what in the folder fits; None when it is no folder, or ``text`` and ``{path}.en``
+    exists (an aligned-text prefix may share its name with a folder)."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    if format == "text":
+        if Path(f"{path}.en").is_file():
+            return None
+        expected = (
+            f"an aligned-text prefix (files {path}.en and {path}.{lang}, Moses/OPUS) or "
+            f"{EXPECTED_FILE['tsv']}"
+        )
+        fits = aligned_prefixes(path, lang) + sorted(str(p) for p in path.glob("*.tsv"))
+    else:
+        expected = EXPECTED_FILE.get(format, "a data file")
+        suffixes = {"json": (".json",), "jsonl": (".jsonl",), "tsv": (".tsv",)}.get(
+            format, (".json", ".jsonl")
+        )
+        fits = sorted(str(p) for p in path.iterdir() if p.suffix in suffixes)
+    message = f"{path} is a folder: expected {expected}"
+    if fits:
+        shown = ", ".join(fits[:FOLDER_ENTRIES_SHOWN])
+        message += f"; in it: {shown}{', ...' if len(fits) > FOLDER_ENTRIES_SHOWN else ''}"
+    return message
 
 
 def _not_utf8(path: Path, line: int, column: int, err: UnicodeDecodeError) -> DataFormatError:
@@ -147,7 +198,7 @@ def read_instructions(
 
     ``require_output=False`` reads prompts to answer (``predict``), whose output is unknown.
     """
-    path = _check_exists(path)
+    path = _check_exists(path, EXPECTED_FILE["instructions"])
     if path.suffix == ".jsonl":
         count = 0
         for number, line in enumerate(read_lines(path), start=1):
@@ -279,7 +330,7 @@ class JsonlInstructions(Source):
     kind = "instructions"
 
     def __init__(self, path: str | Path):
-        self.path = _check_exists(path)
+        self.path = _check_exists(path, EXPECTED_FILE["jsonl"])
 
     def fingerprint(self) -> str:
         return f"jsonl:{_file_stamp(self.path)}"
@@ -320,7 +371,7 @@ class JsonInstructions(Source):
     kind = "instructions"
 
     def __init__(self, path: str | Path):
-        self.path = _check_exists(path)
+        self.path = _check_exists(path, EXPECTED_FILE["json"])
         self._records: Optional[list] = None
 
     def fingerprint(self) -> str:
@@ -363,6 +414,9 @@ class AlignedText(Source):
     kind = "parallel"
 
     def __init__(self, prefix: str | Path, lang: str):
+        folder = folder_instead_of_file(prefix, "text", lang)
+        if folder is not None:
+            raise FileNotFoundError(folder)
         self.paths = (_check_exists(f"{prefix}.en"), _check_exists(f"{prefix}.{lang}"))
 
     def fingerprint(self) -> str:
@@ -418,7 +472,7 @@ class TsvPairs(Source):
     kind = "parallel"
 
     def __init__(self, path: str | Path, columns: Optional[dict[str, Union[int, str]]] = None):
-        self.path = _check_exists(path)
+        self.path = _check_exists(path, EXPECTED_FILE["tsv"])
         self.width = self._first_width()
         if columns is None:
             columns = {"score": 0, "en": 1, "x": 2} if self.width >= 3 else {"en": 0, "x": 1}

@@ -30,6 +30,7 @@ from lightning_xllama.data.sources import (
     Record,
     Source,
     TsvPairs,
+    folder_instead_of_file,
 )
 from lightning_xllama.data.tasks import Direction, pair_examples
 from lightning_xllama.languages import get_language
@@ -93,6 +94,10 @@ class Stream:
             raise ValueError(
                 f"{where}: direction must be 'en-x', 'x-en' or 'both', got {self.direction!r}"
             )
+        if self.format != "hf":  # a folder named where a file is expected: say so, now
+            folder = folder_instead_of_file(self.path, self._expected_file(), self.lang)
+            if folder is not None:
+                raise ValueError(f"{where}: {folder}")
         if self.format is None:
             suffix = Path(self.path).suffix
             self.format = {".json": "json", ".jsonl": "jsonl", ".tsv": "tsv"}.get(suffix, "text")
@@ -113,6 +118,14 @@ class Stream:
             raise ValueError(
                 f"{where}: min_score filters TSV pairs with a score column; {self.path} is {self.format}"
             )
+
+    def _expected_file(self) -> str:
+        """What ``path`` must name (a key of ``sources.EXPECTED_FILE``), the format unset too."""
+        if self.format is not None:
+            return self.format
+        if self.kind == "instructions":
+            return "instructions"
+        return "tsv" if Path(self.path).suffix == ".tsv" else "text"
 
     @property
     def label(self) -> str:

@@ -228,7 +228,7 @@ def test_ckpt_path_last_takes_the_newest_version_with_one_and_refuses_ambiguity(
     }.items():
         (logs / f"version_{version}" / "checkpoints").mkdir(parents=True)
         for name in files:
-            (logs / f"version_{version}" / name).write_text("")
+            torch.save({}, logs / f"version_{version}" / name)  # a checkpoint that loads
     assert latest_last_checkpoint(logs) == logs / "version_2" / "checkpoints" / "last.ckpt"
     (logs / "version_3" / "checkpoints" / "last-v1.ckpt").write_text("")
     (logs / "version_3" / "checkpoints" / "last.ckpt").write_text("")

@@ -83,6 +83,9 @@ def sample_record() -> RunRecordDict:
         },
         "training_settings": {"world_size": 1, "effective_batch_size": 4},
         "evaluation": {"val/loss": 2.5},
+        "skipped_steps": 0,
+        "error": None,  # with diverged and failed: the exception's line
+        "last_saved_step": None,  # with stopped
     }
 
 
