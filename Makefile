@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,comet,bleurt,judge,benchmarks,loggers,lora]"
+	$(BIN)/python -m pip install -q -e ".[test,comet,bleurt,judge,benchmarks,loggers,lora,gguf]"
 	# unbabel-comet pins jsonargparse/numpy/torchmetrics versions that break LightningCLI: install it alone
 	$(BIN)/python -m pip install -q --no-deps unbabel-comet==2.2.7
 	touch $(STAMP)

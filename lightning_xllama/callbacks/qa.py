@@ -145,6 +145,13 @@ class QAEvaluation(GenerationEvaluation):
         write_samples: write every answer of each pass to ``{log_dir}/{name}/{set}-step{N}.jsonl``
             and the first ``table_rows`` as a markdown table next to it.
         table_rows: sample answers sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
+        stop_at_newline: end each output at its first line break after some text (single-line
+            tasks such as sentence translation; off as the paper decoded).
+        repeat_ngram: with ``repeat_times``, end an output whose latest ``repeat_ngram`` tokens
+            occurred ``repeat_times`` times (a model repeating itself); 0: off, as the paper
+            decoded. The rows each rule ended are logged as ``stopped_newline`` and
+            ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
+        repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
     """
 
     progress_bar_metric = "paper_match"
@@ -170,6 +177,9 @@ class QAEvaluation(GenerationEvaluation):
         before_training: bool = True,
         write_samples: bool = True,
         table_rows: int = 8,
+        stop_at_newline: bool = False,
+        repeat_ngram: int = 0,
+        repeat_times: int = 0,
     ):
         super().__init__(name, GenerationSettings.from_arguments(locals()))
         self.languages, self.files = list(languages or []), dict(files or {})
@@ -247,7 +257,8 @@ class QAEvaluation(GenerationEvaluation):
                 self.prompt_for(*qa_fields(example, self.prompt_style), tokenizer)
                 for example in qa_set.examples
             ]
-            outputs = self.generate(model, tokenizer, prompts, sharded)
+            stops: dict[str, int] = {}
+            outputs = self.generate(model, tokenizer, prompts, sharded, stops)
             answers = [
                 qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)
             ]
@@ -271,6 +282,7 @@ class QAEvaluation(GenerationEvaluation):
             for rules in RULES:
                 for name, value in scores[rules].items():
                     result.metrics[f"{key}/{rules}/{name}"] = value
+            result.metrics.update(self.stop_metrics(key, stops))
             for metric_name, value in self.off_target_scores(outputs, qa_set.lang, device).items():
                 result.metrics[f"{key}/{metric_name}"] = value
             result.samples[set_name] = [

@@ -96,6 +96,13 @@ class TranslationEvaluation(GenerationEvaluation):
         write_samples: write every output of each pass to ``{log_dir}/{name}/{src}-{tgt}-step{N}.jsonl``
             and the first ``table_rows`` as a markdown table next to it.
         table_rows: sample translations sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
+        stop_at_newline: end each output at its first line break after some text (single-line
+            tasks such as sentence translation; off as the paper decoded).
+        repeat_ngram: with ``repeat_times``, end an output whose latest ``repeat_ngram`` tokens
+            occurred ``repeat_times`` times (a model repeating itself); 0: off, as the paper
+            decoded. The rows each rule ended are logged as ``stopped_newline`` and
+            ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
+        repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
     """
 
     progress_bar_metric = "chrf_pp"
@@ -125,6 +132,9 @@ class TranslationEvaluation(GenerationEvaluation):
         before_training: bool = True,
         write_samples: bool = True,
         table_rows: int = 8,
+        stop_at_newline: bool = False,
+        repeat_ngram: int = 0,
+        repeat_times: int = 0,
     ):
         super().__init__(name, GenerationSettings.from_arguments(locals()))
         self.test_sets_spec = ParallelTestSets(
@@ -173,11 +183,13 @@ class TranslationEvaluation(GenerationEvaluation):
             instruction = translation_prompt_instruction(src, tgt)
             sources = [source for source, _ in pairs]
             references = [reference for _, reference in pairs]
+            stops: dict[str, int] = {}
             hypotheses = self.generate(
                 model,
                 tokenizer,
                 [self.prompt_for(instruction, s, tokenizer) for s in sources],
                 sharded,
+                stops,
             )
             scores = corpus_scores(hypotheses, references, tgt, self.spm_model, self.spm_name)
             key = f"{self.name}/{direction}"
@@ -220,6 +232,7 @@ class TranslationEvaluation(GenerationEvaluation):
                 details["bleurt_signature"] = signature
                 for record, segment in zip(records, segments):
                     record["bleurt"] = round(segment, 4)
+            result.metrics.update(self.stop_metrics(key, stops))
             for metric, value in self.off_target_scores(hypotheses, tgt, device).items():
                 result.metrics[f"{key}/{metric}"] = value
             result.samples[direction] = records

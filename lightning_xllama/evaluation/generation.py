@@ -2,14 +2,20 @@
 
 Prompts are sorted by length so each batch pads little, left-padded so every row ends at the
 same position, decoded with the KV cache until EOS or ``max_new_tokens``, and returned in input
-order. Under DDP/FSDP each rank generates a contiguous share and the results are gathered once;
+order. A base model that babbles (repeats itself up to the limit) makes every prompt cost
+``max_new_tokens``; two optional stop rules end such a row early, each row on its own
+(:class:`RowStops`): ``stop_at_newline`` for single-line tasks, and a repetition guard
+(``repeat_ngram``, ``repeat_times``). How many rows each rule ended is counted. Under DDP/FSDP each rank generates a contiguous share and the results are gathered once;
 every rank runs the same number of batches (and ``synced_gpus`` keeps sharded models in step),
 since a rank that skips a forward hangs the others.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+from transformers import StoppingCriteria
 
 from lightning_xllama import distributed
 from lightning_xllama.prompts import chat_end_of_turn
@@ -26,6 +32,109 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return list(dict.fromkeys(i for i in ids if i is not None))
 
 
+STOP_COUNTS = ("stopped_newline", "stopped_repeating", "hit_limit")
+"""Keys of the counts :func:`generate` fills: rows ended by ``stop_at_newline``, by the
+repetition guard, and rows that ran to ``max_new_tokens`` without EOS or a stop rule."""
+
+
+def check_stop_rules(
+    repeat_ngram: int, repeat_times: int, num_beams: int = 1, stop_at_newline: bool = False
+) -> None:
+    """Refuse stop-rule settings that cannot work, naming them: counts below 0, one of the pair
+    without the other, a guard that would end a row at its first n-gram, or beam search (beams of
+    one prompt are not rows that end on their own)."""
+    for name, value in (("repeat_ngram", repeat_ngram), ("repeat_times", repeat_times)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0 (0: off), got {value!r}")
+    if (repeat_ngram == 0) != (repeat_times == 0):
+        raise ValueError(
+            "the repetition guard needs both repeat_ngram (n-gram length) and repeat_times (how "
+            f"many occurrences end a row), or neither; got repeat_ngram={repeat_ngram}, "
+            f"repeat_times={repeat_times}"
+        )
+    if repeat_times == 1:
+        raise ValueError("repeat_times must be at least 2: one occurrence is not a repetition")
+    if (repeat_ngram or stop_at_newline) and num_beams != 1:
+        raise ValueError(
+            f"stop_at_newline and the repetition guard need num_beams 1 (greedy), got {num_beams}"
+        )
+
+
+def newline_tables(tokenizer, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per token id (``size`` ids): whether its text holds a newline, whether it holds visible
+    text, and whether it holds visible text before its first newline. Special tokens hold no
+    text; ids beyond the tokenizer hold nothing."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=True)
+    texts = texts[:size] + [""] * (size - len(texts))
+    newline = torch.tensor(["\n" in text for text in texts], dtype=torch.bool)
+    visible = torch.tensor([bool(text.strip()) for text in texts], dtype=torch.bool)
+    leading = torch.tensor([bool(text.split("\n", 1)[0].strip()) for text in texts])
+    return newline, visible, leading
+
+
+class RowStops(StoppingCriteria):
+    """Stop rules that end each row of a batch on its own, computed on the device for the whole
+    batch at each step (transformers ends a row when any criterion says so, and the batch when
+    all rows have ended).
+
+    - newline: the row's latest token holds a newline after visible text (a newline before any
+      text, e.g. right after the prompt, does not end it);
+    - repetition: the row's latest ``repeat_ngram`` tokens occur ``repeat_times`` times among its
+      generated tokens (a loop of any period up to that length ends after ``repeat_times`` turns).
+
+    ``reason`` keeps why each row ended: 0 still running or ended by EOS (rows that ended on a
+    stop token are left alone afterwards: their padding is not text), 1 newline, 2 repetition.
+    """
+
+    NEWLINE, REPEATING = 1, 2
+
+    def __init__(
+        self,
+        prompt_width: int,
+        stop_ids: list[int],
+        newline: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None,
+        repeat_ngram: int = 0,
+        repeat_times: int = 0,
+    ):
+        self.prompt_width = prompt_width
+        self.stop_ids = torch.tensor(stop_ids, dtype=torch.long)
+        self.newline = newline
+        self.repeat_ngram, self.repeat_times = repeat_ngram, repeat_times
+        self.done: Optional[torch.Tensor] = None
+        self.reason: Optional[torch.Tensor] = None
+        self.has_text: Optional[torch.Tensor] = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        device = input_ids.device
+        last = input_ids[:, -1]
+        if self.done is None:
+            rows = input_ids.shape[0]
+            self.done = torch.zeros(rows, dtype=torch.bool, device=device)
+            self.reason = torch.zeros(rows, dtype=torch.long, device=device)
+            self.has_text = torch.zeros(rows, dtype=torch.bool, device=device)
+            self.stop_ids = self.stop_ids.to(device)
+            if self.newline is not None:
+                self.newline = tuple(table.to(device) for table in self.newline)
+        self.done |= torch.isin(last, self.stop_ids)
+        if self.newline is not None:
+            newline, visible, leading = self.newline
+            token = last.clamp(0, newline.shape[0] - 1)
+            at_newline = newline[token] & (self.has_text | leading[token]) & ~self.done
+            self.has_text |= visible[token]
+            self._end(at_newline, self.NEWLINE)
+        generated = input_ids[:, self.prompt_width :]
+        n = self.repeat_ngram
+        if n and generated.shape[1] >= n * self.repeat_times:
+            windows = generated.unfold(1, n, 1)  # (rows, positions, n)
+            occurrences = (windows == windows[:, -1:, :]).all(dim=-1).sum(dim=1)
+            self._end((occurrences >= self.repeat_times) & ~self.done, self.REPEATING)
+        return self.done.clone()
+
+    def _end(self, rows: torch.Tensor, reason: int) -> None:
+        self.reason = torch.where(rows, torch.full_like(self.reason, reason), self.reason)
+        self.done |= rows
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -36,14 +145,23 @@ def generate(
     num_beams: int = 1,
     synced_gpus: bool = False,
     min_batches: int = 0,
+    stop_at_newline: bool = False,
+    repeat_ngram: int = 0,
+    repeat_times: int = 0,
+    counts: Optional[dict[str, int]] = None,
 ) -> list[str]:
     """Responses to ``prompts`` (the generated text only, special tokens removed).
 
     ``min_batches`` pads the work with repeats of the last batch so that every rank runs the
     same number of forward passes. The tokenizer adds its BOS, except to a prompt that already
     starts with it (chat templates write it), so every prompt has one BOS, as in training.
-    Generation ends at any of :func:`stop_token_ids`.
+    Generation ends at any of :func:`stop_token_ids`, and per row at the stop rules
+    (:class:`RowStops`): with ``stop_at_newline`` a response is its first line; with
+    ``repeat_ngram`` and ``repeat_times`` (0: off) a row ends once its latest ``repeat_ngram``
+    tokens occurred ``repeat_times`` times. ``counts``, when given, gets the rows of
+    :data:`STOP_COUNTS` added (real prompts only, not the filler batches).
     """
+    check_stop_rules(repeat_ngram, repeat_times, num_beams, stop_at_newline)
     encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
     bos = tokenizer.bos_token_id
     if bos is not None:  # a prompt that writes its own BOS (chat templates) gets no second one
@@ -60,6 +178,14 @@ def generate(
     outputs: dict[int, str] = {}
     pad_id = tokenizer.pad_token_id
     stop = stop_token_ids(model, tokenizer)
+    rules = stop_at_newline or repeat_ngram > 0
+    newline = None
+    if stop_at_newline:
+        size = max(len(tokenizer), model.get_output_embeddings().weight.shape[0])
+        newline = newline_tables(tokenizer, size)
+    if counts is not None:
+        for key in STOP_COUNTS:
+            counts.setdefault(key, 0)
     try:
         for batch_index, batch in enumerate(batches):
             if not batch:  # a rank with no prompts still steps along with the others
@@ -72,6 +198,7 @@ def generate(
             for row, ids in enumerate(batch_ids):
                 input_ids[row, width - len(ids) :] = torch.tensor(ids)
                 attention_mask[row, width - len(ids) :] = 1
+            row_stops = RowStops(width, stop, newline, repeat_ngram, repeat_times)
             generated = model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
@@ -82,15 +209,39 @@ def generate(
                 eos_token_id=stop,
                 pad_token_id=pad_id,
                 synced_gpus=synced_gpus,
+                stopping_criteria=[row_stops] if rules else None,
             )
             if batch_index >= n_real:
                 continue
             texts = tokenizer.batch_decode(generated[:, width:], skip_special_tokens=True)
             for i, text in zip(batch, texts):
-                outputs[i] = text.strip()
+                text = text.strip()
+                outputs[i] = text.split("\n", 1)[0].rstrip() if stop_at_newline else text
+            if counts is not None:
+                _count_stops(counts, generated[:, width:], row_stops, stop, max_new_tokens)
     finally:
         model.train(was_training)
     return [outputs[i] for i in range(len(prompts))]
+
+
+def _count_stops(
+    counts: dict[str, int],
+    new_tokens: torch.Tensor,
+    row_stops: RowStops,
+    stop: list[int],
+    max_new_tokens: int,
+) -> None:
+    """Add one batch's rows to ``counts``: ended by each stop rule, or by the length limit."""
+    reason = row_stops.reason
+    if reason is None:  # the rules were off (or nothing was generated)
+        reason = torch.zeros(new_tokens.shape[0], dtype=torch.long, device=new_tokens.device)
+    ended_on_stop_token = torch.isin(new_tokens, torch.tensor(stop, device=new_tokens.device))
+    at_limit = (
+        (new_tokens.shape[1] >= max_new_tokens) & ~ended_on_stop_token.any(dim=1) & (reason == 0)
+    )
+    counts["stopped_newline"] += int((reason == RowStops.NEWLINE).sum())
+    counts["stopped_repeating"] += int((reason == RowStops.REPEATING).sum())
+    counts["hit_limit"] += int(at_limit.sum())
 
 
 def generate_on_all_ranks(
@@ -101,13 +252,30 @@ def generate_on_all_ranks(
     max_new_tokens: int = 64,
     num_beams: int = 1,
     sharded: bool = False,
+    stop_at_newline: bool = False,
+    repeat_ngram: int = 0,
+    repeat_times: int = 0,
+    counts: Optional[dict[str, int]] = None,
 ) -> list[str]:
     """:func:`generate` with the prompts split across ranks (:func:`~lightning_xllama.distributed.rank_share`)
-    and the outputs gathered to all."""
+    and the outputs gathered to all; ``counts`` gets the stop counts of all ranks added up."""
+    rules = dict(
+        stop_at_newline=stop_at_newline, repeat_ngram=repeat_ngram, repeat_times=repeat_times
+    )
     if distributed.world_size() == 1:
-        return generate(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams)
+        return generate(
+            model,
+            tokenizer,
+            prompts,
+            batch_size,
+            max_new_tokens,
+            num_beams,
+            counts=counts,
+            **rules,
+        )
     share = distributed.rank_share(len(prompts))
     batches_per_rank = -(-distributed.share_size(len(prompts)) // batch_size)
+    local_counts: dict[str, int] = {}
     local = generate(
         model,
         tokenizer,
@@ -117,5 +285,12 @@ def generate_on_all_ranks(
         num_beams,
         synced_gpus=sharded,
         min_batches=batches_per_rank,
+        counts=local_counts,
+        **rules,
     )
-    return [text for part in distributed.gather_object(local) for text in part]
+    gathered = distributed.gather_object((local, local_counts))
+    if counts is not None:
+        for _, rank_counts in gathered:
+            for key, value in rank_counts.items():
+                counts[key] = counts.get(key, 0) + value
+    return [text for part, _ in gathered for text in part]

@@ -162,7 +162,7 @@ def test_paper_match_is_the_qa_headline(tmp_path, monkeypatch):
         write_squad(tmp_path / "xquad" / f"xquad.{lang}.json", [(context, question, [gold])])
     lengths = []
 
-    def canned(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams, sharded):
+    def canned(model, tokenizer, prompts, batch_size, max_new_tokens, num_beams, sharded, **stops):
         lengths.append(max_new_tokens)
         return [next(o for q, o in outputs.items() if q in prompt) for prompt in prompts]
 
