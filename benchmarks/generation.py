@@ -195,7 +195,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     torch.set_num_threads(
         args.threads

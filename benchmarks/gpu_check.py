@@ -202,7 +202,7 @@ def environment(dry_run: bool) -> tuple[str, float]:
 def build_assets(work: Path, dry_run: bool) -> tuple[Path, Path, int]:
     """The demo corpora + tokenizer, and the random LLaMA-7B-configured model folder."""
     from lightning_xllama.demo.prepare import prepare_demo
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     demo = work / "demo"
     prepare_demo(output_dir=str(demo), **DEMO_SETTINGS)

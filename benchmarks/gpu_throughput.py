@@ -362,8 +362,8 @@ def run_one(settings: dict) -> dict:
 
     from lightning_xllama.data.collate import PadCollator
     from lightning_xllama.data.packing import PackCollator
-    from lightning_xllama.model import XLlamaModule
-    from lightning_xllama.strategies import DecoderFSDP2Strategy, DecoderFSDPStrategy
+    from lightning_xllama.training.module import XLlamaModule
+    from lightning_xllama.training.strategies import DecoderFSDP2Strategy, DecoderFSDPStrategy
 
     cpu = settings["dry_run"]
     variant = describe(settings["variant"], cpu)

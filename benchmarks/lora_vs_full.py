@@ -92,7 +92,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     from lightning_xllama.data import CoITDataModule
     from lightning_xllama.demo.layout import DemoLayout
-    from lightning_xllama.model import XLlamaModule
+    from lightning_xllama.training.module import XLlamaModule
 
     torch.set_num_threads(args.threads)
     cuda = args.device == "cuda"

@@ -5,7 +5,7 @@ Both sides compute the summed cross-entropy of ``hidden @ weight.T`` against ran
 
 * reference: ``F.cross_entropy(F.linear(hidden, weight).float(), labels, reduction="sum")``,
   as ``XLlamaModule.response_loss`` computes it from the model's logits;
-* chunked: ``lightning_xllama.chunked_loss.chunked_cross_entropy`` with ``--chunk-size`` rows.
+* chunked: ``lightning_xllama.training.chunked_loss.chunked_cross_entropy`` with ``--chunk-size`` rows.
 
 Each side runs in its own fresh subprocess, in the same invocation, so neither sees the other's
 allocator state. The memory reported is the peak of forward + backward over the baseline taken
@@ -101,7 +101,7 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from lightning_xllama.chunked_loss import chunked_cross_entropy
+    from lightning_xllama.training.chunked_loss import chunked_cross_entropy
 
     device = torch.device(
         "cuda"

@@ -66,7 +66,7 @@ def main() -> None:
 
     from lightning_xllama.data.collate import PadCollator
     from lightning_xllama.data.packing import PackCollator
-    from lightning_xllama.model import XLlamaModule
+    from lightning_xllama.training.module import XLlamaModule
 
     args = parse_args()
     torch.manual_seed(args.seed)

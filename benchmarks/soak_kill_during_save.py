@@ -33,7 +33,7 @@ import torch
 import yaml
 from soak_sigterm import REPO, final_weights, start, steps_done
 
-from lightning_xllama.checkpoint_io import PARTIAL_SUFFIX
+from lightning_xllama.runtime.checkpoint_io import PARTIAL_SUFFIX
 
 
 def soak_config(config: Path, out: Path, max_steps: int, num_workers: int, marker: Path) -> Path:

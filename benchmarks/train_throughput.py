@@ -192,7 +192,7 @@ def first_epoch_examples(datamodule, args: argparse.Namespace) -> list[dict]:
 def run_lightning(args: argparse.Namespace) -> dict:
     import lightning as L
 
-    from lightning_xllama.model import XLlamaModule
+    from lightning_xllama.training.module import XLlamaModule
 
     meter = Meter(args.warmup_steps)
 

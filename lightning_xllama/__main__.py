@@ -1,3 +1,3 @@
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 
 main()

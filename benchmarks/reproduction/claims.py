@@ -14,6 +14,7 @@ import numpy as np
 from reproduction.study import FAR, LANGUAGES, NEAR, Study
 from scipy.stats import t as t_distribution
 
+from lightning_xllama.commands.sweep import translation_key
 from lightning_xllama.scaling import (
     allocate,
     fit_scaling,
@@ -21,7 +22,6 @@ from lightning_xllama.scaling import (
     plot_fits,
     read_results,
 )
-from lightning_xllama.scaling.sweep import translation_key
 
 LEVEL = 0.95
 

@@ -23,21 +23,21 @@ from pathlib import Path
 
 from reproduction.world import ScienceWorld
 
-from lightning_xllama.data import MuITDataModule
-from lightning_xllama.data.allocation import read_allocation
-from lightning_xllama.data.streams import Stream
-from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.demo.prepare import pretrain_base_model, tokenizer_corpus, train_tokenizer
-from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.scaling.allocation import Allocation, write_allocation
-from lightning_xllama.scaling.results import append_results, finished_runs
-from lightning_xllama.scaling.sweep import (
+from lightning_xllama.commands.sweep import (
     coit_datamodule,
     evaluation_callbacks,
     subset_pairs,
     train_and_evaluate,
     translation_key,
 )
+from lightning_xllama.data import MuITDataModule
+from lightning_xllama.data.allocation import read_allocation
+from lightning_xllama.data.streams import Stream
+from lightning_xllama.demo.layout import DataLayout
+from lightning_xllama.demo.prepare import pretrain_base_model, tokenizer_corpus, train_tokenizer
+from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.scaling.allocation import Allocation, write_allocation
+from lightning_xllama.scaling.results import append_results, finished_runs
 
 NEAR, FAR = "syn_near", "syn_far"
 LANGUAGES = (NEAR, FAR)

@@ -27,12 +27,12 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_xllama import distributed
 from lightning_xllama.evaluation.generation import check_stop_rules, generate_on_all_ranks
 from lightning_xllama.evaluation.markdown import cell_text, markdown_table
 from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
 from lightning_xllama.prompts import Template, check_template, render_prompt
-from lightning_xllama.run_record import RUN_RECORD_FILE, read_run_record
+from lightning_xllama.runtime import distributed
+from lightning_xllama.runtime.run_record import RUN_RECORD_FILE, read_run_record
 
 
 def check_at_least(owner: object, name: str, value: Any, low: int, optional: bool = False) -> None:

@@ -18,7 +18,7 @@ from lightning.pytorch.trainer.states import TrainerStatus
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightning_xllama.checkpoint_io import install_atomic_io, replace_folder
+from lightning_xllama.runtime.checkpoint_io import install_atomic_io, replace_folder
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """Signals that finish the step in progress, save and stop."""
@@ -74,7 +74,7 @@ class ResumableCheckpoint(ModelCheckpoint):
     a second Ctrl-C stops at once, unsaved.
 
     Checkpoints are written atomically where they live (the strategy's default writer is
-    replaced by :class:`~lightning_xllama.checkpoint_io.AtomicCheckpointIO`): a kill or a full
+    replaced by :class:`~lightning_xllama.runtime.checkpoint_io.AtomicCheckpointIO`): a kill or a full
     disk during a save leaves the previous checkpoint under its name, never part of a new one.
     A sharded checkpoint (a folder, one file per rank) is written into a hidden folder beside
     its name and moved in once every rank has written (:func:`replace_folder`); with

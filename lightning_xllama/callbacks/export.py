@@ -9,8 +9,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama.callbacks.run_record import RunRecord
-from lightning_xllama.divergence import TrainingDiverged, nonfinite_weights
-from lightning_xllama.export import (
+from lightning_xllama.export.hf_folder import (
     MODEL_PREFIX,
     LoraOutput,
     load_adapters,
@@ -19,8 +18,9 @@ from lightning_xllama.export import (
     model_card,
     save_hf_folder,
 )
-from lightning_xllama.export_target import ExportTargetError, check_export_target
-from lightning_xllama.run_record import build_run_record
+from lightning_xllama.export.target import ExportTargetError, check_export_target
+from lightning_xllama.runtime.run_record import build_run_record
+from lightning_xllama.training.divergence import TrainingDiverged, nonfinite_weights
 
 HOW_TO_OVERWRITE = "set overwrite: true on HFExport"
 
@@ -36,14 +36,14 @@ class HFExport(L.Callback):
     ``save_dir``, a checkpoint ``dirpath``, the checkpoint resumed from), an existing non-empty
     folder that is not an earlier export. ``overwrite`` replaces only an earlier export (a folder
     with the ``export_manifest.json`` an export wrote), and only the files its manifest lists; see
-    :mod:`lightning_xllama.export_target`.
+    :mod:`lightning_xllama.export.target`.
 
     A LoRA run gathers only the adapters; rank 0 puts them on a fresh copy of the base model and
     writes the merged model or the adapter folder.
 
     A diverged run writes nothing: training stopped by a NaN or infinite loss never reaches the
     end of ``fit``, and weights holding NaN or infinite values are refused before anything in
-    ``output_dir`` is replaced (:class:`~lightning_xllama.divergence.TrainingDiverged`).
+    ``output_dir`` is replaced (:class:`~lightning_xllama.training.divergence.TrainingDiverged`).
 
     Args:
         output_dir: folder to write; new or empty, or an earlier export with ``overwrite``.

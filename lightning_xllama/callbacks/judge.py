@@ -12,7 +12,6 @@ from typing import Optional
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_xllama import distributed
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
     GenerationEvaluation,
@@ -32,6 +31,7 @@ from lightning_xllama.evaluation.judge import (
 from lightning_xllama.evaluation.test_sets import evenly_spaced
 from lightning_xllama.languages import get_language
 from lightning_xllama.prompts import Template
+from lightning_xllama.runtime import distributed
 
 
 @dataclass(frozen=True)

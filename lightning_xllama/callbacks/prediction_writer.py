@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from lightning_xllama import distributed
+from lightning_xllama.runtime import distributed
 
 
 class JsonlPredictionWriter(BasePredictionWriter):

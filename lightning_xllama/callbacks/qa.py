@@ -11,7 +11,6 @@ from typing import Literal, Optional
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_xllama import distributed
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
     GenerationEvaluation,
@@ -35,6 +34,7 @@ from lightning_xllama.prompts import (
     official_qa_words,
     render_prompt,
 )
+from lightning_xllama.runtime import distributed
 
 PromptStyle = Literal["labelled", "question", "official"]
 PROMPT_STYLES: tuple[str, ...] = ("labelled", "question", "official")

@@ -1,4 +1,4 @@
-"""Write the run record (``run.json``, :mod:`lightning_xllama.run_record`) beside the run's logs."""
+"""Write the run record (``run.json``, :mod:`lightning_xllama.runtime.run_record`) beside the run's logs."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_xllama.data.report import data_report_text
-from lightning_xllama.divergence import TrainingDiverged
-from lightning_xllama.run_record import (
+from lightning_xllama.runtime.run_record import (
     CHECKPOINT_KEY,
     RunRecordDict,
     build_run_record,
     now,
     write_run_record,
 )
+from lightning_xllama.training.divergence import TrainingDiverged
 
 
 class RunRecord(L.Callback):

@@ -10,7 +10,6 @@ from typing import Literal, Optional
 
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_xllama import distributed
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
     GenerationEvaluation,
@@ -28,6 +27,7 @@ from lightning_xllama.evaluation.translation_metrics import (
     load_comet,
 )
 from lightning_xllama.prompts import Template
+from lightning_xllama.runtime import distributed
 
 METRIC_FILES = {
     "spm_model": "the FLORES-101 SentencePiece model (sacrebleu_tokenizer_spm.model)",

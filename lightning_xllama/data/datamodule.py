@@ -51,9 +51,9 @@ from lightning_xllama.data.packing import PackCollator
 from lightning_xllama.data.sources import read_instructions, read_lines
 from lightning_xllama.data.streams import Stream, StreamReader, held_out_units
 from lightning_xllama.data.tasks import Direction, translation_prompt_instruction
-from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import import_language_modules
 from lightning_xllama.prompts import Template, render_prompt
+from lightning_xllama.runtime.hf_loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 
 from lightning_xllama.data.sources import Source, empty_field
-from lightning_xllama.progress import progress as progress_bar
+from lightning_xllama.runtime.progress import progress as progress_bar
 
 CHUNK_UNITS = 256
 """Units (lines, records, rows) per chunk: the granularity of seeking, sharding and shuffling."""

@@ -22,12 +22,12 @@ import torch
 from lightning_xllama.demo.layout import DemoLayout
 from lightning_xllama.demo.world import SyntheticWorld
 from lightning_xllama.languages import get_language
-from lightning_xllama.progress import progress
 from lightning_xllama.prompts import (
     ALPACA_NO_INPUT,
     ALPACA_WITH_INPUT,
     TRANSLATION_INSTRUCTIONS,
 )
+from lightning_xllama.runtime.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def prepare_demo(
         parallel=parallel,
     )
     tokenizer = train_tokenizer(tokenizer_corpus(world, paths), layout.base_model, vocab_size)
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(layout.base_model))
     lines = Path(paths["pretraining"]).read_text(encoding="utf-8").splitlines()

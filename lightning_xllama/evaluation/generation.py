@@ -17,8 +17,8 @@ from typing import Optional
 import torch
 from transformers import StoppingCriteria
 
-from lightning_xllama import distributed
 from lightning_xllama.prompts import chat_end_of_turn
+from lightning_xllama.runtime import distributed
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -257,7 +257,7 @@ def generate_on_all_ranks(
     repeat_times: int = 0,
     counts: Optional[dict[str, int]] = None,
 ) -> list[str]:
-    """:func:`generate` with the prompts split across ranks (:func:`~lightning_xllama.distributed.rank_share`)
+    """:func:`generate` with the prompts split across ranks (:func:`~lightning_xllama.runtime.distributed.rank_share`)
     and the outputs gathered to all; ``counts`` gets the stop counts of all ranks added up."""
     rules = dict(
         stop_at_newline=stop_at_newline, repeat_ngram=repeat_ngram, repeat_times=repeat_times

@@ -14,9 +14,8 @@ depends on the language (how close it is to English). The flow, one module per s
     plots       the fit's figure (fit.png)
     allocation  a pair budget split across languages (allocation.yaml), which
                 lightning_xllama.data.allocation reads back for the MuIT DataModule
-    commands    the CLI's ``scaling sweep``, ``scaling fit`` and ``scaling allocate``
 
-This package imports scipy and matplotlib; ``lightning_xllama.scaling.sweep`` (training) is left
+This package imports scipy and matplotlib; ``lightning_xllama.commands.sweep`` (training) is left
 out of it so that fitting does not load Lightning's training stack.
 """
 
@@ -27,7 +26,6 @@ from lightning_xllama.scaling.allocation import (
     allocate,
     write_allocation,
 )
-from lightning_xllama.scaling.commands import allocate_command, fit_command
 from lightning_xllama.scaling.fit import fit_scaling
 from lightning_xllama.scaling.forms import (
     ALPHA_BOUNDS,
@@ -65,8 +63,6 @@ __all__ = [
     "RESULT_FIELDS",
     "ScalingFit",
     "allocate",
-    "allocate_command",
-    "fit_command",
     "fit_scaling",
     "inverse_law",
     "inverse_power_law",

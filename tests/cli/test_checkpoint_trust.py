@@ -11,7 +11,7 @@ import sys
 import pytest
 from checkpoint_runs import edited_checkpoint, fit_config, remote_code_model, train_checkpoint
 
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 
 
 @pytest.fixture(scope="module")

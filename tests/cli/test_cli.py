@@ -65,8 +65,8 @@ def test_demo_config_trains_logs_checkpoints_and_exports(demo_run, demo_root):
 def test_fit_writes_the_run_record_and_every_export_copies_it(
     demo_run, demo_root, tmp_path, monkeypatch
 ):
-    from lightning_xllama.cli import main
-    from lightning_xllama.run_record import CHECKPOINT_KEY, read_run_record
+    from lightning_xllama.commands.main import main
+    from lightning_xllama.runtime.run_record import CHECKPOINT_KEY, read_run_record
 
     log_dir = sorted((demo_root / "artifacts" / "demo" / "runs" / "lightning_logs").iterdir())[-1]
     record = read_run_record(log_dir / "run.json")
@@ -214,7 +214,10 @@ def test_print_config_round_trips(demo_root, tmp_path):
         (["--model.init_args.lerning_rate", "1e-3"], "lerning_rate"),
         (["--data.init_args.batch_size", "many"], "batch_size"),
         (["--model.init_args.model_name_or_path", "missing/base/model"], "prepare-demo"),
-        (["--trainer.strategy", "lightning_xllama.strategies.NoSuchStrategy"], "NoSuchStrategy"),
+        (
+            ["--trainer.strategy", "lightning_xllama.training.strategies.NoSuchStrategy"],
+            "NoSuchStrategy",
+        ),
     ],
 )
 def test_bad_configs_fail_before_any_work_and_say_why(demo_root, override, message):
@@ -227,10 +230,10 @@ def test_bad_configs_fail_before_any_work_and_say_why(demo_root, override, messa
 def test_tokenizer_without_pad_token_gets_one_and_says_so(tiny_model, caplog):
     from transformers import AutoTokenizer
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     assert AutoTokenizer.from_pretrained(tiny_model).pad_token is None
-    with caplog.at_level("INFO", logger="lightning_xllama.hf_loading"):
+    with caplog.at_level("INFO", logger="lightning_xllama.runtime.hf_loading"):
         tokenizer = load_tokenizer(tiny_model)
     assert tokenizer.pad_token == tokenizer.unk_token == "<unk>"
     assert "no pad token" in caplog.text
@@ -243,8 +246,8 @@ def test_unknown_command_lists_the_commands(demo_root):
 
 def test_a_strategy_named_by_its_class_path_alone_is_built(demo_root, monkeypatch):
     """``--trainer.strategy pkg.Class`` with no init_args after it (jsonargparse keeps it a string)."""
-    from lightning_xllama.cli import XLlamaCLI
-    from lightning_xllama.strategies import DecoderFSDP2Strategy
+    from lightning_xllama.commands.fit import XLlamaCLI
+    from lightning_xllama.training.strategies import DecoderFSDP2Strategy
 
     monkeypatch.chdir(demo_root)
     cli = XLlamaCLI(

@@ -20,10 +20,10 @@ from lightning.pytorch.loggers import CSVLogger
 from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.callbacks import HFExport, ResumableCheckpoint, RunRecord
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.run_record import CHECKPOINT_KEY, read_run_record
+from lightning_xllama.runtime.run_record import CHECKPOINT_KEY, read_run_record
+from lightning_xllama.training.module import XLlamaModule
 
 
 def contents(folder: Path) -> dict[str, bytes]:

@@ -11,9 +11,9 @@ from training_utils import quiet_trainer, tiny_datamodule
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lightning_xllama.callbacks import ResumableCheckpoint
-from lightning_xllama.cli import main
-from lightning_xllama.export_target import MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.commands.main import main
+from lightning_xllama.export.target import MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION
+from lightning_xllama.training.module import XLlamaModule
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_export_from_a_full_checkpoint_loads_with_the_trained_logits(trained, ti
 def test_export_reads_the_saved_data_plan_and_says_when_an_older_checkpoint_has_none(
     trained, tmp_path, capsys
 ):
-    from lightning_xllama.run_record import read_run_record
+    from lightning_xllama.runtime.run_record import read_run_record
 
     _, ckpt = trained
     main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "hf")])

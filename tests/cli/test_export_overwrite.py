@@ -16,13 +16,13 @@ from lightning.pytorch.loggers import CSVLogger
 from training_utils import quiet_trainer, tiny_datamodule
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import lightning_xllama.export
-import lightning_xllama.export_target
+import lightning_xllama.export.hf_folder
+import lightning_xllama.export.target
 from lightning_xllama.callbacks import HFExport, ResumableCheckpoint
-from lightning_xllama.cli import main
-from lightning_xllama.export_target import MANIFEST_FILE, MANIFEST_FORMAT, ExportTargetError
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.run_record import read_run_record
+from lightning_xllama.commands.main import main
+from lightning_xllama.export.target import MANIFEST_FILE, MANIFEST_FORMAT, ExportTargetError
+from lightning_xllama.runtime.run_record import read_run_record
+from lightning_xllama.training.module import XLlamaModule
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_a_failure_while_writing_leaves_the_earlier_export_and_no_temporary_fold
     def disk_full(record, folder):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(lightning_xllama.export, "write_run_record", disk_full)
+    monkeypatch.setattr(lightning_xllama.export.hf_folder, "write_run_record", disk_full)
     with pytest.raises(OSError, match="No space left"):
         export(run, out, "--overwrite", "true")
     assert contents(out) == before
@@ -216,7 +216,7 @@ def test_a_failure_while_moving_the_new_files_in_restores_the_earlier_export(
             raise OSError(5, "Input/output error")
         replace(source, dest)
 
-    monkeypatch.setattr(lightning_xllama.export_target.os, "replace", fail_on_the_weights)
+    monkeypatch.setattr(lightning_xllama.export.target.os, "replace", fail_on_the_weights)
     with pytest.raises(OSError, match="Input/output error"):
         export(run, out, "--overwrite", "true")
     monkeypatch.undo()

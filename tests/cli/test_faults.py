@@ -19,7 +19,7 @@ from conftest import REPO, run_cli
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.run_folder import claim_version, latest_last_checkpoint
+from lightning_xllama.runtime.run_folder import claim_version, latest_last_checkpoint
 
 HELPERS = REPO / "tests" / "helpers"
 

@@ -6,7 +6,7 @@ import io
 
 from conftest import TINY_DEMO, run_cli
 
-from lightning_xllama.progress import LogProgress
+from lightning_xllama.runtime.progress import LogProgress
 
 
 class FakeClock:

@@ -21,10 +21,10 @@ from lightning_xllama.callbacks import (
     ResumableCheckpoint,
     TranslationEvaluation,
 )
-from lightning_xllama.cli import XLlamaCLI
+from lightning_xllama.commands.fit import XLlamaCLI
 from lightning_xllama.data import CoITDataModule, MuITDataModule
 from lightning_xllama.languages import MLQA_LANGUAGES
-from lightning_xllama.strategies import DecoderFSDP2Strategy
+from lightning_xllama.training.strategies import DecoderFSDP2Strategy
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 BASE = REPO / "configs" / "x-llama-7b.yaml"

@@ -11,8 +11,9 @@ import pytest
 import torch
 from checkpoint_runs import edited_checkpoint, fit_config, train_checkpoint
 
-from lightning_xllama.cli import XLlamaCLI, main
-from lightning_xllama.strategies import METADATA_FILE
+from lightning_xllama.commands.fit import XLlamaCLI
+from lightning_xllama.commands.main import main
+from lightning_xllama.training.strategies import METADATA_FILE
 
 
 @pytest.fixture(scope="module")

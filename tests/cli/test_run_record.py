@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lightning_xllama.run_record import (
+from lightning_xllama.runtime.run_record import (
     RUN_RECORD_FILE,
     SCHEMA_VERSION,
     RunRecordDict,

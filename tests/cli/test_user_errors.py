@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 
 
 def stopped(args: list[str], capsys) -> list[str]:

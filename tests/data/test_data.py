@@ -17,9 +17,9 @@ from lightning_xllama.data.sources import (
 )
 from lightning_xllama.data.tasks import pair_examples
 from lightning_xllama.demo.world import SyntheticWorld, render
-from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.languages import get_language
 from lightning_xllama.prompts import TRANSLATION_INSTRUCTIONS, alpaca_prompt
+from lightning_xllama.runtime.hf_loading import load_tokenizer
 
 
 # --- prompt masking ---------------------------------------------------------------------

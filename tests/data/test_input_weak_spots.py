@@ -20,7 +20,7 @@ from lightning_xllama.data.sources import (
     read_instructions,
     read_parallel,
 )
-from lightning_xllama.hf_loading import load_tokenizer
+from lightning_xllama.runtime.hf_loading import load_tokenizer
 
 BOM = "\ufeff".encode()
 

@@ -26,8 +26,8 @@ from lightning_xllama.data.packing import (
 )
 from lightning_xllama.data.sources import Example
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.training.module import XLlamaModule
 
 EXAMPLES = [
     Example("what is the subject of this sentence?", "the dog sees a cat.", "the dog"),

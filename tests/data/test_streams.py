@@ -25,7 +25,7 @@ from lightning_xllama.data.sources import (
 )
 from lightning_xllama.data.streams import StreamReader
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 
 def write_pairs(prefix: Path, en: list[str], other: list[str], lang: str = "zh") -> Path:
@@ -435,7 +435,7 @@ def test_fit_resumed_from_a_mid_epoch_checkpoint_trains_on_the_same_next_batches
 def test_a_muit_config_builds_with_typed_streams_and_names_a_bad_key(
     tiny_model, tiny_data, tmp_path, capsys
 ):
-    from lightning_xllama.data.stats import load_datamodule
+    from lightning_xllama.commands.data_stats import load_datamodule
 
     section = yaml.safe_load(f"""
 class_path: lightning_xllama.data.MuITDataModule

@@ -7,8 +7,8 @@ from training_utils import tiny_datamodule
 
 from lightning_xllama.data.encoding import IGNORE_INDEX, encode_examples
 from lightning_xllama.data.sources import Example
-from lightning_xllama.hf_loading import load_tokenizer
 from lightning_xllama.prompts import alpaca_prompt, render_prompt
+from lightning_xllama.runtime.hf_loading import load_tokenizer
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}"

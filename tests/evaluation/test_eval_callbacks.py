@@ -32,7 +32,7 @@ from lightning_xllama.demo.world import SyntheticWorld
 from lightning_xllama.evaluation import qa_metrics
 from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
 from lightning_xllama.evaluation.translation_metrics import comet_score, load_comet
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 needs_comet = pytest.mark.skipif(
     importlib.util.find_spec("comet") is None, reason="unbabel-comet is not installed"
@@ -62,7 +62,7 @@ class TableLogger(CSVLogger):
 def model_and_tokenizer(tiny_model):
     from transformers import AutoModelForCausalLM
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     return AutoModelForCausalLM.from_pretrained(tiny_model), load_tokenizer(tiny_model)
 

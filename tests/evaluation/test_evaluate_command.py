@@ -9,7 +9,7 @@ import yaml
 from conftest import run_cli
 from ddp_callbacks import PROBE_PAIRS, QUESTIONS, TRANSLATIONS, validate_metrics
 
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 from lightning_xllama.demo.layout import DataLayout
 
 
@@ -85,7 +85,7 @@ def test_evaluate_writes_the_reports_with_the_validation_scores(tiny_model, tiny
     assert (tmp_path / "report" / "probe" / "en-syn_far.png").is_file()
 
 
-def test_evaluate_checks_every_file_before_loading_the_model(tiny_data, tmp_path):
+def test_evaluate_checks_every_file_before_loading_the_model(tiny_data, tmp_path, capsys):
     unloadable = tmp_path / "model"
     unloadable.mkdir()
     (unloadable / "config.json").write_text("{}")  # passes the path check; loading it would fail
@@ -100,14 +100,18 @@ def test_evaluate_checks_every_file_before_loading_the_model(tiny_data, tmp_path
             )
         )
     )
-    with pytest.raises(FileNotFoundError, match="absent.json"):
+    with pytest.raises(SystemExit) as stopped:
         main(["evaluate", "--config", str(config)])
+    assert stopped.value.code == 2
+    assert "absent.json" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
 
 
-def test_evaluate_refuses_two_evaluations_with_one_name(tiny_model, tiny_data, tmp_path):
+def test_evaluate_refuses_two_evaluations_with_one_name(tiny_model, tiny_data, tmp_path, capsys):
     config = evaluation_config(tiny_model, tiny_data, tmp_path / "report")
     config["evaluations"][2]["init_args"]["name"] = "qa"
     (tmp_path / "evaluate.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(ValueError, match="names must differ"):
+    with pytest.raises(SystemExit) as stopped:
         main(["evaluate", "--config", str(tmp_path / "evaluate.yaml")])
+    assert stopped.value.code == 2
+    assert "names must differ" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from lightning_xllama.callbacks import TranslationEvaluation
 from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.evaluation.generation import generate
-from lightning_xllama.hf_loading import load_tokenizer
+from lightning_xllama.runtime.hf_loading import load_tokenizer
 
 PROMPTS = ["the cat", "a dog", "one bird"]  # ends in EOS, babbles, writes two lines
 LIMIT = 24

@@ -30,7 +30,7 @@ from lightning_xllama.evaluation.judge import (
     parse_single,
     single_messages,
 )
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 KEY_ENV = "XLLAMA_TEST_JUDGE_KEY"
 KEY = "sk-test-NEVER-WRITE-ME-7f3a9c"
@@ -348,7 +348,7 @@ def test_callback_runs_outside_training_as_evaluate_does(
 ):
     from transformers import AutoModelForCausalLM
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     callback = judge_callback(tiny_data, server.url, cache_dir=str(tmp_path / "cache"))
     callback.prepare()

@@ -11,7 +11,7 @@ import pytest
 from ddp_callbacks import evaluation_callbacks
 from training_utils import quiet_trainer, tiny_datamodule
 
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 TABLES = ["val/translation/en-syn_far/samples", "val/qa/syn_far/samples"]
 PLOT = "val/probe/en-syn_far/alignment"

@@ -23,16 +23,14 @@ from training_utils import quiet_trainer, tiny_datamodule
 from lightning_xllama.callbacks import QAEvaluation, TranslationEvaluation
 from lightning_xllama.callbacks.base import trained_template
 from lightning_xllama.callbacks.qa import qa_answer, qa_prompt
-from lightning_xllama.cli import main
+from lightning_xllama.commands.evaluate import evaluate
+from lightning_xllama.commands.main import main
 from lightning_xllama.data.encoding import IGNORE_INDEX, encode_examples
 from lightning_xllama.data.eval_sets import QAExample
 from lightning_xllama.data.sources import Example
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.evaluate import evaluate
 from lightning_xllama.evaluation import generation
 from lightning_xllama.evaluation.qa_metrics import exact_match, paper_match
-from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.model import XLlamaModule
 from lightning_xllama.prompts import (
     ALPACA_NO_INPUT,
     ALPACA_OFFICIAL_NO_INPUT,
@@ -41,7 +39,9 @@ from lightning_xllama.prompts import (
     Template,
     render_prompt,
 )
-from lightning_xllama.run_record import write_run_record
+from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.runtime.run_record import write_run_record
+from lightning_xllama.training.module import XLlamaModule
 
 # x-LLM train.py, PROMPT_DICT, verbatim (the paper's training and inference prompt)
 OFFICIAL_PROMPT_DICT = {
@@ -377,12 +377,15 @@ def test_evaluate_prompts_in_the_template_of_the_model_folder(
     assert written["templates"]["qa"] == {"template": "alpaca_official", "source": "--template"}
 
 
-def test_evaluate_refuses_chat_prompts_without_a_chat_template(tiny_model, tiny_data, tmp_path):
+def test_evaluate_refuses_chat_prompts_without_a_chat_template(
+    tiny_model, tiny_data, tmp_path, capsys
+):
     folder = tmp_path / "exported"
     shutil.copytree(tiny_model, folder)
     write_run_record({"schema_version": 1, "template": "chat"}, folder)
     (folder / "model.safetensors").unlink()  # it fails before the model is loaded
     config = tmp_path / "evaluate.yaml"
     config.write_text(yaml.safe_dump(evaluate_config(str(folder), tiny_data, tmp_path / "r")))
-    with pytest.raises(ValueError, match="no chat template"):
+    with pytest.raises(SystemExit) as stopped:
         main(["evaluate", "--config", str(config)])
+    assert stopped.value.code == 2 and "no chat template" in capsys.readouterr().err

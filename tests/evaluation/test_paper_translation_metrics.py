@@ -179,7 +179,7 @@ def test_comet_predicts_on_the_gpu_when_there_is_one(monkeypatch, cuda):
 def model_and_tokenizer(tiny_model):
     from transformers import AutoModelForCausalLM
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     return AutoModelForCausalLM.from_pretrained(tiny_model), load_tokenizer(tiny_model)
 

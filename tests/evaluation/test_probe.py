@@ -19,7 +19,7 @@ SENTENCES = [
 def model_and_tokenizer(tiny_model):
     from transformers import AutoModelForCausalLM
 
-    from lightning_xllama.hf_loading import load_tokenizer
+    from lightning_xllama.runtime.hf_loading import load_tokenizer
 
     return AutoModelForCausalLM.from_pretrained(tiny_model), load_tokenizer(tiny_model)
 

@@ -14,11 +14,11 @@ from training_utils import quiet_trainer, tiny_datamodule
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lightning_xllama.callbacks import ResumableCheckpoint, TranslationEvaluation
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import (
+from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import (
     decoder_layer_classes,
     empty_model,
     load_into_shards,
@@ -229,8 +229,8 @@ def test_qwen2_trains_on_two_fsdp2_ranks_and_exports_with_tied_embeddings(
 def test_training_gemma2_with_sdpa_warns_that_its_soft_capping_is_dropped(
     family_models, attention, warned
 ):
-    from lightning_xllama.attention import register_attention
-    from lightning_xllama.building import ModelSettings, build_model
+    from lightning_xllama.training.attention import register_attention
+    from lightning_xllama.training.building import ModelSettings, build_model
 
     register_attention()
     settings = ModelSettings(family_models["gemma2"], attn_implementation=attention)

@@ -19,10 +19,10 @@ from training_utils import quiet_trainer, tiny_datamodule
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from lightning_xllama.callbacks import ResumableCheckpoint
-from lightning_xllama.cli import main
+from lightning_xllama.commands.main import main
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.hf_loading import load_tokenizer
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.training.module import XLlamaModule
 
 gguf = pytest.importorskip("gguf")
 

@@ -9,8 +9,8 @@ from families import WINDOW
 from training_utils import first_examples, tiny_datamodule
 from transformers import AutoModelForCausalLM
 
-from lightning_xllama.attention import packed_attention_inputs, register_attention
 from lightning_xllama.data.packing import PackCollator, block_causal_mask
+from lightning_xllama.training.attention import packed_attention_inputs, register_attention
 
 
 @pytest.fixture(scope="module")

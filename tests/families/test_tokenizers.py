@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM
 from lightning_xllama.data.encoding import IGNORE_INDEX, encode_examples
 from lightning_xllama.data.sources import Example
 from lightning_xllama.evaluation.generation import generate
-from lightning_xllama.hf_loading import load_tokenizer, pad_token_choice
 from lightning_xllama.prompts import render_prompt
+from lightning_xllama.runtime.hf_loading import load_tokenizer, pad_token_choice
 
 PADS = {
     "llama2": ("<unk>", "its UNK token pads"),

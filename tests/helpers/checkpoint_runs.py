@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 
 def train_checkpoint(tiny_model: str, tiny_data: Path, root: Path) -> Path:

@@ -19,7 +19,7 @@ from lightning_xllama.callbacks import (
     TranslationEvaluation,
 )
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 # Odd sizes: the ranks get unequal shares and one pads its generation with a repeated batch.
 TRANSLATIONS, QUESTIONS, PROBE_PAIRS = 7, 5, 6

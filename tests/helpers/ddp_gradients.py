@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from training_utils import GradientCapture, quiet_trainer, tiny_datamodule
 
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 if __name__ == "__main__":
     model_path, data_path, out = sys.argv[1:4]

@@ -11,8 +11,8 @@ import torch
 from torch.distributed.tensor import DTensor
 from training_utils import quiet_trainer, tiny_datamodule
 
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import DecoderFSDP2Strategy
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import DecoderFSDP2Strategy
 
 
 class FullGradients(L.Callback):

@@ -21,8 +21,8 @@ from sharded_utils import LEARNING_RATE, StepLosses, probe_logits
 from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.callbacks import ResumableCheckpoint
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import DecoderFSDP2Strategy
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import DecoderFSDP2Strategy
 
 
 class Probe(L.Callback):

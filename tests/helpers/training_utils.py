@@ -11,7 +11,7 @@ import torch
 from lightning_xllama.data import CoITDataModule
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.demo.layout import DataLayout
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 # The benchmarks' quiet Trainer (one CPU device, no logger, checkpoint, progress bar, summary or
 # validation): benchmarks are scripts a user runs without the tests, so the tests import theirs.

@@ -4,9 +4,9 @@ import csv
 
 import pytest
 
+from lightning_xllama.commands.sweep import subset_pairs, sweep
 from lightning_xllama.demo.layout import DataLayout, DemoLayout
 from lightning_xllama.scaling.results import append_results, read_results
-from lightning_xllama.scaling.sweep import subset_pairs, sweep
 from tests.conftest import run_cli
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from transformers import LlamaConfig
 
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from lightning_xllama.callbacks import ResumableCheckpoint
-from lightning_xllama.checkpoint_io import (
+from lightning_xllama.runtime.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointSpaceError,
     atomic_save,
     checkpoint_problem,
 )
-from lightning_xllama.run_folder import latest_last_checkpoint
+from lightning_xllama.runtime.run_folder import latest_last_checkpoint
 
 
 class Unpicklable:

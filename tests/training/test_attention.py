@@ -9,7 +9,7 @@ from training_utils import first_examples, tiny_datamodule
 
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.data.packing import PackCollator
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 
 @pytest.fixture(scope="module")

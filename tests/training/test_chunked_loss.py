@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from lightning_xllama.chunked_loss import (
+from lightning_xllama.training.chunked_loss import (
     ChunkedLossHead,
     chunked_cross_entropy,
     final_logit_softcap,

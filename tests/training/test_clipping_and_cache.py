@@ -22,10 +22,10 @@ from training_utils import (
     tiny_datamodule,
 )
 
-from lightning_xllama.clipping import clip_grad_norm
 from lightning_xllama.data.collate import PadCollator
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import decoder_layer_classes
+from lightning_xllama.training.clipping import clip_grad_norm
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import decoder_layer_classes
 
 
 def test_layer_checkpointing_with_the_cache_on_in_the_config(tiny_model, tiny_data):

@@ -14,8 +14,8 @@ import torch
 from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.callbacks import HFExport
-from lightning_xllama.divergence import TrainingDiverged
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.divergence import TrainingDiverged
+from lightning_xllama.training.module import XLlamaModule
 
 ONE_LINE = re.compile(
     r"training diverged at optimizer step (\d+) \(learning rate [0-9.e+-]+\): the loss is \S+ "

@@ -17,14 +17,14 @@ from sharded_utils import StepLosses, launch, probe_logits, read_losses
 from training_utils import GradientCapture, quiet_trainer, tiny_datamodule
 from transformers import AutoModelForCausalLM
 
-from lightning_xllama.building import ModelSettings, build_model
 from lightning_xllama.callbacks import HFExport, ResumableCheckpoint
-from lightning_xllama.chunked_loss import ChunkedLossHead
-from lightning_xllama.cli import main
-from lightning_xllama.clipping import clip_grad_norm
-from lightning_xllama.export_target import MANIFEST_FILE
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import checkpoint_shapes, decoder_layers
+from lightning_xllama.commands.main import main
+from lightning_xllama.export.target import MANIFEST_FILE
+from lightning_xllama.training.building import ModelSettings, build_model
+from lightning_xllama.training.chunked_loss import ChunkedLossHead
+from lightning_xllama.training.clipping import clip_grad_norm
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import checkpoint_shapes, decoder_layers
 
 STEPS, ACCUMULATE, RANK, CLIP = 4, 2, 4, 0.1
 LORA = dict(lora_rank=RANK, lora_alpha=8.0, lora_dropout=0.1)
@@ -310,7 +310,7 @@ def test_checkpoints_keep_trainable_tensors_and_buffers_not_a_quantised_base_sta
     parameters nor buffers; they come back from the base folder, never from a checkpoint."""
     from torch import nn
 
-    from lightning_xllama.lora import checkpointed_keys
+    from lightning_xllama.training.lora import checkpointed_keys
 
     class Quantised(nn.Linear):
         def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -334,7 +334,7 @@ def test_default_targets_outside_the_decoder_layers_are_refused(tiny_model):
     the same name elsewhere (a vision tower's q_proj) would get one too, so it is refused."""
     from torch import nn
 
-    from lightning_xllama.lora import target_module_names
+    from lightning_xllama.training.lora import target_module_names
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert "q_proj" in target_module_names(model, None)

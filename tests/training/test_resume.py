@@ -25,8 +25,8 @@ from training_utils import quiet_trainer, tiny_datamodule
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from lightning_xllama.callbacks import ResumableCheckpoint
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import check_checkpoint_shapes
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import check_checkpoint_shapes
 
 STEPS, ACCUMULATE = 4, 2
 

@@ -17,8 +17,8 @@ from transformers import (
 )
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
-from lightning_xllama.model import XLlamaModule
-from lightning_xllama.strategies import (
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.strategies import (
     DecoderFSDP2Strategy,
     DecoderFSDPStrategy,
     decoder_layer_classes,

@@ -18,7 +18,7 @@ from training_utils import (
 )
 
 from lightning_xllama.data.collate import PadCollator
-from lightning_xllama.model import XLlamaModule
+from lightning_xllama.training.module import XLlamaModule
 
 
 def assert_same_gradients(actual: dict, expected: dict, atol: float = 1e-6, rtol: float = 1e-4):

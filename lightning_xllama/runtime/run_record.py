@@ -15,7 +15,7 @@ Fields (``RunRecordDict``; every value is plain JSON):
 - ``schema_version``: :data:`SCHEMA_VERSION` of the writer.
 - ``status``: ``running`` (written at fit start or at a checkpoint), ``finished`` (fit ended),
   ``stopped`` (SIGTERM or Ctrl-C), ``diverged`` (a NaN or infinite loss or gradient norm stopped
-  training, :class:`~lightning_xllama.divergence.TrainingDiverged`), ``failed`` (any other
+  training, :class:`~lightning_xllama.training.divergence.TrainingDiverged`), ``failed`` (any other
   exception) or ``exported`` (rebuilt by the ``export`` command from a checkpoint without a
   record). Only a killed process (SIGKILL, out of memory) leaves ``running`` behind.
 - ``error``: with ``diverged`` and ``failed``, the exception's one line (``diverged``: the step,
@@ -31,7 +31,7 @@ Fields (``RunRecordDict``; every value is plain JSON):
 - ``model_path``: the base model folder or hub name (``model_name_or_path``).
 - ``template``: the prompt template (``alpaca``, ``alpaca_official`` or ``chat``); the evaluation
   callbacks and ``evaluate`` prompt in it.
-- ``pad_token``: which token pads batches and why (:func:`lightning_xllama.hf_loading.pad_token_choice`):
+- ``pad_token``: which token pads batches and why (:func:`lightning_xllama.runtime.hf_loading.pad_token_choice`):
   ``token``, ``id``, ``reason``.
 - ``data_plan``: the DataModule's plan (:class:`DataPlan`), the one its checkpoints save under
   ``data_plan`` in its state: ``datamodule`` (class path), ``streams`` (:class:`StreamPlan`: name,
@@ -214,7 +214,7 @@ def build_run_record(
     trainer, pl_module, log_dir: Optional[str], started: Optional[str], status: str
 ) -> RunRecordDict:
     """The record of a fit in progress (every rank can build it; no collectives)."""
-    from lightning_xllama.hf_loading import pad_token_choice
+    from lightning_xllama.runtime.hf_loading import pad_token_choice
 
     datamodule = trainer.datamodule
     hparams = getattr(pl_module, "hparams", {})

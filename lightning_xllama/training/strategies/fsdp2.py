@@ -11,10 +11,13 @@ from lightning.fabric.plugins.collectives.torch_collective import default_pg_tim
 from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
-from lightning_xllama.strategies.checkpoint_shapes import check_checkpoint_shapes, parameter_shapes
-from lightning_xllama.strategies.dtypes import DTYPES, DType
-from lightning_xllama.strategies.layers import decoder_layers
-from lightning_xllama.strategies.loading import load_trainable_shards
+from lightning_xllama.training.strategies.checkpoint_shapes import (
+    check_checkpoint_shapes,
+    parameter_shapes,
+)
+from lightning_xllama.training.strategies.dtypes import DTYPES, DType
+from lightning_xllama.training.strategies.layers import decoder_layers
+from lightning_xllama.training.strategies.loading import load_trainable_shards
 
 
 def shard_fsdp2(

@@ -13,11 +13,11 @@ each repair is printed and written to ``gguf_import.json`` in the folder:
 - BOS: the GGUF says whether its tokenizer adds a BOS (``tokenizer.ggml.add_bos_token``); the
   converted tokenizer adds one regardless. The GGUF's choice is kept.
 - pad: none is set; the package's rule chooses one
-  (:func:`~lightning_xllama.hf_loading.choose_pad_token`).
+  (:func:`~lightning_xllama.runtime.hf_loading.choose_pad_token`).
 - ``tokenizer.model``: the converted tokenizer's vocabulary file is the GGUF itself, so a plain
   ``save_pretrained`` copies the whole model there; only ``tokenizer.json`` is written.
 
-The folder is written like an export (:mod:`lightning_xllama.export_target`: a manifest, a
+The folder is written like an export (:mod:`lightning_xllama.export.target`: a manifest, a
 temporary sibling folder moved into place, ``--overwrite true`` replaces only an earlier one).
 Needs the ``gguf`` extra: ``pip install 'lightning_xllama[gguf]'``.
 """
@@ -31,9 +31,9 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from lightning_xllama.export_target import check_export_target, write_export
-from lightning_xllama.hf_loading import choose_pad_token
+from lightning_xllama.export.target import check_export_target, write_export
 from lightning_xllama.prompts import chat_end_of_turn
+from lightning_xllama.runtime.hf_loading import choose_pad_token
 
 IMPORT_NOTE = "gguf_import.json"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

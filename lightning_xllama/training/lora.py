@@ -1,7 +1,7 @@
 """LoRA through ``peft``: low-rank adapters on the decoder layers' linear projections, the base
 model frozen, for tuning a 7B model on one GPU.
 
-``XLlamaModule(lora_rank=...)`` turns it on; :func:`lightning_xllama.building.build_model` wraps
+``XLlamaModule(lora_rank=...)`` turns it on; :func:`lightning_xllama.training.building.build_model` wraps
 the Hugging Face model with :func:`apply_lora` for every strategy (under FSDP2 before
 ``fully_shard``, so the adapters are sharded with their layers and become DTensors). Only the
 trainable tensors are checkpointed (:func:`checkpointed_keys`): the frozen base weights come back
@@ -17,7 +17,7 @@ from typing import Literal, Optional, Sequence
 import torch
 from torch import nn
 
-from lightning_xllama.strategies.layers import decoder_layers
+from lightning_xllama.training.strategies.layers import decoder_layers
 
 LoraQuantize = Literal["nf4"]
 INSTALL_HINT = "pip install 'lightning_xllama[lora]'"

@@ -9,7 +9,7 @@ from typing import Optional
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_xllama.checkpoint_io import checkpoint_problem
+from lightning_xllama.runtime.checkpoint_io import checkpoint_problem
 
 MAX_CLAIM_TRIES = 1000
 VERSION_FOLDER = re.compile(r"version_(\d+)$")

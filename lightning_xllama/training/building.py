@@ -8,7 +8,7 @@ checkpointing).
   meta device; FSDP broadcasts rank 0's weights as it wraps the layers.
 - otherwise (one device, DDP): ``from_pretrained`` on every rank.
 
-With ``lora_rank`` set, :func:`lightning_xllama.lora.apply_lora` wraps the model in peft's LoRA
+With ``lora_rank`` set, :func:`lightning_xllama.training.lora.apply_lora` wraps the model in peft's LoRA
 adapters right after it is built (under FSDP2 before ``fully_shard``), the base weights frozen.
 """
 
@@ -22,10 +22,15 @@ from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from lightning_xllama.attention import dropped_softcapping
-from lightning_xllama.chunked_loss import install_chunked_loss_head
-from lightning_xllama.lora import apply_lora, quantized_base
-from lightning_xllama.strategies import decoder_layers, empty_model, load_into_shards, shard_fsdp2
+from lightning_xllama.training.attention import dropped_softcapping
+from lightning_xllama.training.chunked_loss import install_chunked_loss_head
+from lightning_xllama.training.lora import apply_lora, quantized_base
+from lightning_xllama.training.strategies import (
+    decoder_layers,
+    empty_model,
+    load_into_shards,
+    shard_fsdp2,
+)
 
 
 @dataclass(frozen=True)

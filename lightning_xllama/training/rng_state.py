@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from lightning_xllama import distributed
+from lightning_xllama.runtime import distributed
 
 
 def capture() -> dict:

@@ -182,6 +182,6 @@ def allocate_command(
 
 def scaling_commands() -> dict[str, object]:
     """The ``scaling`` subcommands by name (the sweep, which trains, is imported only here)."""
-    from lightning_xllama.scaling.sweep import sweep
+    from lightning_xllama.commands.sweep import sweep
 
     return {"sweep": sweep, "fit": fit_command, "allocate": allocate_command}

@@ -8,9 +8,9 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from lightning_xllama import distributed
-from lightning_xllama.strategies.checkpoint_shapes import METADATA_FILE
-from lightning_xllama.strategies.layers import reset_rotary_buffers
+from lightning_xllama.runtime import distributed
+from lightning_xllama.training.strategies.checkpoint_shapes import METADATA_FILE
+from lightning_xllama.training.strategies.layers import reset_rotary_buffers
 
 
 def load_into_shards(

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Sequence
 
-from lightning_xllama.run_record import now
+from lightning_xllama.runtime.run_record import now
 
 MANIFEST_FILE = "export_manifest.json"
 MANIFEST_FORMAT = "lightning_xllama.hf_export"

@@ -29,8 +29,8 @@ from lightning_xllama.callbacks import (
 from lightning_xllama.data import CoITDataModule, MuITDataModule
 from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.languages import get_language
-from lightning_xllama.model import XLlamaModule
 from lightning_xllama.scaling.results import append_results, finished_runs
+from lightning_xllama.training.module import XLlamaModule
 
 SWEEP_METRICS = ("chrf_pp", "bleu", "exact_match")
 """Translation metrics a sweep writes to the results table, one row each."""

@@ -5,7 +5,7 @@ The settings a user gives (command line, config files, defaults) are the run's s
 checkpoint was trained with are listed in one warning when the run starts; those that cannot
 change without breaking the loaded state (the LoRA adapters' rank, targets and quantisation, the
 sharding of a sharded checkpoint) are refused, all of them in one message. Model shapes are
-checked tensor by tensor when the weights load (:mod:`lightning_xllama.strategies`). The
+checked tensor by tensor when the weights load (:mod:`lightning_xllama.training.strategies`). The
 optimizer's own settings are restored with its state; :func:`keep_optimizer_settings` (called by
 ``XLlamaModule.on_train_start``) puts the
 run's learning rate, betas, epsilon and weight decay back.
@@ -50,7 +50,7 @@ def check_remote_code(
 def read_saved_settings(ckpt: str | Path) -> dict:
     """The settings a checkpoint (a file, or a sharded folder's metadata) holds: the model's and
     data module's hyperparameters and the recorded training settings, without the tensors."""
-    from lightning_xllama.export import read_checkpoint
+    from lightning_xllama.export.hf_folder import read_checkpoint
 
     try:
         checkpoint = read_checkpoint(ckpt)
@@ -177,7 +177,7 @@ def _strategy_class(name: str) -> Optional[type]:
     """A strategy class by the name ``training_settings`` recorded (this package's or Lightning's)."""
     import lightning.pytorch.strategies as lightning_strategies
 
-    import lightning_xllama.strategies as own
+    import lightning_xllama.training.strategies as own
 
     found = getattr(own, name, None) or getattr(lightning_strategies, name, None)
     return found if isinstance(found, type) else None

@@ -11,9 +11,12 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
-from lightning_xllama.strategies.checkpoint_shapes import check_checkpoint_shapes, parameter_shapes
-from lightning_xllama.strategies.dtypes import DTYPES, DType
-from lightning_xllama.strategies.layers import decoder_layer_classes, reset_rotary_buffers
+from lightning_xllama.training.strategies.checkpoint_shapes import (
+    check_checkpoint_shapes,
+    parameter_shapes,
+)
+from lightning_xllama.training.strategies.dtypes import DTYPES, DType
+from lightning_xllama.training.strategies.layers import decoder_layer_classes, reset_rotary_buffers
 
 
 class DecoderFSDPStrategy(FSDPStrategy):

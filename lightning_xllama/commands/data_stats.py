@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Optional
 
-from lightning_xllama.cli import XLlamaCLI
+from lightning_xllama.commands.fit import XLlamaCLI
 from lightning_xllama.data.encoding import IGNORE_INDEX
 from lightning_xllama.data.packing import pack_rows
 from lightning_xllama.data.sources import read_parallel
@@ -27,7 +27,7 @@ def load_datamodule(data: dict, model: Optional[dict] = None):
     import lightning as L
     from lightning.pytorch.cli import LightningArgumentParser
 
-    from lightning_xllama.model import XLlamaModule
+    from lightning_xllama.training.module import XLlamaModule
 
     parser = LightningArgumentParser()
     parser.add_subclass_arguments(XLlamaModule, "model", required=False)

@@ -1,0 +1,222 @@
+"""``fit``, ``validate``, ``test`` and ``predict``: :class:`XLlamaCLI`, the package's LightningCLI.
+
+``python -m lightning_xllama fit --config configs/demo.yaml``: every ``__init__`` argument of the
+model, data module, trainer and callbacks is a flag and a YAML key. The tokenizer follows the model
+path; a checkpoint brings weights and state, never settings or code
+(:mod:`lightning_xllama.training.resume_settings`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import lightning as L
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import Strategy
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_xllama.callbacks.checkpoint import sigint_as_sigterm, stop_signal_name
+from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
+from lightning_xllama.callbacks.run_record import RunRecord
+from lightning_xllama.commands.errors import (
+    USER_ERRORS,
+    XLlamaArgumentParser,
+    _debug,
+    _root_cause,
+)
+from lightning_xllama.data.datamodule import MuITDataModule
+from lightning_xllama.runtime.hf_loading import check_model_path
+from lightning_xllama.runtime.run_folder import claim_version, latest_last_checkpoint
+from lightning_xllama.training.divergence import TrainingDiverged
+from lightning_xllama.training.module import XLlamaModule
+from lightning_xllama.training.resume_settings import check_resumed_settings
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+class XLlamaCLI(LightningCLI):
+    """LightningCLI with the tokenizer tied to the model, a JSONL output for ``predict``, parse
+    errors in one line, and the user's settings kept over a checkpoint's (:meth:`_parse_ckpt_path`)."""
+
+    def __init__(self, args: Optional[list[str]] = None, **kwargs):
+        kwargs.setdefault("parser_class", XLlamaArgumentParser)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault(
+            "trainer_defaults", {"callbacks": [RunRecord()]}
+        )  # run.json in the log dir
+        super().__init__(
+            XLlamaModule,
+            MuITDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs
+    ) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument(
+                "--output",
+                type=Optional[str],
+                default=None,
+                help="JSONL file for the predictions (default: predictions.jsonl in the log dir)",
+            )
+        return parser
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the user's settings: Lightning would re-parse a checkpoint file's hyperparameters
+        over them (model path, learning rate, ``trust_remote_code``...), while ``--ckpt_path last``
+        keeps them. Every ``--ckpt_path`` is compared with the run's settings when it starts
+        instead (:meth:`_check_checkpoint_settings`)."""
+
+    def before_instantiate_classes(self) -> None:
+        """A missing model folder is reported plainly, before anything is built."""
+        config = (
+            self.config[self.subcommand] if self.subcommand else self.config
+        )  # run=False: no subcommand
+        check_model_path(config.model.init_args.model_name_or_path)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            if subcommand != "fit":
+                raise
+            raise SystemExit(self._signal_exit_status()) from None
+        except TrainingDiverged as diverged:  # its one line says the step and what to try
+            if self.trainer.is_global_zero:
+                print(f"error: {diverged}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    def _signal_exit_status(self) -> int:
+        """After SIGTERM: 0 when every optimizer step done is in a checkpoint (or in the one the
+        run resumed from), else 1, saying which steps were not saved and how to save them."""
+        trainer, name = self.trainer, stop_signal_name()
+        record = next((c for c in trainer.callbacks if isinstance(c, RunRecord)), None)
+        first = record.first_step if record is not None else None
+        saved = max(
+            [c._last_global_step_saved for c in trainer.checkpoint_callbacks]
+            + ([first] if first is not None else [])
+            or [0]
+        )
+        step = trainer.global_step
+        if step == (first or 0):
+            message = (
+                f"stopped by {name} before this run's first optimizer step (step {step}): "
+                "nothing was trained and nothing saved; run the same command again"
+            )
+        elif saved >= step:
+            rank_zero_info(f"stopped by {name}; steps up to {step} are saved")
+            return 0
+        else:
+            message = (
+                f"stopped by {name} after optimizer step {step}; steps {saved + 1}-{step} are in "
+                "no checkpoint and are lost. Add lightning_xllama.callbacks.ResumableCheckpoint "
+                "(it saves at the step boundary on SIGTERM) to trainer.callbacks"
+            )
+        if trainer.is_global_zero:
+            print(f"error: {message}", file=sys.stderr)
+        return 1
+
+    def instantiate_classes(self) -> None:
+        """Build the classes; a user error raised while building them (a bad value, a missing
+        file) is printed alone, not inside jsonargparse's dump of every union member tried.
+        Then claim the run's log folder (rank 0), so two runs started together never share one."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            cause = _root_cause(err)
+            if cause is err or not isinstance(cause, USER_ERRORS) or _debug():
+                raise
+            raise cause from None  # main prints it as one line
+        if rank_zero_only.rank == 0:
+            for logger in self.trainer.loggers:
+                claim_version(logger)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        """Without a logger chosen, the Trainer logs to CSV (Lightning's own default becomes
+        TensorBoard whenever TensorBoard is installed)."""
+        if config.get("logger") in (None, True):
+            config["logger"] = CSVLogger(config.get("default_root_dir") or os.getcwd())
+        if isinstance(config.get("strategy"), str) and "." in config["strategy"]:
+            config["strategy"] = strategy_from_class_path(config["strategy"])
+        return super()._instantiate_trainer(config, callbacks)
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` without a fixed checkpoint folder: the ``last.ckpt`` of the
+        newest version folder that has one (Lightning would look only in this run's new folder
+        and train from scratch). Ctrl-C from here on stops as SIGTERM does."""
+        sigint_as_sigterm(self.trainer)
+        config = self.config_init["fit"]
+        if config.get("ckpt_path") == "last" and not any(
+            getattr(c, "dirpath", None) for c in self.trainer.checkpoint_callbacks
+        ):
+            logger = self.trainer.loggers[0] if self.trainer.loggers else None
+            root = getattr(logger, "root_dir", None) or Path(
+                self.trainer.default_root_dir, "lightning_logs"
+            )
+            try:
+                config["ckpt_path"] = str(latest_last_checkpoint(root))  # ValueError: ambiguous
+                rank_zero_info(f"--ckpt_path last: resuming from {config['ckpt_path']}")
+            except FileNotFoundError as missing:
+                rank_zero_warn(f"{missing}; training starts from the base model")
+                config["ckpt_path"] = None
+        self._check_checkpoint_settings("fit")
+
+    def before_validate(self) -> None:
+        self._check_checkpoint_settings("validate")
+
+    def before_test(self) -> None:
+        self._check_checkpoint_settings("test")
+
+    def _check_checkpoint_settings(self, subcommand: str) -> None:
+        """A checkpoint file or sharded folder given as ``--ckpt_path`` brings weights and state,
+        not settings: what differs from the settings it was trained with is listed in one
+        warning, what cannot differ (LoRA, sharding, ``trust_remote_code`` it asks for) refused.
+        ``last``, ``best`` and the like are resolved by Lightning (``last`` in :meth:`before_fit`)."""
+        ckpt_path = self.config_init[subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).exists():
+            return
+        data = self.datamodule.hparams if self.datamodule is not None else None
+        warning = check_resumed_settings(ckpt_path, self.model.hparams, data, self.trainer)
+        if warning is not None:
+            rank_zero_warn(warning)
+
+    def before_predict(self) -> None:
+        self._check_checkpoint_settings("predict")
+        output = self.config["predict"].get("output")
+        if output is None:
+            output = f"{self.trainer.log_dir or '.'}/predictions.jsonl"
+        if not any(isinstance(c, JsonlPredictionWriter) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(JsonlPredictionWriter(output))
+
+
+def strategy_from_class_path(path: str) -> Strategy:
+    """``--trainer.strategy package.module.Class`` as that class with its defaults: jsonargparse
+    keeps a lone dotted path as a string, which Lightning would take for a registered name
+    (``ddp``, ``fsdp``) and refuse."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"--trainer.strategy {path!r}: no such class ({err}); expected a registered name "
+            "(auto, ddp, fsdp, ...) or an importable Strategy class such as "
+            "lightning_xllama.strategies.DecoderFSDP2Strategy"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, Strategy)):
+        raise ValueError(f"--trainer.strategy {path!r} is not a lightning Strategy class")
+    return found()

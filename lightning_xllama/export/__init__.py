@@ -1,0 +1,1 @@
+"""From a checkpoint to a Hugging Face folder: reading checkpoints, the model card, where an export may write."""
