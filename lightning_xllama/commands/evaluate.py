@@ -23,7 +23,7 @@ from lightning_xllama.callbacks import (
     EvaluationCallback,  # imports every evaluation class: short names resolve
 )
 from lightning_xllama.callbacks.base import folder_template
-from lightning_xllama.evaluation.paper_table import PaperBenchmarks, paper_table, write_paper_table
+from lightning_xllama.commands.paper_table import PaperBenchmarks, paper_table, write_paper_table
 from lightning_xllama.prompts import Template, check_template
 from lightning_xllama.runtime.hf_loading import check_model_path, load_tokenizer
 from lightning_xllama.runtime.run_record import RUN_RECORD_FILE

@@ -39,9 +39,9 @@ from lightning_xllama.training.lora import checkpointed_keys
 from lightning_xllama.training.resume_settings import check_remote_code
 from lightning_xllama.training.strategies import (
     DTYPES,
-    METADATA_FILE,
     check_checkpoint_shapes,
     empty_model,
+    read_checkpoint,
     reset_rotary_buffers,
 )
 
@@ -82,21 +82,6 @@ def save_hf_folder(
 
 
 # --- reading checkpoints ------------------------------------------------------------------------
-def read_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint's contents: a single file memory-mapped (tensors read when used), a
-    sharded folder's metadata file (its tensors stay in the folder)."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / METADATA_FILE).is_file():
-            raise FileNotFoundError(
-                f"{path} is a folder without {METADATA_FILE}: not a sharded Lightning checkpoint"
-            )
-        return torch.load(path / METADATA_FILE, map_location="cpu", weights_only=True)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-
-
 def _sharded_model_state(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """The model tensors of a sharded checkpoint folder, whole, in one process."""
     import torch.distributed as dist

@@ -50,7 +50,7 @@ def check_remote_code(
 def read_saved_settings(ckpt: str | Path) -> dict:
     """The settings a checkpoint (a file, or a sharded folder's metadata) holds: the model's and
     data module's hyperparameters and the recorded training settings, without the tensors."""
-    from lightning_xllama.export.hf_folder import read_checkpoint
+    from lightning_xllama.training.strategies import read_checkpoint
 
     try:
         checkpoint = read_checkpoint(ckpt)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lightning_xllama.commands.main import main
-from lightning_xllama.evaluation.paper_table import PaperBenchmarks, paper_table
+from lightning_xllama.commands.paper_table import PaperBenchmarks, paper_table
 
 SENTENCES = {
     "eng": ["the dog sees a cat.", "a bird finds the tree.", "the king holds a cup."],

@@ -33,6 +33,7 @@ from lightning_xllama.training.strategies.checkpoint_shapes import (
     checkpoint_shapes,
     compare_shapes,
     parameter_shapes,
+    read_checkpoint,
 )
 from lightning_xllama.training.strategies.dtypes import DTYPES, DType
 from lightning_xllama.training.strategies.fsdp import DecoderFSDPStrategy
@@ -61,6 +62,7 @@ __all__ = [
     "load_into_shards",
     "load_trainable_shards",
     "parameter_shapes",
+    "read_checkpoint",
     "reset_rotary_buffers",
     "shard_fsdp2",
 ]

@@ -70,3 +70,18 @@ def compare_shapes(found: Shapes, expected: Shapes, source: str) -> None:
             f"{source} does not fit the model: {len(differ)} tensor(s) differ in shape, {len(missing)} "
             f"missing, {len(unexpected)} unexpected. Was it written for another base model?\n  {shown}"
         )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents: a single file memory-mapped (tensors read when used), a
+    sharded folder's metadata file (its tensors stay in the folder)."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / METADATA_FILE).is_file():
+            raise FileNotFoundError(
+                f"{path} is a folder without {METADATA_FILE}: not a sharded Lightning checkpoint"
+            )
+        return torch.load(path / METADATA_FILE, map_location="cpu", weights_only=True)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
