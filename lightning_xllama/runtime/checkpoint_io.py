@@ -202,3 +202,15 @@ def _remove_stale_partials(path: Path) -> None:
     no chance to clean up); checkpoint folders belong to one run, so no other writer uses them."""
     for stale in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
         stale.unlink(missing_ok=True)
+
+
+def remove_partial_files(folder: _PATH) -> tuple[int, int]:
+    """Remove every partial checkpoint file in ``folder`` (a run that resumes from it: its writer
+    was killed mid-save and wrote nothing since); returns how many files and bytes."""
+    count = size = 0
+    for stale in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
+        if stale.is_file():
+            size += stale.stat().st_size
+            stale.unlink(missing_ok=True)
+            count += 1
+    return count, size

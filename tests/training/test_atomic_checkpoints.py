@@ -18,6 +18,7 @@ from lightning_xllama.runtime.checkpoint_io import (
     CheckpointSpaceError,
     atomic_save,
     checkpoint_problem,
+    remove_partial_files,
 )
 from lightning_xllama.runtime.run_folder import latest_last_checkpoint
 
@@ -149,3 +150,11 @@ def test_resumable_checkpoint_writes_through_the_atomic_writer(save_last, tmp_pa
     assert checkpoint_problem(tmp_path / "ckpt" / "last.ckpt") is None
     assert (tmp_path / "ckpt" / "last.ckpt").is_symlink() == (save_last == "link")
     assert not any(temporary.iterdir())
+
+
+def test_partial_files_a_killed_save_left_are_removed_and_counted(tmp_path):
+    (tmp_path / "last.ckpt").write_bytes(b"kept")
+    (tmp_path / ".last.ckpt.abc123.partial").write_bytes(b"x" * 10)
+    (tmp_path / ".step=4.ckpt.def456.partial").write_bytes(b"x" * 5)
+    assert remove_partial_files(tmp_path) == (2, 15)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
