@@ -13,7 +13,9 @@
    before, against an English-only control, cosine gap and retrieval).
 
 The world is the science world (``benchmarks/reproduction/world.py``), not the demo's. Every run
-trains a fixed number of epochs over its own data, so more pairs mean more learning. Every run is
+trains a fixed number of epochs over its own data, so more pairs mean more learning, and is a
+``fit`` built by the command line's own CLI from a config written to its folder
+(``runs/<name>/fit.yaml``), as ``scaling sweep`` builds its runs. Every run is
 cached under ``--out`` (with the settings, which must match on a second call): an interrupted
 study resumes where it stopped. Verdict rules: ``benchmarks/reproduction/claims.py``.
 """

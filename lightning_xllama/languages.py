@@ -1,9 +1,9 @@
 """The language registry: every language the package can train on or evaluate.
 
 A :class:`Language` carries what the pipeline needs to know about a language: its codes in the
-evaluation sets, its script, the words of a zero-shot QA prompt in it (:class:`QAPromptWords`)
-and, for the artificial languages of the offline demo, the settings that generate it from English
-(:class:`SyntheticSettings`). Every language of FLORES-101, XQuAD and MLQA is registered, so
+evaluation sets, its script and the words of a zero-shot QA prompt in it (:class:`QAPromptWords`).
+The registry holds real languages; a plug-in adds its own (the offline demo's artificial languages
+are registered by :mod:`lightning_xllama.demo.languages`). Every language of FLORES-101, XQuAD and MLQA is registered, so
 every file of those benchmarks can be read; the QA languages (XQuAD's and MLQA's) have QA prompt
 words of their own, the others prompt in English. Add a language with :func:`register` from your own
 module and name that module in a config (``data.init_args.language_modules: [my_pkg.langs]``) or
@@ -13,46 +13,17 @@ import it first.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Iterable, Literal, Optional
-
-SCRIPTS = ("latin", "greek", "cyrillic")
-"""Alphabets a synthetic language can be written in (letter-for-letter from Latin)."""
-
-
-@dataclass(frozen=True)
-class SyntheticSettings:
-    """How an artificial language is derived from the synthetic English.
-
-    The distance from English grows as cognates get rarer, the script moves away from Latin and
-    the word order departs from English's subject-verb-object.
-    """
-
-    script: Literal["latin", "greek", "cyrillic"] = "latin"
-    """Alphabet: letters are mapped one-for-one from the Latin spelling."""
-    cognate_share: float = 0.5
-    """Share of the vocabulary whose words are English words with small spelling changes."""
-    word_order: Literal["SVO", "SOV"] = "SVO"
-    """Clause order; ``SOV`` puts the verb last (verb-final)."""
-    adjective_after_noun: bool = False
-    """Whether adjectives follow their noun."""
-
-    def __post_init__(self) -> None:
-        if self.script not in SCRIPTS:
-            raise ValueError(f"unknown script {self.script!r}; expected one of {SCRIPTS}")
-        if not 0.0 <= self.cognate_share <= 1.0:
-            raise ValueError(f"cognate_share must be in [0, 1], got {self.cognate_share}")
-        if self.word_order not in ("SVO", "SOV"):
-            raise ValueError(f"word_order must be 'SVO' or 'SOV', got {self.word_order!r}")
+from dataclasses import dataclass
+from typing import Iterable, Optional
 
 
 @dataclass(frozen=True)
 class QAPromptWords:
     """The words of a zero-shot QA prompt in one language: QA is prompted in the target language.
 
-    The defaults are English. Synthetic languages keep them: their lexicons only hold the words of
-    the synthetic grammar, which has no word for "context" or "answer" (the demo prompts them with
-    the question as the instruction instead, so the whole prompt is still in the target language).
+    The defaults are English. A language without words of its own keeps them (the demo's artificial
+    languages have no word for "context" or "answer": the demo prompts them with the question as
+    the instruction instead, so the whole prompt is still in the target language).
     """
 
     instruction: str = "Answer the question using the context."
@@ -71,23 +42,19 @@ class Language:
 
     code: str
     """ISO 639-1 code for real languages (``zh``), ISO 639-3 where there is none (``ast``), a
-    ``syn_`` name for synthetic ones; Traditional Chinese is ``zh_Hant``."""
+    plug-in's own code for languages it adds (the demo's ``syn_far``); Traditional Chinese is
+    ``zh_Hant``."""
     name: str
     """English name, used in translation instructions ("from English to Chinese")."""
     script: str = "Latn"
-    """ISO 15924 script code of the language's usual writing system."""
+    """ISO 15924 script code of the language's usual writing system (``Hans``, ``Arab``, ``Cyrl``):
+    the off-target check compares an output's letters with it."""
     flores101: Optional[str] = None
     """File code in FLORES-101 (``zho_simpl``)."""
     flores200: Optional[str] = None
     """File code in FLORES-200 (``zho_Hans``)."""
-    synthetic: Optional[SyntheticSettings] = field(default=None, compare=False)
-    """Generation settings when the language is artificial (the offline demo and tests)."""
     qa: QAPromptWords = QAPromptWords()
     """Words of the zero-shot QA prompt in this language."""
-
-    @property
-    def is_synthetic(self) -> bool:
-        return self.synthetic is not None
 
 
 _REGISTRY: dict[str, Language] = {}
@@ -257,20 +224,8 @@ for _code, _name, _flores101, _flores200 in _FLORES101:
             _flores200.split("_")[1],
             _flores101,
             _flores200,
-            SyntheticSettings("latin", 1.0, "SVO") if _code == "en" else None,
             _QA_WORDS.get(_code, QAPromptWords()),
         )
     )
     if _code not in _FIRST_SHIPPED:
         _GIVES_WAY.add(_code)
-
-# The offline world: one language close to English, one distant from it.
-register(Language("syn_near", "Nearish", "Grek", synthetic=SyntheticSettings("greek", 0.6, "SVO")))
-register(
-    Language(
-        "syn_far",
-        "Farish",
-        "Cyrl",
-        synthetic=SyntheticSettings("cyrillic", 0.0, "SOV", adjective_after_noun=True),
-    )
-)

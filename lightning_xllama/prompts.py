@@ -3,7 +3,8 @@ chat template, the translation instructions and the official QA wording.
 
 The model sees ``prompt + response``; only the response (and EOS) is trained on. Translation
 pairs become instructions by drawing one of :data:`TRANSLATION_INSTRUCTIONS` per example, so the
-model does not tie translation to one fixed wording. A model is evaluated in the template it was
+model does not tie translation to one fixed wording; the ``official`` rule rotates the paper's 33
+instructions by line index instead (:func:`translation_instruction`). A model is evaluated in the template it was
 trained with (:func:`render_prompt` for every template).
 """
 
@@ -95,6 +96,73 @@ TRANSLATION_INSTRUCTIONS = (
     "Put the following {src} text into {tgt}.",
     "Translate the given {src} sentence to {tgt} accurately.",
 )
+
+
+OFFICIAL_TRANSLATION_INSTRUCTIONS = (
+    "Translate the following sentences from {src} to {tgt}.",
+    "What do the following sentences mean in {tgt}?",
+    "Please provide the {tgt} translation for the following sentences.",
+    "Convert the subsequent sentences from {src} into {tgt}.",
+    "Render the listed sentences in {tgt} from their original {src} form.",
+    "Transform the upcoming sentences from {src} language to {tgt} language.",
+    "Change the given sentences from {src} to {tgt} format.",
+    "Turn the following sentences from their {src} version to the {tgt} version.",
+    "Adapt the mentioned sentences from {src} to the {tgt} language.",
+    "Transpose the next sentences from the {src} format to the {tgt} format.",
+    "Switch the specified sentences from their {src} form to {tgt} form.",
+    "Reinterpret the ensuing sentences from {src} to {tgt} language.",
+    "Modify the forthcoming sentences, converting them from {src} to {tgt}.",
+    "How can the subsequent sentences be interpreted in {tgt}?",
+    "What is the meaning of these sentences when translated to {tgt}?",
+    "In the context of {tgt}, what do the upcoming sentences signify?",
+    "How would you express the meaning of the following sentences in {tgt}?",
+    "What is the significance of the mentioned sentences in {tgt}?",
+    "In {tgt}, what do the given sentences convey?",
+    "When translated to {tgt}, what message do these sentences carry?",
+    "What is the intended meaning of the ensuing sentences in {tgt}?",
+    "How should the following sentences be comprehended in {tgt}?",
+    "In terms of {tgt}, what do the next sentences imply?",
+    "Kindly furnish the {tgt} translation of the subsequent sentences.",
+    "Could you supply the {tgt} translation for the upcoming sentences?",
+    "Please offer the {tgt} rendition for the following statements.",
+    "I'd appreciate it if you could present the {tgt} translation for these sentences.",
+    "Can you deliver the {tgt} translation for the mentioned sentences?",
+    "Please share the {tgt} version of the given sentences.",
+    "It would be helpful if you could provide the {tgt} translation of the ensuing sentences.",
+    "Kindly submit the {tgt} interpretation for the next sentences.",
+    "Please make available the {tgt} translation for the listed sentences.",
+    "Can you reveal the {tgt} translation of the forthcoming sentences?",
+)
+"""The paper's 33 translation instructions, in its order (x-LLM ``data/translation/
+translation.py``, ``_INSTRUCTIONS``): training pair ``i`` gets ``[i % 33]``, every test sentence
+``[0]``. Many name only the target language."""
+
+OFFICIAL_LANGUAGE_NAMES: dict[str, str] = {
+    "ar": "Arabic",
+    "de": "German",
+    "el": "Modern Greek (1453-)",
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "hi": "Hindi",
+    "ja": "Japanese",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "sw": "Swahili (macrolanguage)",
+    "th": "Thai",
+    "tr": "Turkish",
+    "vi": "Vietnamese",
+    "zh": "Chinese",
+}
+"""Language names in the paper's instructions: ``iso639.languages.get(alpha2=code).name`` of the
+``iso-639`` 0.4.5 package its code imports (ISO 639-3 reference names, hence ``Modern Greek
+(1453-)``)."""
+
+InstructionRule = Literal["package", "official"]
+"""How a translation pair gets its instruction: ``package`` (default): one of the package's
+paraphrases at random, registry names; ``official``: the paper's list by line index, the paper's
+names (:func:`translation_instruction`)."""
+INSTRUCTION_RULES: tuple[str, ...] = ("package", "official")
 
 
 def check_template(template: str, where: str = "template") -> Template:
@@ -211,6 +279,66 @@ def official_qa_input(context: str, question: str, words: QAPromptWords) -> str:
     )
 
 
-def translation_instruction(src_name: str, tgt_name: str, rng: random.Random) -> str:
-    """One of the paraphrases, drawn with ``rng`` (seeded per example by the caller)."""
+def official_language_name(code: str) -> str:
+    """The language's name as the paper's code writes it in translation instructions (the
+    ``iso-639`` package's ISO 639 name: ``Modern Greek (1453-)`` for ``el``); the registry's name
+    for a language without one in :data:`OFFICIAL_LANGUAGE_NAMES`."""
+    return OFFICIAL_LANGUAGE_NAMES.get(code) or get_language(code).name
+
+
+def check_instruction_rule(rule: str, where: str = "translation_instructions") -> InstructionRule:
+    """``rule`` if it is one of :data:`INSTRUCTION_RULES`; a clear error naming ``where`` otherwise."""
+    if rule not in INSTRUCTION_RULES:
+        raise ValueError(
+            f"{where}: unknown translation instruction rule {rule!r}; expected one of "
+            f"{INSTRUCTION_RULES}"
+        )
+    return rule
+
+
+def translation_instruction(
+    rule: InstructionRule,
+    line_index: int,
+    rng: random.Random,
+    src_lang: str,
+    tgt_lang: str,
+) -> str:
+    """The instruction of one training pair, ``src_lang`` to ``tgt_lang`` (registry codes).
+
+    Args:
+        rule: ``package``: one of :data:`TRANSLATION_INSTRUCTIONS` drawn with ``rng`` (seeded per
+            pair by the caller), with the registry's language names. ``official``: the paper's
+            rotation, :data:`OFFICIAL_TRANSLATION_INSTRUCTIONS` ``[line_index % 33]`` with the
+            paper's language names (x-LLM ``data/translation/translation.py``, training split).
+        line_index: the pair's 0-based line in its parallel files, empty lines counted (the
+            official rule's key); unused by ``package``.
+        rng: the random source of ``package``; unused by ``official``.
+        src_lang: the source language's code.
+        tgt_lang: the target language's code.
+    """
+    check_instruction_rule(rule)
+    if rule == "official":
+        if line_index < 0:
+            raise ValueError(f"line_index must be 0 or more, got {line_index}")
+        template = OFFICIAL_TRANSLATION_INSTRUCTIONS[
+            line_index % len(OFFICIAL_TRANSLATION_INSTRUCTIONS)
+        ]
+        return template.format(
+            src=official_language_name(src_lang), tgt=official_language_name(tgt_lang)
+        )
+    src_name, tgt_name = get_language(src_lang).name, get_language(tgt_lang).name
     return rng.choice(TRANSLATION_INSTRUCTIONS).format(src=src_name, tgt=tgt_name)
+
+
+def evaluation_translation_instruction(rule: InstructionRule, src_lang: str, tgt_lang: str) -> str:
+    """The instruction a test sentence is translated with: the first paraphrase of the rule's
+    list (the paper's code uses ``_INSTRUCTIONS[0]`` for every test line), with the rule's
+    language names."""
+    check_instruction_rule(rule, "instruction")
+    if rule == "official":
+        return OFFICIAL_TRANSLATION_INSTRUCTIONS[0].format(
+            src=official_language_name(src_lang), tgt=official_language_name(tgt_lang)
+        )
+    return TRANSLATION_INSTRUCTIONS[0].format(
+        src=get_language(src_lang).name, tgt=get_language(tgt_lang).name
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import lightning_xllama.demo.languages  # noqa: F401  the demo plug-in: syn_near, syn_far registered
 from lightning_xllama.demo.layout import DemoLayout
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,9 @@
 """The runs of the reproduction: assets, sweeps with exposure proportional to the pairs, MuIT runs
 through allocation files, and CoIT against English-only; every run cached and resumable.
 
+Every run is a ``fit`` built by the command line's own CLI from a config written to its folder
+(``runs/<name>/fit.yaml``) plus the seed, the steps and the pair subset as flags, the path of
+``scaling sweep`` (:func:`lightning_xllama.commands.sweep.fit_run`), scored after its last step.
 Every sweep and MuIT run trains ``epochs`` passes over its own data (instructions and pairs
 alike), so a run with more pairs takes proportionally more steps and sees each pair as often as a
 small one; the English-only control takes the CoIT run's steps (``deep_epochs`` passes over the
@@ -24,22 +27,27 @@ from pathlib import Path
 from reproduction.world import ScienceWorld
 
 from lightning_xllama.commands.sweep import (
-    coit_datamodule,
+    cpu_config,
     evaluation_callbacks,
+    fit_run,
+    layout_config,
+    length_overrides,
     subset_pairs,
-    train_and_evaluate,
+    trained_pairs,
     translation_key,
+    write_config,
 )
-from lightning_xllama.data import MuITDataModule
 from lightning_xllama.data.allocation import read_allocation
-from lightning_xllama.data.streams import Stream
-from lightning_xllama.demo.layout import DataLayout
+from lightning_xllama.data.layout import DataLayout
 from lightning_xllama.demo.prepare import pretrain_base_model, tokenizer_corpus, train_tokenizer
 from lightning_xllama.runtime.hf_loading import load_tokenizer
+from lightning_xllama.runtime.run_record import read_run_record
 from lightning_xllama.scaling.allocation import Allocation, write_allocation
 from lightning_xllama.scaling.results import append_results, finished_runs
 
 NEAR, FAR = "syn_near", "syn_far"
+LANGUAGE_MODULE = "lightning_xllama.demo.languages"
+"""The plug-in registering the study's languages, named in every run's config."""
 LANGUAGES = (NEAR, FAR)
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
@@ -240,6 +248,45 @@ class Study:
         finally:
             claim.unlink(missing_ok=True)
 
+    def coit_config(self, base: str, lang: str, steps: int, weights: dict, callbacks: list) -> dict:
+        """The ``fit`` config of a CoIT run of ``lang`` from ``base``: an epoch of exactly
+        ``steps`` batches drawn by ``weights`` (a small parallel file repeats), in the study's
+        prompt, with the study's learning rate, batch size and ``callbacks``."""
+        s = self.settings
+        return layout_config(
+            self.data,
+            lang,
+            base,
+            batch_size=s.batch_size,
+            learning_rate=s.learning_rate,
+            weights=weights,
+            examples_per_epoch=steps * s.batch_size,
+            language_modules=[LANGUAGE_MODULE],
+            callbacks=callbacks,
+            template=s.template,
+        )
+
+    def train(self, root: Path, config: dict, seed: int, steps: int, parallel: str | None) -> dict:
+        """Train ``config`` as ``fit --config`` does (the path of ``scaling sweep``) for ``steps``
+        optimizer steps, scored after the last; return the first and last ``(step, value)`` of
+        every validation metric (``{"first": ..., "last": ...}``) and the steps trained."""
+        overrides = [
+            f"--seed_everything={seed}",
+            f"--data.init_args.seed={seed}",
+            f"--trainer.default_root_dir={root}",
+            *length_overrides(steps, None, accumulate=1),
+        ]
+        if parallel is not None:
+            overrides.append(f"--data.init_args.parallel={parallel}")
+        log_dir = Path(fit_run([write_config(config, root / "fit.yaml")], overrides).log_dir)
+        summary = json.loads((log_dir / "summary.json").read_text())
+        return {
+            "first": {key: tuple(v["first"]) for key, v in summary.items()},
+            "last": {key: tuple(v["last"]) for key, v in summary.items()},
+            "steps": read_run_record(log_dir)["global_step"],
+            "log_dir": str(log_dir),
+        }
+
     def steps(self, examples: int, epochs: int | None = None) -> int:
         passes = self.settings.epochs if epochs is None else epochs
         return max(1, math.ceil(passes * examples / self.settings.batch_size))
@@ -269,19 +316,11 @@ class Study:
         examples = n + 2 * s.instructions
         steps = self.steps(examples)
         weights = {"english": s.instructions, "translated": s.instructions, "parallel": n}
-        datamodule = coit_datamodule(
-            self.data, lang, parallel, steps, s.batch_size, weights, seed, base, template=s.template
-        )
-        summary = train_and_evaluate(
-            base,
-            datamodule,
-            evaluation_callbacks(self.data, [lang], s.eval_samples),
-            self.out / "runs" / name,
-            steps,
-            s.learning_rate,
-            seed,
-        )
-        pairs = datamodule.readers[-1].size
+        callbacks = evaluation_callbacks(self.data, [lang], s.eval_samples)
+        root = self.out / "runs" / name
+        config = self.coit_config(base, lang, steps, weights, callbacks)
+        summary = self.train(root, config, seed, steps, parallel)
+        pairs = trained_pairs(read_run_record(summary["log_dir"]), lang)
         score = summary["last"][translation_key(lang, "chrf_pp")][1]
         append_once(results, name, [self._row(lang, pairs, score, seed, examples, n, name, start)])
 
@@ -311,20 +350,23 @@ class Study:
             allocation = write_allocation(root / "allocation.yaml", plan)
             layout = DataLayout(self.data)
             streams = [
-                Stream(
-                    "instructions",
-                    "en",
-                    str(layout.instructions("en")),
-                    count=s.instructions,
-                    name="english",
-                )
+                {
+                    "kind": "instructions",
+                    "lang": "en",
+                    "path": str(layout.instructions("en")),
+                    "count": s.instructions,
+                    "name": "english",
+                }
             ]
             for entry in read_allocation(allocation)["streams"]:
                 lang = entry["lang"]
                 streams.append(
-                    Stream(
-                        "instructions", lang, str(layout.instructions(lang)), count=s.instructions
-                    )
+                    {
+                        "kind": "instructions",
+                        "lang": lang,
+                        "path": str(layout.instructions(lang)),
+                        "count": s.instructions,
+                    }
                 )
                 # a language given no pairs keeps a stream the allocation sets to count 0
                 prefix = (
@@ -332,27 +374,23 @@ class Study:
                     if entry["count"]
                     else str(layout.parallel(lang))
                 )
-                streams.append(Stream("parallel", lang, prefix))
-            datamodule = MuITDataModule(
-                streams=streams,
-                allocation=str(allocation),
-                batch_size=s.batch_size,
-                max_length=256,
-                val_examples_per_stream=4,  # held out of the subset: its pairs repeat a little
-                seed=seed,
-                tokenizer=base,
-                template=s.template,
-            )
+                streams.append({"kind": "parallel", "lang": lang, "path": prefix})
+            muit = {  # the MuIT data module, its counts read from the allocation file
+                "class_path": "lightning_xllama.data.MuITDataModule",
+                "init_args": {
+                    "streams": streams,
+                    "allocation": str(allocation),
+                    "batch_size": s.batch_size,
+                    "max_length": 256,
+                    "val_examples_per_stream": 4,  # held out of the subset: its pairs repeat a little
+                    "template": s.template,
+                    "language_modules": [LANGUAGE_MODULE],
+                },
+            }
+            callbacks = evaluation_callbacks(self.data, list(counts), s.eval_samples)
+            config = cpu_config(base, muit, callbacks, s.learning_rate)
             examples = sum(counts.values()) + (1 + len(counts)) * s.instructions
-            summary = train_and_evaluate(
-                base,
-                datamodule,
-                evaluation_callbacks(self.data, list(counts), s.eval_samples),
-                root,
-                self.steps(examples),
-                s.learning_rate,
-                seed,
-            )
+            summary = self.train(root, config, seed, self.steps(examples), None)
             return {
                 "counts": counts,
                 "scores": {
@@ -416,23 +454,11 @@ class Study:
 
             def run(root: Path, weights=weights) -> dict:
                 parallel = subset_pairs(self.data, FAR, n, root / "pairs")
-                datamodule = coit_datamodule(
-                    self.data,
-                    FAR,
-                    parallel,
-                    steps,
-                    s.batch_size,
-                    weights,
-                    seed,
-                    deep,
-                    template=s.template,
-                )
                 callbacks = evaluation_callbacks(
                     self.data, [FAR], s.eval_samples, qa=True, probe=True, before_training=True
                 )
-                return train_and_evaluate(
-                    deep, datamodule, callbacks, root, steps, s.learning_rate, seed
-                )
+                config = self.coit_config(deep, FAR, steps, weights, callbacks)
+                return self.train(root, config, seed, steps, parallel)
 
             runs[name] = self.cached(f"{name}-seed{seed}", run)
         return runs

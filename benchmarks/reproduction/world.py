@@ -23,8 +23,8 @@ import random
 import zlib
 from dataclasses import dataclass
 
+from lightning_xllama.demo.languages import synthetic_settings
 from lightning_xllama.demo.world import PUNCTUATION, Clause, NounPhrase, SyntheticWorld, render
-from lightning_xllama.languages import get_language
 
 DETERMINERS = ("the", "a", "some")
 """``some`` makes the noun plural (and the English verb loses its -s)."""
@@ -99,9 +99,7 @@ class Renderer:
 
     def __init__(self, code: str, vocabulary: Vocabulary):
         self.code, self.vocabulary = code, vocabulary
-        self.settings = None if code == "en" else get_language(code).synthetic
-        if code != "en" and self.settings is None:
-            raise ValueError(f"language {code!r} has no synthetic settings")
+        self.settings = None if code == "en" else synthetic_settings(code)
         self.lexicon = self._lexicon()
         far = self.settings is not None and self.settings.cognate_share < 0.3
         self.plural, self.object_case = ("i", "um") if far else ("s", "")

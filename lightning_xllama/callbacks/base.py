@@ -126,7 +126,8 @@ def log_image_file(loggers: list, key: str, path: Path, step: int) -> None:
 
 class EvaluationCallback(L.Callback, ABC):
     """Runs :meth:`run` before training, on every ``every_n_validations``-th validation pass of
-    ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``.
+    ``fit`` and on every ``validate`` pass, and logs its scores as ``val/{name}/...``; on a
+    ``test`` pass, once at its end, logged as ``test/{name}/...``.
 
     Prompts (:meth:`prompt_for`) are in ``template`` when one is given, else in the template the
     model was trained with: set at ``setup`` from the trainer (:func:`trained_template`) and by
@@ -135,6 +136,8 @@ class EvaluationCallback(L.Callback, ABC):
 
     progress_bar_metric: Optional[str] = None
     """The metric of every set shown in the progress bar (``val/{name}/{set}/{metric}``)."""
+    stage: str = "val"
+    """The prefix of the scores :meth:`measure` returns: ``test`` during a test pass."""
 
     def __init__(
         self,
@@ -217,7 +220,7 @@ class EvaluationCallback(L.Callback, ABC):
         self._validations = state_dict["validations"]
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage in ("fit", "validate"):  # predict and test never evaluate: no COMET loading there
+        if stage in ("fit", "validate", "test"):  # predict never evaluates: no COMET loading there
             self.use_model_template(*trained_template(trainer, pl_module))
             self.prepare()
 
@@ -236,19 +239,30 @@ class EvaluationCallback(L.Callback, ABC):
             shown = key.split("/", 3)[3:] == [self.progress_bar_metric]
             pl_module.log(key, value, prog_bar=shown, sync_dist=True)
 
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """``test``: measure the model once, as a validation pass does, logged as ``test/``."""
+        self.stage = "test"
+        try:
+            scores = self.measure(trainer, pl_module)
+        finally:
+            self.stage = "val"
+        for key, value in scores.items():
+            pl_module.log(key, value, sync_dist=True)
+
     def measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
         """Run the evaluation on the module's model and publish its outputs (files in the
-        logger's folder, tables and images to loggers; nothing without a logger); ``val/`` scores."""
+        logger's folder, tagged ``test-`` on a test pass; tables and images to loggers; nothing
+        without a logger); the scores, prefixed with :attr:`stage` (``val/``, ``test/``)."""
         sharded = distributed.shards_model(trainer)
         result = self.run(pl_module.model, pl_module.tokenizer, sharded=sharded)
         if trainer.loggers:
             log_dir = trainer.log_dir  # a collective under DDP: every rank asks
             if trainer.is_global_zero:
-                files = self.write_outputs(
-                    result, Path(log_dir) / self.name, f"step{trainer.global_step}"
-                )
+                tag = f"step{trainer.global_step}"
+                tag = tag if self.stage == "val" else f"{self.stage}-{tag}"
+                files = self.write_outputs(result, Path(log_dir) / self.name, tag)
                 self.log_outputs(trainer.loggers, result, files, trainer.global_step)
-        return {f"val/{key}": value for key, value in result.metrics.items()}
+        return {f"{self.stage}/{key}": value for key, value in result.metrics.items()}
 
 
 @dataclass(frozen=True)

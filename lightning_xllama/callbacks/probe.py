@@ -8,7 +8,13 @@ from typing import Optional
 from lightning_xllama.callbacks.base import EvaluationCallback, EvaluationResult, log_image_file
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion
 from lightning_xllama.evaluation.markdown import markdown_table
-from lightning_xllama.evaluation.probe import Alignment, plot_alignment, probe
+from lightning_xllama.evaluation.probe import (
+    Alignment,
+    Pooling,
+    check_pooling,
+    plot_alignment,
+    probe,
+)
 from lightning_xllama.evaluation.test_sets import ParallelTestSets
 
 
@@ -31,6 +37,9 @@ class RepresentationProbe(EvaluationCallback):
         flores_version: ``flores101`` or ``flores200``: which file codes the folder uses.
         num_sentences: parallel pairs to probe with, spread evenly over the set (at least 2).
         batch_size: sentences per forward pass.
+        pooling: ``sentence`` (the mean of the states over the sentence's own tokens) or
+            ``official`` (as the paper's ``embedding.py``: the sentence as the instruction of the
+            Alpaca prompt, the masked sum over the prompt divided by the batch's padded length).
         name: metric namespace (``val/{name}/...``).
         every_n_validations: run on every N-th validation pass of ``fit``.
         before_training: also probe the starting model, logged at step 0.
@@ -46,6 +55,7 @@ class RepresentationProbe(EvaluationCallback):
         flores_version: FloresVersion = "flores101",
         num_sentences: int = 100,
         batch_size: int = 16,
+        pooling: Pooling = "sentence",
         name: str = "probe",
         every_n_validations: int = 1,
         before_training: bool = True,
@@ -67,6 +77,7 @@ class RepresentationProbe(EvaluationCallback):
             )
         self.directions = self.test_sets_spec.directions
         self.num_sentences, self.batch_size, self.plot = num_sentences, batch_size, plot
+        self.pooling = check_pooling(pooling)
         self.pairs: dict[str, list[tuple[str, str]]] = {}
 
     def prepare(self) -> None:
@@ -77,13 +88,17 @@ class RepresentationProbe(EvaluationCallback):
     def run(self, model, tokenizer, sharded: bool = False) -> EvaluationResult:
         result = EvaluationResult({})
         for direction, pairs in self.pairs.items():
-            curves = probe(model, tokenizer, pairs, self.batch_size)
+            curves = probe(model, tokenizer, pairs, self.batch_size, self.pooling)
             key = f"{self.name}/{direction}"
             for name, values in curves.as_dict().items():
                 for layer, value in enumerate(values):
                     result.metrics[f"{key}/layer{layer:02d}/{name}"] = value
             result.metrics[f"{key}/peak_layer"] = float(curves.peak_layer)
-            result.details[direction] = {"pairs": len(pairs), **curves.as_dict()}
+            result.details[direction] = {
+                "pairs": len(pairs),
+                "pooling": self.pooling,
+                **curves.as_dict(),
+            }
         return result
 
     def write_outputs(self, result: EvaluationResult, out_dir: Path, tag: str) -> dict[str, Path]:

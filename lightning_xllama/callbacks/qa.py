@@ -17,6 +17,14 @@ from lightning_xllama.callbacks.base import (
     GenerationSettings,
 )
 from lightning_xllama.data.eval_sets import MLQASplit, QAExample, mlqa_file, read_squad, xquad_file
+from lightning_xllama.evaluation.judge import (
+    CORRECTNESS_QUESTIONS,
+    CorrectnessRun,
+    JudgeClient,
+    JudgeSettings,
+    JudgeStats,
+    judge_correctness,
+)
 from lightning_xllama.evaluation.qa_metrics import (
     RULES,
     PaperMatch,
@@ -127,6 +135,9 @@ class QAEvaluation(GenerationEvaluation):
             ``question`` (the question as the instruction, the passage as the input) or
             ``official`` (the paper's instruction and paragraph/question/answer labels in the
             language; the registry's words for languages the paper has none for).
+        keep_bom: keep a byte-order mark (U+FEFF) that starts a passage or question, as the
+            paper's prompts do (9 to 47 of XQuAD's 1,190 per language); default: kept with
+            ``prompt_style: official``, removed otherwise.
         template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
             default: the one the model was trained with (the DataModule's ``template``, else the
             model folder's ``run.json``, else ``alpaca``).
@@ -152,6 +163,16 @@ class QAEvaluation(GenerationEvaluation):
             decoded. The rows each rule ended are logged as ``stopped_newline`` and
             ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
         repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
+        judge_base_url: an OpenAI-compatible endpoint: the first ``judge_questions`` answers of
+            each set are judged YES/NO for correctness with the paper's prompt (x-LLM
+            ``eval/xquad.eval.py``, temperature 0; the passage, question and answer label as
+            context) and logged as ``judge_correct`` (percent YES of those judged; an empty answer
+            is NO without a request, an endpoint failure is left out and counted as
+            ``judge_failed``). Off without it.
+        judge_model: the judge model at that endpoint (the paper: ``gpt-3.5-turbo``).
+        judge_api_key_env: NAME of the environment variable holding its key (null: none needed).
+        judge_questions: how many of each set's first questions are judged (the paper: 100).
+        judge_cache_dir: folder of the judge's reply cache (None: no cache).
     """
 
     progress_bar_metric = "paper_match"
@@ -165,6 +186,7 @@ class QAEvaluation(GenerationEvaluation):
         files: Optional[dict[str, str]] = None,
         files_rules: Rules = "mlqa",
         prompt_style: PromptStyle = "labelled",
+        keep_bom: Optional[bool] = None,
         template: Optional[Template] = None,
         name: str = "qa",
         max_samples: Optional[int] = None,
@@ -180,9 +202,35 @@ class QAEvaluation(GenerationEvaluation):
         stop_at_newline: bool = False,
         repeat_ngram: int = 0,
         repeat_times: int = 0,
+        judge_base_url: Optional[str] = None,
+        judge_model: Optional[str] = None,
+        judge_api_key_env: Optional[str] = "OPENAI_API_KEY",
+        judge_questions: int = CORRECTNESS_QUESTIONS,
+        judge_cache_dir: Optional[str] = None,
     ):
         super().__init__(name, GenerationSettings.from_arguments(locals()))
         self.languages, self.files = list(languages or []), dict(files or {})
+        self.keep_bom = prompt_style == "official" if keep_bom is None else keep_bom
+        if (judge_base_url is None) != (judge_model is None):
+            raise ValueError(
+                "QAEvaluation: the correctness judge needs judge_base_url and judge_model"
+            )
+        if judge_questions < 1:
+            raise ValueError(
+                f"QAEvaluation: judge_questions must be at least 1, got {judge_questions}"
+            )
+        self.judge = (
+            None
+            if judge_base_url is None
+            else JudgeSettings(
+                base_url=judge_base_url,
+                model=judge_model,
+                api_key_env=judge_api_key_env,
+                temperature=0.0,
+                cache_dir=judge_cache_dir,
+            )
+        )
+        self.judge_questions = judge_questions
         self.xquad_dir, self.mlqa_dir, self.mlqa_split = xquad_dir, mlqa_dir, mlqa_split
         if files_rules not in RULES:
             raise ValueError(f"unknown QA rules {files_rules!r}; expected one of {RULES}")
@@ -229,9 +277,13 @@ class QAEvaluation(GenerationEvaluation):
                     f"two QA sets are named {set_name!r}; evaluate one of them in another callback"
                 )
             sets[set_name] = QASet(
-                evenly_spaced(read_squad(path, lang), self.max_samples), lang, rules
+                evenly_spaced(read_squad(path, lang, self.keep_bom), self.max_samples),
+                lang,
+                rules,
             )
         self.prepare_identifier([qa_set.lang for qa_set in sets.values()])
+        if self.judge is not None and distributed.rank() == 0:
+            self.judge.api_key()  # raises, naming the variable, when it is not set
         unworded = sorted({s.lang for s in sets.values()} - set(OFFICIAL_QA_WORDS))
         if self.prompt_style == "official" and unworded:
             rank_zero_warn(
@@ -285,6 +337,18 @@ class QAEvaluation(GenerationEvaluation):
             result.metrics.update(self.stop_metrics(key, stops))
             for metric_name, value in self.off_target_scores(outputs, qa_set.lang, device).items():
                 result.metrics[f"{key}/{metric_name}"] = value
+            judged = None
+            if self.judge is not None:
+                cases = [
+                    (qa_fields(example, self.prompt_style)[1], output)
+                    for example, output in zip(
+                        qa_set.examples[: self.judge_questions], outputs[: self.judge_questions]
+                    )
+                ]
+                judged = distributed.on_rank_zero(lambda: self._judge_correctness(cases, set_name))
+                if judged.score is not None:
+                    result.metrics[f"{key}/judge_correct"] = judged.score
+                result.metrics[f"{key}/judge_failed"] = float(len(cases) - judged.judged)
             result.samples[set_name] = [
                 {
                     "id": e.id,
@@ -299,6 +363,9 @@ class QAEvaluation(GenerationEvaluation):
                     qa_set.examples, answers, outputs, self.identify(outputs)
                 )
             ]
+            if judged is not None:
+                for record, verdict in zip(result.samples[set_name], judged.records):
+                    record["judge_correct"] = verdict["correct"]
             result.details[set_name] = {
                 "headline": "paper_match",
                 "headline_rules": qa_set.headline_rules,
@@ -306,8 +373,29 @@ class QAEvaluation(GenerationEvaluation):
                 "wording": self.wording(qa_set.lang),
                 "template": self.prompt_template,
                 "max_new_tokens": self.max_new_tokens,
+                "keep_bom": self.keep_bom,
             }
+            if judged is not None:
+                result.details[set_name]["judge"] = {
+                    "judge_model": self.judge.model,
+                    "questions": len(judged.records),
+                    "judged": judged.judged,
+                    "correct": judged.correct,
+                    **judged.stats.as_dict(),
+                }
         return result
+
+    def _judge_correctness(self, cases: list[tuple[str, str]], set_name: str) -> CorrectnessRun:
+        """Rank 0's YES/NO judging; an unexpected error leaves every case unjudged (warned)."""
+        try:
+            with JudgeClient(self.judge) as client:
+                return judge_correctness(cases, client)
+        except Exception as error:  # noqa: BLE001 - evaluation goes on without the judge
+            rank_zero_warn(
+                f"{self.name}/{set_name}: the correctness judge could not run ({error!r})"
+            )
+            records = [{"answer": answer, "correct": None} for _, answer in cases]
+            return CorrectnessRun(records, JudgeStats(failures={"other": len(cases)}), 0, 0)
 
     def report_notes(self, result: EvaluationResult) -> list[str]:
         return [

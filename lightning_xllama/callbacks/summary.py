@@ -1,4 +1,5 @@
-"""A table of every validation metric at its first and its last measurement."""
+"""A table of every validation metric at its first and its last measurement, and of the test
+metrics after ``test``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import lightning as L
 class MetricsSummary(L.Callback):
     """Records ``val/`` metrics after each validation pass (and any measured before training)
     and prints first against last when ``fit`` ends; also written to ``{log_dir}/summary.json``.
+    After ``test``, prints the ``test/`` metrics (:func:`test_table`) and writes them to
+    ``{log_dir}/test_summary.json``.
 
     Args:
         prefix: which logged metrics to follow.
@@ -56,3 +59,31 @@ class MetricsSummary(L.Callback):
             summary = {k: {"first": self.first[k], "last": self.last[k]} for k in self.first}
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             (Path(log_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # every rank must ask: it is broadcast from rank 0
+        metrics = test_metrics(trainer, self.exclude)
+        if not trainer.is_global_zero or not metrics:
+            return
+        print("\n" + test_table(metrics) + "\n")
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(log_dir) / "test_summary.json").write_text(json.dumps(metrics, indent=1))
+
+
+def test_metrics(trainer: L.Trainer, exclude: tuple[str, ...] = ("/layer",)) -> dict[str, float]:
+    """The ``test/`` metrics a test pass logged, by name, without those containing ``exclude``."""
+    return {
+        key: float(value)
+        for key, value in sorted(trainer.callback_metrics.items())
+        if key.startswith("test/") and value.numel() == 1 and not any(p in key for p in exclude)
+    }
+
+
+def test_table(metrics: dict[str, float]) -> str:
+    """The test metrics as a two-column table (per-layer probe curves are in the logs)."""
+    rows = [("metric", "value")] + [(key, f"{value:.4g}") for key, value in metrics.items()]
+    width = max(len(key) for key, _ in rows)
+    lines = [f"{key.ljust(width)}  {value}" for key, value in rows]
+    lines.insert(1, "-" * width + "  " + "-" * 6)
+    return "Test metrics (per-layer probe curves: in the logger's files):\n" + "\n".join(lines)

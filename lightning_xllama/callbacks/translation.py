@@ -16,7 +16,6 @@ from lightning_xllama.callbacks.base import (
     GenerationSettings,
 )
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction
-from lightning_xllama.data.tasks import translation_prompt_instruction
 from lightning_xllama.evaluation.bleurt import bleurt_score, load_bleurt
 from lightning_xllama.evaluation.test_sets import ParallelTestSets
 from lightning_xllama.evaluation.translation_metrics import (
@@ -26,7 +25,12 @@ from lightning_xllama.evaluation.translation_metrics import (
     corpus_scores,
     load_comet,
 )
-from lightning_xllama.prompts import Template
+from lightning_xllama.prompts import (
+    InstructionRule,
+    Template,
+    check_instruction_rule,
+    evaluation_translation_instruction,
+)
 from lightning_xllama.runtime import distributed
 
 METRIC_FILES = {
@@ -73,10 +77,14 @@ class TranslationEvaluation(GenerationEvaluation):
         template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
             default: the one the model was trained with (the DataModule's ``template``, else the
             model folder's ``run.json``, else ``alpaca``).
+        instruction: the instruction each sentence is given: ``package`` ("Translate the
+            following sentences from English to Chinese.", the registry's language names) or
+            ``official`` (the paper's ``_INSTRUCTIONS[0]`` with its ISO 639 names, e.g. ``Modern
+            Greek (1453-)``); see :func:`~lightning_xllama.prompts.evaluation_translation_instruction`.
         name: metric namespace (``val/{name}/...``), e.g. ``flores``.
         max_samples: evaluate on this many sentences, spread evenly over the set (cost control).
         batch_size: generation batch size.
-        max_new_tokens: generation length limit.
+        max_new_tokens: generation length limit (the paper's: 512).
         num_beams: 1 for greedy decoding.
         spm_model: local FLORES SentencePiece model (FLORES-101: ``sacrebleu_tokenizer_spm.model``)
             for spBLEU, logged as ``spbleu`` beside ``bleu``; nothing is downloaded.
@@ -115,6 +123,7 @@ class TranslationEvaluation(GenerationEvaluation):
         flores_split: FloresSplit = "devtest",
         flores_version: FloresVersion = "flores101",
         template: Optional[Template] = None,
+        instruction: InstructionRule = "package",
         name: str = "translation",
         max_samples: Optional[int] = None,
         batch_size: int = 32,
@@ -146,6 +155,7 @@ class TranslationEvaluation(GenerationEvaluation):
             user="TranslationEvaluation",
         )
         self.directions = self.test_sets_spec.directions
+        self.instruction = check_instruction_rule(instruction, f"{name}: instruction")
         self.spm_model, self.spm_name = spm_model, spm_name
         self.comet_model, self.comet_batch_size = comet_model, comet_batch_size
         self.bleurt_model, self.bleurt_batch_size = bleurt_model, bleurt_batch_size
@@ -180,7 +190,7 @@ class TranslationEvaluation(GenerationEvaluation):
         device = next(model.parameters()).device
         for direction, pairs in self.test_sets.items():
             src, tgt = parse_direction(direction)
-            instruction = translation_prompt_instruction(src, tgt)
+            instruction = evaluation_translation_instruction(self.instruction, src, tgt)
             sources = [source for source, _ in pairs]
             references = [reference for _, reference in pairs]
             stops: dict[str, int] = {}
@@ -200,6 +210,8 @@ class TranslationEvaluation(GenerationEvaluation):
             exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references))
             result.metrics[f"{key}/exact_match"] = 100.0 * exact / len(references)
             details = {
+                "instruction": instruction,
+                "max_new_tokens": self.max_new_tokens,
                 "bleu_signature": scores["bleu_signature"],
                 "chrf_pp_signature": scores["chrf_pp_signature"],
             }

@@ -12,29 +12,30 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
-from lightning_xllama.commands.fit import XLlamaCLI
+from lightning_xllama.commands.fit import link_arguments
 from lightning_xllama.data.encoding import IGNORE_INDEX
+from lightning_xllama.data.kinds import import_config_modules
 from lightning_xllama.data.packing import pack_rows
 from lightning_xllama.data.sources import read_parallel
 
 
 def load_datamodule(data: dict, model: Optional[dict] = None):
     """The data module of a ``fit`` config's ``data`` section, validated, linked to the model
-    section by the CLI's own links (:meth:`XLlamaCLI.add_arguments_to_parser`: the tokenizer is
-    the model's) and instantiated by the same parser machinery. Nothing of the model is built."""
+    section by the CLI's own links (:func:`~lightning_xllama.commands.fit.link_arguments`: the
+    tokenizer is the model's) and instantiated by the same parser machinery. Nothing of the model
+    is built."""
     import lightning as L
     from lightning.pytorch.cli import LightningArgumentParser
 
     from lightning_xllama.training.module import XLlamaModule
 
+    import_config_modules(data)  # the streams' kinds and languages, before a stream is built
     parser = LightningArgumentParser()
     parser.add_subclass_arguments(XLlamaModule, "model", required=False)
     parser.add_subclass_arguments(L.LightningDataModule, "data")
-    XLlamaCLI.add_arguments_to_parser(
-        XLlamaCLI.__new__(XLlamaCLI), parser
-    )  # the links, not a copy of them
+    link_arguments(parser)
     config = parser.parse_object({"data": data, "model": model or {"init_args": {}}})
     config.model = None  # parsed for its links only
     return parser.instantiate_classes(config).data
@@ -131,9 +132,10 @@ def overlap(datamodule, sets: dict[str, list[tuple[str, str]]]) -> dict[str, dic
     wanted = {s.strip() for pairs in sets.values() for pair in pairs for s in pair}
     seen: set[str] = set()
     for reader in datamodule.readers:
-        if reader.stream.kind == "parallel":
+        fields = reader.stream.stream_kind.overlap_fields
+        if fields:
             for _, record in reader.records(reader.index.usable):
-                seen.update(s for s in (record[0].strip(), record[1].strip()) if s in wanted)
+                seen.update(s for s in (record[i].strip() for i in fields) if s in wanted)
     found = {}
     for name, pairs in sets.items():
         shared = [s for pair in pairs for s in pair if s.strip() in seen]
@@ -156,8 +158,7 @@ def stats_command(
     """Report examples, tokens, mixture, filtering, padding and overlap of a training config's data.
 
     Run it on a ``fit`` config: ``data stats --config run.yaml``. The command line reads the
-    config with the ``fit`` command's own parser (:class:`StatsCLI`: its sections, links and
-    checks); ``data`` is built as ``fit`` builds it, ``model`` gives the tokenizer,
+    config as the ``fit`` command does (:func:`stats_parser`: its sections, links and checks); ``data`` is built as ``fit`` builds it, ``model`` gives the tokenizer,
     ``trainer.callbacks`` the evaluation sets, and nothing else is built.
 
     Args:
@@ -246,17 +247,21 @@ def stats_command(
         )
     report["repeated_to_even_out_workers"] = padding
     if run["lengths"]:
-        efficiency = padding_efficiency(run["lengths"], h.group_batches, h.pack_length)
+        batching = datamodule.batching
+        efficiency = padding_efficiency(
+            run["lengths"], batching.group_batches, batching.pack_length
+        )
         report["padding_efficiency"] = efficiency
         lines.append(
             f"non-padding share of batch tokens over {run['batches']} batches of {h.batch_size} "
-            f"(configured: {h.batching}): "
+            f"(configured: {batching.mode}): "
             + ", ".join(f"{mode} {share:.1%}" for mode, share in efficiency.items())
         )
-        if h.batching == "pack":
+        if batching.mode == "pack":
             first = run["lengths"][0]
             rows = [
-                " ".join(f"[{first[i]}]" for i in row) for row in pack_rows(first, h.pack_length)
+                " ".join(f"[{first[i]}]" for i in row)
+                for row in pack_rows(first, batching.pack_length)
             ]
             lines.append(
                 "first packed batch, example lengths per row (each attends only within its []): "
@@ -285,49 +290,67 @@ def stats_command(
     return report
 
 
-class StatsCLI(XLlamaCLI):
-    """``data stats``: the ``fit`` command's parser (a fit config, its links and checks) with this
-    command's flags; only the data module is built and nothing trains."""
+def stats_parser():
+    """The parser of ``data stats``: a ``fit`` config's sections (``seed_everything``, ``trainer``,
+    ``model``, ``data``, ``optimizer``, ``lr_scheduler``, ``ckpt_path``), with the ``fit``
+    command's links (:func:`~lightning_xllama.commands.fit.link_arguments`) and checks, plus this
+    command's flags, so any config ``fit`` takes is read here with the same keys."""
+    import lightning as L
+    from jsonargparse import ActionConfigFile
+    from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeTuple
+    from torch.optim import Optimizer
 
-    def _prepare_subcommand_parser(self, klass, subcommand, **kwargs):
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
-        if subcommand == "fit":
-            parser.add_argument(
-                "--limit_batches",
-                type=Optional[int],
-                default=None,
-                help="tokenise only the first N batches of epoch 0 (default: the whole epoch)",
-            )
-            parser.add_argument(
-                "--show",
-                type=int,
-                default=2,
-                help="examples shown rendered with their loss masks (at most one per stream)",
-            )
-            parser.add_argument(
-                "--out",
-                type=Optional[str],
-                default=None,
-                help="also write the numbers to this JSON file",
-            )
-        return parser
+    from lightning_xllama.commands.errors import XLlamaArgumentParser
+    from lightning_xllama.data.datamodule import MuITDataModule
+    from lightning_xllama.training.module import XLlamaModule
 
-    def instantiate_classes(self) -> None:
-        """Nothing here: :func:`stats_command` builds the data module alone."""
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        config = self.config["fit"].as_dict()
-        self.report = stats_command(
-            config["data"],
-            config["model"],
-            config.get("trainer"),
-            config["limit_batches"],
-            config["show"],
-            config["out"],
-        )
+    parser = XLlamaArgumentParser(prog="lightning_xllama data stats")
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a fit config (YAML)")
+    parser.add_argument("--seed_everything", type=Union[bool, int], default=True)
+    parser.add_lightning_class_args(L.Trainer, "trainer")
+    parser.add_lightning_class_args(XLlamaModule, "model", subclass_mode=True)
+    parser.add_lightning_class_args(MuITDataModule, "data", subclass_mode=True)
+    link_arguments(parser)
+    parser.add_optimizer_args((Optimizer,))
+    parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
+    LightningCLI.link_optimizers_and_lr_schedulers(parser)
+    parser.add_method_arguments(L.Trainer, "fit", skip=set(LightningCLI.subcommands()["fit"]))
+    parser.add_argument(
+        "--limit_batches",
+        type=Optional[int],
+        default=None,
+        help="tokenise only the first N batches of epoch 0 (default: the whole epoch)",
+    )
+    parser.add_argument(
+        "--show",
+        type=int,
+        default=2,
+        help="examples shown rendered with their loss masks (at most one per stream)",
+    )
+    parser.add_argument(
+        "--out", type=Optional[str], default=None, help="also write the numbers to this JSON file"
+    )
+    return parser
 
 
 def stats_main(args: list[str]) -> dict:
     """``data stats ARGS`` (``--config run.yaml`` and the ``fit`` flags, plus ``--limit_batches``,
-    ``--show`` and ``--out``); the report."""
-    return StatsCLI(args=["fit", *args]).report
+    ``--show`` and ``--out``); the report. Seeds and checks the model path as ``fit`` does; only
+    the data module is built and nothing trains."""
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from lightning_xllama.runtime.hf_loading import check_model_path
+
+    config = stats_parser().parse_args(args).as_dict()
+    if config["seed_everything"] is not False:
+        seed = config["seed_everything"]
+        seed_everything(None if seed is True else seed, workers=True)
+    check_model_path(config["model"]["init_args"]["model_name_or_path"])
+    return stats_command(
+        config["data"],
+        config["model"],
+        config.get("trainer"),
+        config["limit_batches"],
+        config["show"],
+        config["out"],
+    )

@@ -24,11 +24,30 @@ from lightning_xllama.callbacks import (
 )
 from lightning_xllama.callbacks.base import folder_template
 from lightning_xllama.commands.paper_table import PaperBenchmarks, paper_table, write_paper_table
+from lightning_xllama.languages import import_language_modules
 from lightning_xllama.prompts import Template, check_template
 from lightning_xllama.runtime.hf_loading import check_model_path, load_tokenizer
-from lightning_xllama.runtime.run_record import RUN_RECORD_FILE
+from lightning_xllama.runtime.run_record import RUN_RECORD_FILE, read_run_record
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def default_template(model: str, template: Optional[str], paper: bool) -> tuple[Template, str]:
+    """The template of evaluations without one of their own, and why: ``--template``, else the
+    model folder's ``run.json``, else ``alpaca_official`` in paper mode (a folder without a
+    record, such as released x-LLaMA weights, was trained in the paper's prompt), else
+    ``alpaca``."""
+    if template is not None:
+        return check_template(template, "--template"), "--template"
+    found = folder_template(model)
+    if found is not None:
+        return found, f"{model}/{RUN_RECORD_FILE}"
+    if paper:
+        return "alpaca_official", (
+            f"paper mode: {model} has no {RUN_RECORD_FILE} naming a template and no --template "
+            "was given, so the paper's own prompt (x-LLM train.py PROMPT_DICT) is used"
+        )
+    return "alpaca", f"the default: {model} has no {RUN_RECORD_FILE} naming a template"
 
 
 def evaluate(
@@ -41,6 +60,7 @@ def evaluate(
     dtype: Literal["float32", "bfloat16", "float16"] = "float32",
     attn_implementation: str = "sdpa",
     trust_remote_code: bool = False,
+    language_modules: Optional[list[str]] = None,
 ) -> dict:
     """Evaluate a Hugging Face model folder (or hub name) and write a JSON and a markdown report.
 
@@ -55,11 +75,16 @@ def evaluate(
         output_dir: where ``report.json``, ``report.md`` and each evaluation's outputs go.
         template: prompt template of every evaluation without a ``template`` of its own:
             ``alpaca``, ``alpaca_official`` or ``chat``; default: the ``template`` in the model
-            folder's ``run.json`` (the one the model was trained with), else ``alpaca``.
+            folder's ``run.json`` (the one the model was trained with), else ``alpaca_official``
+            with ``paper`` (the paper's models, e.g. the released x-LLaMA weights, have no
+            ``run.json`` and were trained in it), else ``alpaca``.
         device: ``cpu``, ``cuda``, ``cuda:1``...; default: the first GPU if there is one.
         dtype: weights' dtype (``bfloat16`` for a 7B model on a GPU).
         attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2``.
         trust_remote_code: allow model code from the hub; off unless you trust the source.
+        language_modules: modules to import first, for the languages they register (as a data
+            module's ``language_modules``; the demo's: ``[lightning_xllama.demo.languages]``);
+            default: the ``language_modules`` of the model folder's ``run.json``, if any.
     """
     from transformers import AutoModelForCausalLM
 
@@ -72,13 +97,11 @@ def evaluate(
         raise ValueError(
             f"evaluation names must differ (they name the report sections and files), got {names}"
         )
-    if template is not None:
-        source = "--template"
-        template = check_template(template, "--template")
-    else:
-        template = folder_template(model)
-        source = f"{model}/{RUN_RECORD_FILE}" if template else "the default"
-        template = template or "alpaca"
+    template, source = default_template(model, template, paper is not None)
+    print(f"prompts in the {template!r} template ({source})")
+    if language_modules is None and Path(model, RUN_RECORD_FILE).is_file():
+        language_modules = read_run_record(model).get("language_modules")
+    import_language_modules(language_modules or [])
     for evaluation in evaluations:  # every data file is checked before the model is loaded
         evaluation.use_model_template(template, source)
         evaluation.prepare()
@@ -106,6 +129,7 @@ def evaluate(
         "model": model,
         "device": device,
         "dtype": dtype,
+        "template": {"template": template, "source": source},
         "templates": {
             e.name: {"template": e.prompt_template, "source": e.template_source}
             for e in evaluations
@@ -135,6 +159,7 @@ def evaluate(
         f"# Evaluation of `{model}`\n\n{report['finished']}, {device}, {dtype}, "
         f"{time.time() - started:.1f} s. Scores are percentages (0-100) except COMET (as the model "
         "gives it) and the probe (cosines, retrieval shares).\n\n"
+        f"Prompts in the `{template}` template unless an evaluation has its own ({source}).\n\n"
     )
     (out / "report.md").write_text(header + "\n\n".join(sections) + "\n", encoding="utf-8")
     print(f"report written to {out / 'report.md'} and {out / 'report.json'}")

@@ -9,22 +9,26 @@ path; a checkpoint brings weights and state, never settings or code
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import Strategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.optim import Optimizer
 
 from lightning_xllama.callbacks.checkpoint import sigint_as_sigterm, stop_signal_name
 from lightning_xllama.callbacks.prediction_writer import JsonlPredictionWriter
 from lightning_xllama.callbacks.run_record import RunRecord
+from lightning_xllama.callbacks.summary import MetricsSummary, test_metrics, test_table
 from lightning_xllama.commands.errors import (
     USER_ERRORS,
     XLlamaArgumentParser,
@@ -32,13 +36,63 @@ from lightning_xllama.commands.errors import (
     _root_cause,
 )
 from lightning_xllama.data.datamodule import MuITDataModule
+from lightning_xllama.data.kinds import import_config_modules
+from lightning_xllama.runtime.checkpoint_io import remove_partial_files
 from lightning_xllama.runtime.hf_loading import check_model_path
 from lightning_xllama.runtime.run_folder import claim_version, latest_last_checkpoint
+from lightning_xllama.runtime.seeds import data_seed
 from lightning_xllama.training.divergence import TrainingDiverged
 from lightning_xllama.training.module import XLlamaModule
 from lightning_xllama.training.resume_settings import check_resumed_settings
 
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+PROG = "lightning_xllama"
+"""The program name usage lines show."""
+
+
+def add_optimizer_arguments(parser: LightningArgumentParser) -> None:
+    """``--optimizer`` and ``--lr_scheduler`` (any torch optimizer or schedule, with its own
+    arguments), passed to the model's ``optimizer`` and ``lr_scheduler``: the model builds them on
+    its trainable parameters once it has built its model (``configure_model``), which Lightning's
+    own ``--optimizer`` cannot (it builds the optimizer before the model exists)."""
+    parser.add_optimizer_args((Optimizer,), link_to="model.init_args.optimizer")
+    parser.add_lr_scheduler_args(LRSchedulerTypeTuple, link_to="model.init_args.lr_scheduler")
+
+
+LIGHTNING_NOTICES = (
+    (logging.getLogger("lightning.pytorch.utilities.rank_zero"), "💡 Tip:"),
+    (logging.getLogger("lightning.fabric.utilities.rank_zero"), "💡 Tip:"),
+)
+"""Lightning's log lines that advertise other products, by logger and start."""
+
+
+class _DropNotices(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+def quiet_lightning() -> None:
+    """Leave out what Lightning prints on every command that says nothing about the run: its
+    product tips, and torch's deprecation of ``LeafSpec``, which Lightning's own code triggers
+    (``lightning/pytorch/utilities/_pytree.py``) whenever a loop collects outputs."""
+    for logger, start in LIGHTNING_NOTICES:
+        if not any(isinstance(f, _DropNotices) for f in logger.filters):
+            logger.addFilter(_DropNotices(start))
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+    )
+
+
+def link_arguments(parser: LightningArgumentParser) -> None:
+    """The links between a ``fit`` config's sections (the tokenizer follows the model path), for
+    every parser that reads such a config: :class:`XLlamaCLI` and ``data stats``."""
+    parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
 
 
 class XLlamaCLI(LightningCLI):
@@ -46,8 +100,11 @@ class XLlamaCLI(LightningCLI):
     errors in one line, and the user's settings kept over a checkpoint's (:meth:`_parse_ckpt_path`)."""
 
     def __init__(self, args: Optional[list[str]] = None, **kwargs):
+        quiet_lightning()
         kwargs.setdefault("parser_class", XLlamaArgumentParser)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs["parser_kwargs"] = {"prog": PROG, **(kwargs.get("parser_kwargs") or {})}
+        kwargs.setdefault("auto_configure_optimizers", False)  # add_optimizer_arguments instead
         kwargs.setdefault(
             "trainer_defaults", {"callbacks": [RunRecord()]}
         )  # run.json in the log dir
@@ -61,12 +118,28 @@ class XLlamaCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.link_arguments("model.init_args.model_name_or_path", "data.init_args.tokenizer")
+        link_arguments(parser)
+
+    def _add_arguments(self, parser: LightningArgumentParser) -> None:
+        super()._add_arguments(parser)
+        add_optimizer_arguments(parser)
+        self.link_optimizers_and_lr_schedulers(parser)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parse ``args``; ``main`` always passes the command line itself (minus the command
+        name for ``data stats``), which Lightning warns about when it differs from ``sys.argv``."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message="LightningCLI's args parameter is intended to run from within"
+            )
+            super().parse_arguments(parser, args)
 
     def _prepare_subcommand_parser(
         self, klass: type, subcommand: str, **kwargs
     ) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "test":  # the package's table (after_test), not one row per probe layer
+            parser.set_defaults(verbose=False)
         if subcommand == "predict":
             parser.add_argument(
                 "--output",
@@ -83,11 +156,22 @@ class XLlamaCLI(LightningCLI):
         instead (:meth:`_check_checkpoint_settings`)."""
 
     def before_instantiate_classes(self) -> None:
-        """A missing model folder is reported plainly, before anything is built."""
+        """A missing model folder is reported plainly, and the modules the data section names
+        (``language_modules``) are imported, before anything is built."""
         config = (
             self.config[self.subcommand] if self.subcommand else self.config
         )  # run=False: no subcommand
         check_model_path(config.model.init_args.model_name_or_path)
+        import_config_modules(config.get("data"))  # the streams' kinds and languages
+        self._resolve_data_seed(config)
+
+    @staticmethod
+    def _resolve_data_seed(config) -> None:
+        """A data module without a ``seed`` of its own takes the run's (``seed_everything``, set
+        by now), written into the config so ``config.yaml`` names it too."""
+        data_args = config.get("data") and config.data.get("init_args")
+        if data_args is not None and "seed" in data_args and data_args.seed is None:
+            data_args.seed = data_seed(None)
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
@@ -171,6 +255,13 @@ class XLlamaCLI(LightningCLI):
             try:
                 config["ckpt_path"] = str(latest_last_checkpoint(root))  # ValueError: ambiguous
                 rank_zero_info(f"--ckpt_path last: resuming from {config['ckpt_path']}")
+                if self.trainer.is_global_zero:
+                    count, size = remove_partial_files(Path(config["ckpt_path"]).parent)
+                    if count:
+                        rank_zero_info(
+                            f"removed {count} partial checkpoint file(s) ({size:,} bytes) that a "
+                            "killed save left beside it"
+                        )
             except FileNotFoundError as missing:
                 rank_zero_warn(f"{missing}; training starts from the base model")
                 config["ckpt_path"] = None
@@ -181,6 +272,17 @@ class XLlamaCLI(LightningCLI):
 
     def before_test(self) -> None:
         self._check_checkpoint_settings("test")
+
+    def after_test(self) -> None:
+        """Print the test metrics (the evaluations' scores on their test sets and the held-out
+        loss) unless ``MetricsSummary`` printed them or ``--verbose true`` printed Lightning's table."""
+        if self.config_init["test"].get("verbose") or any(
+            isinstance(c, MetricsSummary) for c in self.trainer.callbacks
+        ):
+            return
+        metrics = test_metrics(self.trainer)
+        if metrics and self.trainer.is_global_zero:
+            print("\n" + test_table(metrics) + "\n")
 
     def _check_checkpoint_settings(self, subcommand: str) -> None:
         """A checkpoint file or sharded folder given as ``--ckpt_path`` brings weights and state,

@@ -7,11 +7,24 @@ traceback), see :mod:`lightning_xllama.commands.errors`.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Optional
 
 from lightning_xllama.commands.errors import USER_ERRORS, _debug, _root_cause, _tool_parser_class
 from lightning_xllama.commands.fit import TRAINER_COMMANDS, XLlamaCLI
+
+PLUGIN_COMMANDS: dict[str, str] = {
+    "prepare-demo": "lightning_xllama.demo.prepare:prepare_demo",
+}
+"""Commands of plug-ins, by import path (``module:function``): imported only when run, so the
+core never imports a plug-in. Add your own command with an entry here."""
+
+
+def plugin_command(path: str):
+    """The function named by a :data:`PLUGIN_COMMANDS` entry (``module:function``)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _function_commands() -> dict[str, object]:
@@ -21,10 +34,8 @@ def _function_commands() -> dict[str, object]:
     from lightning_xllama.commands.export import export
     from lightning_xllama.commands.import_gguf import import_gguf
     from lightning_xllama.commands.scaling import scaling_commands
-    from lightning_xllama.demo.prepare import prepare_demo
 
     commands: dict[str, object] = {
-        "prepare-demo": prepare_demo,
         "data": {"stats": stats_command},
         "evaluate": evaluate,
         "export": export,
@@ -40,7 +51,7 @@ def _overview() -> str:
         "Trainer commands (LightningCLI; --help on each lists every flag):\n"
         "  fit         train a model (python -m lightning_xllama fit --config configs/demo.yaml)\n"
         "  validate    run the validation loop and the evaluation callbacks\n"
-        "  test        run the test loop\n"
+        "  test        run the evaluation callbacks once on their test sets; print the scores\n"
         "  predict     answer a JSONL of instructions, or translate a text file, to JSONL\n\n"
         "Tools:\n"
         "  prepare-demo  build the offline demo's corpora, tokenizer and base model\n"
@@ -84,6 +95,8 @@ def _run(args: Optional[list[str]]) -> None:
 
         stats_main(argv[2:])
         return
+    if argv[0] in PLUGIN_COMMANDS:
+        commands[argv[0]] = plugin_command(PLUGIN_COMMANDS[argv[0]])
     if argv[0] in commands:
         command = commands[argv[0]]
         CLI(
@@ -95,7 +108,7 @@ def _run(args: Optional[list[str]]) -> None:
         )
         return
     if argv[0] not in TRAINER_COMMANDS and not argv[0].startswith("-"):
-        known = ", ".join([*TRAINER_COMMANDS, *commands])
+        known = ", ".join([*TRAINER_COMMANDS, *PLUGIN_COMMANDS, *commands])
         raise SystemExit(f"error: unknown command {argv[0]!r}; expected one of: {known}")
     XLlamaCLI(args=argv if args is not None else None)
 

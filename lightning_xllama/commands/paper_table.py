@@ -2,7 +2,7 @@
 
 ``evaluate --model M --paper.languages [zh,ar] --paper.flores_dir ... --paper.xquad_dir ...``
 builds the evaluations the paper reports (FLORES-101 devtest en->x and x->en with COMET, BLEU,
-spBLEU and BLEURT; XQuAD and MLQA with the paper's match and the official EM/F1; the wrong-language
+spBLEU and BLEURT, greedy, up to 512 new tokens, the paper's test instruction; XQuAD and MLQA with the paper's match and the official EM/F1; the wrong-language
 rate; an LLM judge of open instructions when an endpoint is given), runs them as ``evaluate`` runs
 any evaluation, and writes ``paper_table.md`` and ``paper_table.json``: one row per language, the
 metric signatures under the table.
@@ -26,6 +26,7 @@ COLUMNS = (
     ("en-x off-target %", "flores", "en-{x}", "off_target"),
     ("x-en COMET", "flores", "{x}-en", "comet"),
     ("x-en BLEU", "flores", "{x}-en", "bleu"),
+    ("x-en spBLEU", "flores", "{x}-en", "spbleu"),
     ("XQuAD paper match", "xquad", "xquad-{x}", "paper_match"),
     ("XQuAD EM", "xquad", "xquad-{x}", "exact_match"),
     ("XQuAD F1", "xquad", "xquad-{x}", "f1"),
@@ -60,6 +61,7 @@ class PaperBenchmarks:
             without them each answer is scored alone (1-10).
         max_samples: sentences / questions / instructions per set (cost control; None: all).
         batch_size: generation batch size.
+        flores_max_new_tokens: FLORES translation length limit (the paper's: 512).
     """
 
     languages: list[str]
@@ -76,6 +78,7 @@ class PaperBenchmarks:
     judge_references: Optional[dict[str, str]] = None
     max_samples: Optional[int] = None
     batch_size: int = 16
+    flores_max_new_tokens: int = 512
 
     def __post_init__(self) -> None:
         if not self.languages:
@@ -104,6 +107,8 @@ class PaperBenchmarks:
                     directions=[d for x in self.languages for d in (f"en-{x}", f"{x}-en")],
                     flores_dir=self.flores_dir,
                     flores_version=self.flores_version,
+                    instruction="official",
+                    max_new_tokens=self.flores_max_new_tokens,
                     spm_model=self.spm_model,
                     comet_model=self.comet_model,
                     bleurt_model=self.bleurt_model,
@@ -167,7 +172,10 @@ def paper_table(report: dict, languages: list[str]) -> dict:
                 found = {k: v for k, v in value.items() if k.endswith("signature")}
                 if found:
                     signatures[f"{evaluation}/{key}"] = found
-    return {"model": report["model"], "columns": order, "rows": rows, "signatures": signatures}
+    table = {"model": report["model"], "columns": order, "rows": rows, "signatures": signatures}
+    if "template" in report:
+        table["template"] = report["template"]
+    return table
 
 
 def write_paper_table(table: dict, out: Path) -> None:
@@ -181,6 +189,9 @@ def write_paper_table(table: dict, out: Path) -> None:
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
+    if "template" in table:
+        used = table["template"]
+        lines[1:1] = ["", f"Prompts in the `{used['template']}` template ({used['source']})."]
     for row in table["rows"]:
         cells = [row["language"]] + [f"{row[c]:.2f}" if c in row else "-" for c in table["columns"]]
         lines.append("| " + " | ".join(cells) + " |")

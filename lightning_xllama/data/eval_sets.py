@@ -6,7 +6,7 @@
   FLORES-101, ``zho_Hans`` for FLORES-200), which has every FLORES-101 language.
 - XQuAD (``xquad.{lang}.json``), MLQA (``{dev,test}-context-{c}-question-{q}.json``) and your own
   QA files are SQuAD v1.1 JSON. XQuAD contexts may start with a byte-order mark (U+FEFF): it is
-  removed.
+  removed, unless ``keep_bom`` (the paper's loader keeps it: Python's ``strip`` leaves U+FEFF).
 
 Every problem is reported with the file and the line or record, as the training readers do.
 """
@@ -167,13 +167,17 @@ def _field(record: object, name: str, kind: type, where: str):
     return value
 
 
-def read_squad(path: str | Path, lang: str) -> list[QAExample]:
+def read_squad(path: str | Path, lang: str, keep_bom: bool = False) -> list[QAExample]:
     """Every question of a SQuAD v1.1 JSON file (XQuAD, MLQA, your own), in file order.
 
     Expected: ``{"data": [{"paragraphs": [{"context", "qas": [{"id", "question", "answers":
-    [{"text"}, ...]}]}]}]}``. A leading U+FEFF is removed from contexts and questions. A question
-    without gold answers (SQuAD 2.0's unanswerable ones) is an error: it cannot be scored.
+    [{"text"}, ...]}]}]}]}``. A leading U+FEFF is removed from contexts and questions unless
+    ``keep_bom``: the paper's prompts keep it (its loader strips with Python's ``str.strip``, which
+    leaves U+FEFF), so 9 to 47 of XQuAD's 1,190 prompts per language start their passage with it.
+    A question without gold answers (SQuAD 2.0's unanswerable ones) is an error: it cannot be
+    scored.
     """
+    bom = "" if keep_bom else _BOM
     get_language(lang)
     path = Path(path)
     if not path.is_file():
@@ -188,13 +192,13 @@ def read_squad(path: str | Path, lang: str) -> list[QAExample]:
     for a, article in enumerate(_field(document, "data", list, f"{path}")):
         for p, paragraph in enumerate(_field(article, "paragraphs", list, f"{path}: data[{a}]")):
             where = f"{path}: data[{a}].paragraphs[{p}]"
-            context = _field(paragraph, "context", str, where).lstrip(_BOM)
+            context = _field(paragraph, "context", str, where).lstrip(bom)
             for q, qa in enumerate(_field(paragraph, "qas", list, where)):
                 qa_where = f"{where}.qas[{q}]"
                 qa_id = qa.get("id") if isinstance(qa, dict) else None
                 if qa_id is not None:
                     qa_where += f" (id {qa_id})"
-                question = _field(qa, "question", str, qa_where).lstrip(_BOM)
+                question = _field(qa, "question", str, qa_where).lstrip(bom)
                 answers = []
                 for n, answer in enumerate(_field(qa, "answers", list, qa_where)):
                     answers.append(_field(answer, "text", str, f"{qa_where}.answers[{n}]"))

@@ -26,11 +26,12 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
-from lightning_xllama.data.sources import Source, empty_field
+from lightning_xllama.data.kinds import StreamKind, get_stream_kind
+from lightning_xllama.data.sources import Source
 from lightning_xllama.runtime.progress import progress as progress_bar
 
 CHUNK_UNITS = 256
@@ -107,21 +108,18 @@ class SourceIndex:
         return notes
 
 
-def _record_hash(record: tuple[str, ...]) -> int:
-    return int.from_bytes(
-        hashlib.blake2b("\x00".join(record).encode(), digest_size=8).digest(), "little"
-    )
-
-
 def build_index(
     source: Source,
-    kind: str,
+    kind: Union[str, StreamKind],
     lang: str,
     min_score: Optional[float] = None,
     dedupe: bool = False,
     label: str = "",
 ) -> SourceIndex:
-    """Scan ``source`` once: validate every unit, record chunk offsets and the usable bits."""
+    """Scan ``source`` once: validate every unit, record chunk offsets and the usable bits.
+    ``kind`` (a registered name or a kind) says which fields must not be empty and what is hashed
+    to find duplicates."""
+    kind = get_stream_kind(kind)
     offsets: list[tuple[int, ...]] = []
     usable = bytearray()
     skipped: Counter = Counter()
@@ -141,7 +139,7 @@ def build_index(
             offsets.append(unit_offsets)
             progress.update(CHUNK_UNITS)
         units += 1
-        reason = "blank line" if record is None else empty_field(record, kind, lang)
+        reason = "blank line" if record is None else kind.empty_field(record, lang)
         if reason is None and min_score is not None:
             score = source.score(record)
             if score is None:
@@ -154,7 +152,7 @@ def build_index(
         if reason is not None:
             skip(reason, unit)
         else:  # hashed with dedupe off too: duplicates kept are counted and reported
-            hashes.append(_record_hash(record[:2] if kind == "parallel" else record))
+            hashes.append(kind.hash(record))
     progress.close()
     bits = np.frombuffer(bytes(usable), dtype=np.uint8)
     duplicates, duplicates_at = 0, []
@@ -195,7 +193,7 @@ def default_cache_dir() -> Path:
 
 def load_index(
     source: Source,
-    kind: str,
+    kind: Union[str, StreamKind],
     lang: str,
     min_score: Optional[float] = None,
     dedupe: bool = False,
@@ -203,9 +201,8 @@ def load_index(
     label: str = "",
 ) -> SourceIndex:
     """The cached index of ``source``, built (and cached) when missing or out of date."""
-    settings = (
-        f"v{INDEX_VERSION}|{CHUNK_UNITS}|{kind}|{lang}|{min_score}|{dedupe}|{source.fingerprint()}"
-    )
+    kind = get_stream_kind(kind)
+    settings = f"v{INDEX_VERSION}|{CHUNK_UNITS}|{kind.name}|{lang}|{min_score}|{dedupe}|{source.fingerprint()}"
     key = hashlib.sha1(settings.encode()).hexdigest()[:20]
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     path = folder / "index" / f"{key}.npz"

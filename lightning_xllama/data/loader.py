@@ -24,9 +24,9 @@ import math
 import os
 import signal
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from itertools import islice
-from typing import Callable, Iterator, Literal, Optional, Sequence
+from typing import Any, Callable, Iterator, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
@@ -38,18 +38,94 @@ from lightning_xllama.data.packing import pack_buffer
 from lightning_xllama.data.sources import Example
 from lightning_xllama.data.streams import StreamReader
 
-Batching = Literal["pad", "group_by_length", "pack"]
+BatchingMode = Literal["pad", "group_by_length", "pack"]
 """``pad``: batches in stream order, padded to their longest example; ``group_by_length``:
 batches of similar lengths from a buffer of ``group_batches`` batches; ``pack``: examples packed
 into rows whose examples never attend to each other (``data/packing.py``): one row per batch, or
 with a ``pack_length`` the examples of ``group_batches`` batches packed together into rows of at
 most that many tokens, dealt back into as many batches of about equal token counts."""
+BATCHING_MODES = ("pad", "group_by_length", "pack")
+
+
+@dataclass
+class Batching:
+    """How training examples become micro-batches (the data module's ``batching`` group).
+
+    In a config: ``batching: {mode: pack, pack_length: 1024}``; on the command line:
+    ``--data.init_args.batching.mode pack --data.init_args.batching.pack_length 1024``. The mode
+    alone (``batching: pack``) keeps the other fields' defaults.
+
+    Args:
+        mode: ``pad`` (dynamic padding), ``group_by_length`` (batches of similar lengths) or
+            ``pack`` (several examples a row, attending only within their own example: per-example
+            ``position_ids`` and the segments' ``cu_seq_lens``, no padding inside a row).
+        pack_length: with ``pack``, the longest row in tokens, at least ``max_length``. None
+            (default): each micro-batch's ``batch_size`` examples in one row. Set: the examples
+            of ``group_batches`` micro-batches are packed together into balanced rows of at most
+            this many tokens, and the rows, sorted by length, are cut into ``group_batches``
+            micro-batches of about the same number of tokens (those of longer rows take fewer
+            rows): a micro-batch holds a varying number of examples (the loss is normalised by
+            response tokens per optimizer step), the steps per epoch and the epoch's examples
+            are unchanged, and far less of each tensor is padding than when each micro-batch is
+            packed alone (``benchmarks/data_pipeline.py``: 99.8% real tokens at ``batch_size``
+            8, ``group_batches`` 64, ``pack_length`` 512). Memory: a micro-batch tensor of
+            about ``batch_size`` examples' tokens; sdpa and eager attention also build a
+            rows x width^2 mask on the device, flash and varlen attention none.
+        group_batches: micro-batches regrouped in one buffer: sorted by length with
+            ``group_by_length``, packed together with ``pack`` and a ``pack_length``. Larger
+            buffers group better and hold more encoded examples in each worker. Part of the data
+            plan: resume with the same value to continue exactly.
+        pad_to_multiple_of: round every batch's width up to a multiple of this, so compiled
+            layers and attention kernels see few distinct shapes (64 suits GPUs; 1: no rounding).
+    """
+
+    mode: BatchingMode = "pad"
+    pack_length: Optional[int] = None
+    group_batches: int = 64
+    pad_to_multiple_of: int = 1
+
+
+FLAT_BATCHING_KEYS = ("pack_length", "group_batches", "pad_to_multiple_of")
+"""The data module's earlier top-level arguments, now fields of :class:`Batching`."""
+
+
+def resolve_batching(
+    batching: Union[str, Batching, Mapping], owner: str = "the data module", **flat: Any
+) -> Batching:
+    """The :class:`Batching` group from the data module's arguments.
+
+    ``batching`` is a mode (``pad``, ``group_by_length``, ``pack``), a :class:`Batching` or a
+    mapping of its fields (as saved in a checkpoint's hyperparameters). ``flat`` holds the
+    top-level ``pack_length``, ``group_batches`` and ``pad_to_multiple_of`` (None: not given):
+    with a mode they fill in the group; with a group they must agree with it.
+    """
+    given = {k: v for k, v in flat.items() if v is not None}
+    if isinstance(batching, Mapping):
+        unknown = set(batching) - {f.name for f in fields(Batching)}
+        if unknown:
+            raise ValueError(
+                f"{owner}: unknown batching field(s) {sorted(unknown)}; expected "
+                f"{[f.name for f in fields(Batching)]}"
+            )
+        batching = Batching(**batching)
+    if isinstance(batching, Batching):
+        clashes = {k: v for k, v in given.items() if getattr(batching, k) != v}
+        if clashes:
+            shown = ", ".join(
+                f"{k}: {v} (batching.{k}: {getattr(batching, k)})" for k, v in clashes.items()
+            )
+            raise ValueError(
+                f"{owner}: {shown} disagree with the batching group; give each setting once, "
+                "inside batching: {mode, pack_length, group_batches, pad_to_multiple_of}"
+            )
+        return replace(batching)
+    return Batching(batching, **given)
 
 
 def cut_buffer(
     encoded: list[dict],
     batch_size: int,
-    batching: Batching,
+    batching: BatchingMode,
     pack_length: Optional[int],
     rng: np.random.Generator,
 ) -> list[list[dict]]:
@@ -108,7 +184,7 @@ class MixtureDataset(IterableDataset):
         rank, world_size: this rank among all.
         workers: logical workers per rank (the DataLoader's ``num_workers``, at least 1).
         batch_size: examples per batch.
-        batching: see :data:`Batching`.
+        batching: see :data:`BatchingMode`.
         group_batches: batches in a length-grouping buffer.
         encode: examples -> encoded dicts (``encoding.encode_examples`` with its settings).
         collate: encoded examples -> batch tensors.
@@ -126,7 +202,7 @@ class MixtureDataset(IterableDataset):
         world_size: int,
         workers: int,
         batch_size: int,
-        batching: Batching,
+        batching: BatchingMode,
         group_batches: int,
         encode: Callable[[list[Example]], list[dict]],
         collate: Callable[[list[dict]], dict],

@@ -1,9 +1,143 @@
-"""The data report as text: what ``fit`` prints when it starts (the same figures as ``run.json``'s
-``data_report``), so nothing skipped, repeated or left unseen goes unnoticed."""
+"""What a data module trains on and what reading did, as ``run.json`` records them and as text.
+
+:func:`plan_record` is ``run.json``'s ``data_plan`` (and every checkpoint's copy of it),
+:func:`report_record` its ``data_report``, and :func:`data_report_text` what ``fit`` prints when it
+starts (the same figures), so nothing skipped, repeated or left unseen goes unnoticed.
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+
+from lightning_xllama.data.encoding import EncodingReport
+
+if TYPE_CHECKING:
+    from lightning_xllama.data.plan import DataPlan
+    from lightning_xllama.data.streams import StreamReader
+
+
+def plan_record(
+    datamodule: str,
+    streams: Sequence,
+    counts: Optional[Sequence[int]],
+    plan: DataPlan,
+    settings: Mapping,
+    batching: Mapping,
+) -> dict:
+    """``run_record.DataPlan`` as plain values: each stream's source and share, the epoch's
+    counts (None before they are planned), the stop rule, then ``settings`` (seed, lengths,
+    dedupe, hold-out) and the ``batching`` block, in that order.
+
+    Args:
+        datamodule: the data module's import path.
+        streams: the configured streams (``Stream``).
+        counts: examples of each stream an epoch, or None before ``setup``.
+        plan: the shares and stop rule.
+        settings: ``seed``, ``max_length``, ``overflow``, ``dedupe``, ``val_examples_per_stream``.
+        batching: the batching block (mode, sizes, workers, world size, batches per epoch).
+    """
+    planned = counts is not None
+    counts = list(counts) if planned else [None] * len(streams)
+    return {
+        "datamodule": datamodule,
+        "streams": [
+            {
+                "name": s.label,
+                "kind": s.kind,
+                "lang": s.lang,
+                "path": s.path,
+                "format": s.format,
+                "direction": s.direction if s.stream_kind.directed else None,
+                "weight": s.weight,
+                "count": s.count,
+                "epoch_examples": count,
+            }
+            for s, count in zip(streams, counts)
+        ],
+        "epoch_examples": sum(counts) if planned else None,
+        "stop": None if plan.counted else plan.stop_rule,
+        "examples_per_epoch": plan.examples_per_epoch,
+        **settings,
+        "batching": dict(batching),
+    }
+
+
+def report_record(
+    readers: Sequence[StreamReader],
+    counts: Optional[Sequence[int]],
+    length_checks: Optional[Sequence[Optional[dict]]],
+    val_reports: Mapping[str, EncodingReport],
+    val_report: EncodingReport,
+    train_report: EncodingReport,
+) -> dict:
+    """``run_record.DataReport``: per stream the units read, skipped (by reason, with the first
+    places), exact duplicates kept, byte-order marks stripped, held out, one pass's examples, an
+    epoch's examples and how many times the epoch goes through the pass, the validation examples
+    truncated or dropped, and the ``length_check`` (None before it ran, or for a stream left out
+    of the epoch); then the validation set's and the consumed training examples' counts."""
+    streams = []
+    counts = counts if counts is not None else [None] * len(readers)
+    checks = length_checks or [None] * len(readers)
+    for reader, epoch_examples, check in zip(readers, counts, checks):
+        index, label = reader.index, reader.stream.label
+        usable = index.usable_units  # a pass over every unit's bit: counted once
+        streams.append(
+            {
+                "name": label,
+                "path": reader.stream.path,
+                "units": index.units,
+                "usable": usable,
+                "skipped": dict(index.skipped),
+                "skipped_at": {reason: list(at) for reason, at in index.skipped_at.items()},
+                "duplicates": index.duplicates,
+                "duplicates_at": list(index.duplicates_at),
+                "byte_order_marks": list(index.byte_order_marks),
+                "held_out": usable - reader.size // reader.stream.multiplicity,
+                "pass_examples": reader.size,
+                "epoch_examples": epoch_examples,
+                "passes_per_epoch": (
+                    round(epoch_examples / reader.size, 4)
+                    if epoch_examples is not None and reader.size
+                    else None
+                ),
+                "validation": encoding_counts(val_reports.get(label, EncodingReport())),
+                "length_check": check,
+            }
+        )
+    return {
+        "streams": streams,
+        "validation": encoding_counts(val_report),
+        "training": encoding_counts(train_report),
+    }
+
+
+def encoding_counts(report: EncodingReport) -> dict:
+    """An encoding report as plain counts."""
+    return {
+        "encoded": report.encoded,
+        "truncated": report.truncated,
+        "dropped": dict(report.dropped),
+    }
+
+
+def stream_counts_text(reader: StreamReader, check: Optional[dict] = None) -> str:
+    """A stream's figures in a message: units read, skipped by reason, held out, and (after the
+    length check) the training examples dropped for length and kept."""
+    index = reader.index
+    held_out = index.usable_units - reader.size // reader.stream.multiplicity
+    text = f"{index.units} units read, skipped: {reasons_text(index.skipped)}, {held_out} held out"
+    if check is None:
+        return text
+    lost = sum(check["dropped"].values())
+    return (
+        f"{text}, {check['examples']} of {check['pass_examples']} training examples checked: "
+        f"{lost} dropped for length ({reasons_text(check['dropped'])}), {check['kept']} kept"
+    )
+
+
+def reasons_text(counts: Mapping[str, int]) -> str:
+    """``3 too long, 1 empty``, or ``none``."""
+    return ", ".join(f"{n} {reason}" for reason, n in counts.items()) or "none"
 
 
 def data_report_text(report: dict, pad_token: Optional[dict] = None) -> str:

@@ -54,6 +54,7 @@ EXPECTED_FILE = {
     "instructions": "a .json (a list) or .jsonl (one a line) file of Alpaca records",
     "tsv": "a .tsv file of sentence pairs, one pair a line",
     "text": "a UTF-8 text file",
+    "records": "a .json (a list) or .jsonl (one a line) file of records",
 }
 """What each kind of data path must name, for the message when it names a folder."""
 FOLDER_ENTRIES_SHOWN = 5
@@ -162,18 +163,30 @@ def _validate_record(record: object, where: str, require_output: bool = True) ->
     return record
 
 
-def _parse_jsonl_line(line: str, where: str, require_output: bool = True) -> Optional[dict]:
-    """A JSONL line as a validated Alpaca record, or None for a blank line."""
-    if not line.strip():
-        return None
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{where}: invalid JSON ({err.msg})") from None
+def validate_instruction(record: object, where: str, require_output: bool = True) -> dict:
+    """``record`` checked as an Alpaca record (fields instruction, input, output: strings)."""
     return _validate_record(record, where, require_output)
 
 
-def _load_json_list(path: Path) -> list:
+def _load_jsonl_line(line: str, where: str) -> object:
+    """A JSONL line's value, or None for a blank line."""
+    if not line.strip():
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{where}: invalid JSON ({err.msg})") from None
+
+
+def _parse_jsonl_line(line: str, where: str, require_output: bool = True) -> Optional[dict]:
+    """A JSONL line as a validated Alpaca record, or None for a blank line."""
+    record = _load_jsonl_line(line, where)
+    if record is None:
+        return None
+    return _validate_record(record, where, require_output)
+
+
+def _load_json_list(path: Path, records: str = "Alpaca records") -> list:
     """A whole JSON list file; a bad byte is named by line and column, a leading BOM stripped."""
     raw = _strip_bom(path.read_bytes(), first=True)
     try:
@@ -187,7 +200,7 @@ def _load_json_list(path: Path) -> list:
     except json.JSONDecodeError as err:
         raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
     if not isinstance(records, list) or not records:
-        raise DataFormatError(f"{path}: expected a non-empty JSON list of Alpaca records")
+        raise DataFormatError(f"{path}: expected a non-empty JSON list of {records}")
     return records
 
 
@@ -252,20 +265,12 @@ Unit = tuple[tuple[int, ...], Optional[Record]]
 JSONL line, which holds no record and is counted as skipped by the index)."""
 
 
-def empty_field(record: Record, kind: str, lang: str) -> Optional[str]:
-    """Why a record cannot be trained on because a needed field is empty, or None."""
-    if kind == "instructions":
-        instruction, _, output = record
-        if not instruction.strip():
-            return "empty instruction"
-        if not output.strip():
-            return "empty output"
-        return None
-    if not record[0].strip():
-        return "empty en side"
-    if not record[1].strip():
-        return f"empty {lang} side"
-    return None
+def empty_field(record: Record, kind, lang: str) -> Optional[str]:
+    """Why a record cannot be trained on because a needed field is empty, or None (the
+    :meth:`~lightning_xllama.data.kinds.StreamKind.empty_field` of ``kind``, a name or a kind)."""
+    from lightning_xllama.data.kinds import get_stream_kind
+
+    return get_stream_kind(kind).empty_field(record, lang)
 
 
 class Source(ABC):
@@ -324,13 +329,14 @@ def _boms(*paths: Path) -> list[str]:
     return [str(path) for path in paths if starts_with_bom(path)]
 
 
-class JsonlInstructions(Source):
-    """Alpaca records, one JSON object a line (``.jsonl``): streamed."""
+class JsonlRecords(Source):
+    """Records of a stream kind, one JSON value a line (``.jsonl``): streamed. The kind
+    (:class:`~lightning_xllama.data.kinds.StreamKind`) parses each line's value."""
 
-    kind = "instructions"
-
-    def __init__(self, path: str | Path):
-        self.path = _check_exists(path, EXPECTED_FILE["jsonl"])
+    def __init__(self, path: str | Path, kind):
+        self.stream_kind = kind
+        self.kind = kind.name
+        self.path = _check_exists(path, kind.expected_file("jsonl"))
 
     def fingerprint(self) -> str:
         return f"jsonl:{_file_stamp(self.path)}"
@@ -340,10 +346,10 @@ class JsonlInstructions(Source):
 
     def _record(self, raw: bytes, number: int) -> Optional[Record]:
         where = f"{self.path}:{number}"
-        record = _parse_jsonl_line(_decode(raw, self.path, number), where)
-        if record is None:
+        value = _load_jsonl_line(_decode(raw, self.path, number), where)
+        if value is None:
             return None
-        return record["instruction"], record.get("input", ""), record["output"]
+        return self.stream_kind.parse(value, where)
 
     def byte_order_marks(self) -> list[str]:
         return _boms(self.path)
@@ -355,23 +361,32 @@ class JsonlInstructions(Source):
                 yield (offset,), self._record(_strip_bom(raw, number == 1), number)
                 offset += len(raw)
         if number == 0:
-            raise DataFormatError(f"{self.path}: empty file, expected Alpaca records")
+            raise DataFormatError(f"{self.path}: empty file, expected {self.stream_kind.records}")
 
     def read(self, offsets: tuple[int, ...], count: int) -> list[Optional[Record]]:
         return [self._record(raw, 0) for raw in _read_lines_at(self.path, offsets[0], count)]
 
 
-class JsonInstructions(Source):
-    """Alpaca records as one JSON list (``.json``, as Stanford Alpaca ships them).
-
-    A JSON list cannot be split by lines, so each reader parses it whole: fine for Alpaca's
-    52k records (20 MB); use JSONL for instruction sets too large for that.
-    """
-
-    kind = "instructions"
+class JsonlInstructions(JsonlRecords):
+    """Alpaca records, one JSON object a line (``.jsonl``): streamed."""
 
     def __init__(self, path: str | Path):
-        self.path = _check_exists(path, EXPECTED_FILE["json"])
+        from lightning_xllama.data.kinds import INSTRUCTIONS
+
+        super().__init__(path, INSTRUCTIONS)
+
+
+class JsonRecords(Source):
+    """Records of a stream kind as one JSON list (``.json``), parsed by the kind.
+
+    A JSON list cannot be split by lines, so each reader parses it whole: fine for Alpaca's
+    52k records (20 MB); use JSONL for sets too large for that.
+    """
+
+    def __init__(self, path: str | Path, kind):
+        self.stream_kind = kind
+        self.kind = kind.name
+        self.path = _check_exists(path, kind.expected_file("json"))
         self._records: Optional[list] = None
 
     def fingerprint(self) -> str:
@@ -385,12 +400,11 @@ class JsonInstructions(Source):
 
     def _all(self) -> list:
         if self._records is None:
-            self._records = _load_json_list(self.path)
+            self._records = _load_json_list(self.path, self.stream_kind.records)
         return self._records
 
     def _record(self, index: int) -> Record:
-        record = _validate_record(self._all()[index], f"{self.path}: record {index}")
-        return record["instruction"], record.get("input", ""), record["output"]
+        return self.stream_kind.parse(self._all()[index], f"{self.path}: record {index}")
 
     def scan(self) -> Iterator[Unit]:
         for index in range(len(self._all())):
@@ -401,6 +415,15 @@ class JsonInstructions(Source):
 
     def __getstate__(self) -> dict:  # worker processes parse the file themselves
         return {**self.__dict__, "_records": None}
+
+
+class JsonInstructions(JsonRecords):
+    """Alpaca records as one JSON list (``.json``, as Stanford Alpaca ships them)."""
+
+    def __init__(self, path: str | Path):
+        from lightning_xllama.data.kinds import INSTRUCTIONS
+
+        super().__init__(path, INSTRUCTIONS)
 
 
 class AlignedText(Source):
@@ -546,31 +569,39 @@ class HFDataset(Source):
     ``load_dataset`` (not streaming) writes the data set once as Arrow files in ``cache_dir``
     and memory-maps them: rows are then read by index, in any worker, without holding the data
     set in memory. ``columns`` names the field of each role; a dotted name reaches into a nested
-    field (``translation.en`` in OPUS-style data sets). Roles: ``en`` and ``x`` for pairs;
+    field (``translation.en`` in OPUS-style data sets). The stream kind (a name or a
+    :class:`~lightning_xllama.data.kinds.StreamKind`) sets the roles: ``en`` and ``x`` for pairs;
     ``instruction``, ``input`` (optional) and ``output`` for instructions (the default names).
     """
-
-    ROLES = {"parallel": ("en", "x"), "instructions": ("instruction", "input", "output")}
 
     def __init__(
         self,
         name: str,
-        kind: str,
+        kind,
         columns: Optional[dict[str, Union[int, str]]] = None,
         config: Optional[str] = None,
         split: str = "train",
         data_files: Optional[list[str]] = None,
         cache_dir: Optional[str] = None,
     ):
-        self.name, self.kind, self.config, self.split = name, kind, config, split
+        from lightning_xllama.data.kinds import get_stream_kind
+
+        self.stream_kind = get_stream_kind(kind)
+        self.name, self.kind, self.config, self.split = name, self.stream_kind.name, config, split
         self.data_files, self.cache_dir = data_files, cache_dir
-        if columns is None and kind == "instructions":
-            columns = {role: role for role in self.ROLES[kind]}
-        required = {"en", "x"} if kind == "parallel" else {"instruction", "output"}
-        if columns is None or not required <= set(columns) or set(columns) - set(self.ROLES[kind]):
+        roles = self.stream_kind.roles
+        if not roles:
+            raise ValueError(
+                f"data set {name!r}: stream kind {self.kind!r} names no roles, so it cannot be "
+                "read from a Hugging Face data set"
+            )
+        if columns is None and self.stream_kind.columns_by_role:
+            columns = {role: role for role in roles}
+        required = set(self.stream_kind.required_roles)
+        if columns is None or not required <= set(columns) or set(columns) - set(roles):
             raise ValueError(
                 f"data set {name!r}: columns must name the fields {sorted(required)} "
-                f"(roles: {self.ROLES[kind]}), got {columns}"
+                f"(roles: {roles}), got {columns}"
             )
         self.columns = {role: str(column) for role, column in columns.items()}
         self._dataset = None
@@ -609,7 +640,7 @@ class HFDataset(Source):
 
     def _record(self, row: dict, index: int) -> Record:
         values = []
-        for role in self.ROLES[self.kind]:
+        for role in self.stream_kind.roles:
             if role not in self.columns:
                 values.append("")
                 continue

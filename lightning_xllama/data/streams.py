@@ -12,32 +12,19 @@ permutation (oversampling).
 
 from __future__ import annotations
 
-import random
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 from lightning_xllama.data.index import CHUNK_UNITS, SourceIndex, load_index
-from lightning_xllama.data.sources import (
-    AlignedText,
-    Example,
-    HFDataset,
-    JsonInstructions,
-    JsonlInstructions,
-    Record,
-    Source,
-    TsvPairs,
-    folder_instead_of_file,
-)
-from lightning_xllama.data.tasks import Direction, pair_examples
+from lightning_xllama.data.kinds import StreamKind, get_stream_kind
+from lightning_xllama.data.sources import Example, Record, Source, folder_instead_of_file
+from lightning_xllama.data.tasks import Direction
 from lightning_xllama.languages import get_language
 
-StreamKind = Literal["instructions", "parallel"]
 SourceFormat = Literal["json", "jsonl", "text", "tsv", "hf"]
-FORMATS = {"instructions": ("json", "jsonl", "hf"), "parallel": ("text", "tsv", "hf")}
 
 
 @dataclass
@@ -45,8 +32,9 @@ class Stream:
     """One stream of a mixture: (kind, language, source, direction) and its share.
 
     Args:
-        kind: ``instructions`` (Alpaca records) or ``parallel`` (English/``lang`` sentence pairs,
-            turned into translation instructions).
+        kind: ``instructions`` (Alpaca records), ``parallel`` (English/``lang`` sentence pairs,
+            turned into translation instructions) or a kind registered by a module named in the
+            data module's ``language_modules`` (see :mod:`lightning_xllama.data.kinds`).
         lang: language code of the stream; for pairs, the non-English side.
         path: the source. Instructions: a ``.json`` list or ``.jsonl`` file of Alpaca records.
             Pairs: an aligned-text prefix (``{path}.en`` + ``{path}.{lang}``, Moses/OPUS) or a
@@ -69,7 +57,7 @@ class Stream:
         name: label in reports and allocation files; default ``{kind}:{lang}`` (plus ``:{direction}``).
     """
 
-    kind: StreamKind
+    kind: str
     lang: str
     path: str
     direction: Direction = "en-x"
@@ -84,11 +72,12 @@ class Stream:
     name: Optional[str] = None
 
     def __post_init__(self) -> None:
+        try:
+            kind = get_stream_kind(self.kind)
+        except KeyError as err:
+            name = self.name or f"{self.kind}:{self.lang}"
+            raise ValueError(f"stream {name}: {err.args[0]}") from None
         where = f"stream {self.label}"
-        if self.kind not in FORMATS:
-            raise ValueError(
-                f"{where}: kind must be 'instructions' or 'parallel', got {self.kind!r}"
-            )
         get_language(self.lang)  # an unknown code fails here, listing the known ones
         if self.direction not in ("en-x", "x-en", "both"):
             raise ValueError(
@@ -99,12 +88,11 @@ class Stream:
             if folder is not None:
                 raise ValueError(f"{where}: {folder}")
         if self.format is None:
-            suffix = Path(self.path).suffix
-            self.format = {".json": "json", ".jsonl": "jsonl", ".tsv": "tsv"}.get(suffix, "text")
-        if self.format not in FORMATS[self.kind]:
+            self.format = kind.default_format(self.path)
+        if self.format not in kind.formats:
             raise ValueError(
                 f"{where}: {self.kind} cannot be read from format {self.format!r} ({self.path}); "
-                f"expected one of {FORMATS[self.kind]}"
+                f"expected one of {kind.formats}"
             )
         if self.weight is not None and self.count is not None:
             raise ValueError(f"{where}: give a weight or a count, not both")
@@ -123,46 +111,31 @@ class Stream:
         """What ``path`` must name (a key of ``sources.EXPECTED_FILE``), the format unset too."""
         if self.format is not None:
             return self.format
-        if self.kind == "instructions":
-            return "instructions"
-        return "tsv" if Path(self.path).suffix == ".tsv" else "text"
+        return self.stream_kind.folder_format(self.path)
+
+    @property
+    def stream_kind(self) -> StreamKind:
+        """The registered kind named by ``kind``: it parses, filters and turns records into
+        examples."""
+        return get_stream_kind(self.kind)
 
     @property
     def label(self) -> str:
         if self.name:
             return self.name
-        return f"{self.kind}:{self.lang}" + (
-            f":{self.direction}" if self.kind == "parallel" else ""
-        )
+        return get_stream_kind(self.kind).label(self.lang, self.direction)
 
     @property
     def multiplicity(self) -> int:
         """Examples per record: two for pairs in both directions."""
-        return 2 if self.kind == "parallel" and self.direction == "both" else 1
+        return self.stream_kind.multiplicity(self.direction)
 
     def open(self, cache_dir: Optional[str] = None) -> Source:
-        if self.format == "hf":
-            hf_cache = str(Path(cache_dir) / "hf") if cache_dir else None
-            return HFDataset(
-                self.path,
-                self.kind,
-                self.columns,
-                self.hf_config,
-                self.hf_split,
-                self.hf_data_files,
-                hf_cache,
-            )
-        if self.format == "json":
-            return JsonInstructions(self.path)
-        if self.format == "jsonl":
-            return JsonlInstructions(self.path)
-        if self.format == "tsv":
-            return TsvPairs(self.path, self.columns)
-        return AlignedText(self.path, self.lang)
+        return self.stream_kind.open(self, cache_dir)
 
     def index(self, source: Source, dedupe: bool, cache_dir: Optional[str] = None) -> SourceIndex:
         return load_index(
-            source, self.kind, self.lang, self.min_score, dedupe, cache_dir, self.label
+            source, self.stream_kind, self.lang, self.min_score, dedupe, cache_dir, self.label
         )
 
 
@@ -194,18 +167,16 @@ class StreamReader:
         """Examples in one pass."""
         self.window_chunks = max(1, shuffle_window // CHUNK_UNITS)
         self.key = zlib.crc32(stream.label.encode())
+        self.kind = stream.stream_kind
         self._plan: Optional[tuple[tuple[int, int], np.ndarray, np.ndarray]] = None
 
     def example(self, item: Item) -> Example:
-        """The example of an item: pairs become translation instructions, with a paraphrase
-        drawn per pair from ``seed`` and the pair's line, wherever and whenever it is read."""
+        """The example of an item, by the stream's kind: pairs become translation instructions,
+        with a paraphrase drawn per pair from ``seed`` and the pair's line, wherever and whenever
+        it is read."""
         unit, which, record = item
         s = self.stream
-        if s.kind == "instructions":
-            return Example(record[0], record[1], record[2], "instruction", s.lang)
-        return pair_examples(
-            record[0], record[1], "en", s.lang, s.direction, random.Random(f"{self.seed}:{unit}")
-        )[which]
+        return self.kind.examples(record, s.lang, s.direction, f"{self.seed}:{unit}")[which]
 
     def _pass(self, epoch: int, number: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk order of a pass and the cumulative example counts of its windows."""

@@ -21,18 +21,25 @@ def pair_examples(
     """
     if direction not in ("en-x", "x-en", "both"):
         raise ValueError(f"direction must be 'en-x', 'x-en' or 'both', got {direction!r}")
-    src_name, tgt_name = get_language(src_lang).name, get_language(tgt_lang).name
     examples = []
     if direction in ("en-x", "both"):
         examples.append(
             Example(
-                translation_instruction(src_name, tgt_name, rng), src, tgt, "translation", tgt_lang
+                translation_instruction("package", 0, rng, src_lang, tgt_lang),
+                src,
+                tgt,
+                "translation",
+                tgt_lang,
             )
         )
     if direction in ("x-en", "both"):
         examples.append(
             Example(
-                translation_instruction(tgt_name, src_name, rng), tgt, src, "translation", src_lang
+                translation_instruction("package", 0, rng, tgt_lang, src_lang),
+                tgt,
+                src,
+                "translation",
+                src_lang,
             )
         )
     return examples

@@ -1,12 +1,19 @@
 """An LLM judge for open-ended instructions (the paper's MI-Eval, which asked ChatGPT), over any
 OpenAI-compatible endpoint.
 
-Two ways to judge. **Single answer**: the judge scores one answer from 1 to 10 with a short reason.
+Three ways to judge. **Single answer**: the judge scores one answer from 1 to 10 with a short reason.
 **Pairwise**: the judge picks the better of two answers (A, B or tie); every pair is asked in both
 orders, (model, reference) and (reference, model), and the two verdicts are combined, so a judge that
 prefers the first (or second) position cancels out. Either way the judge is told, in English, which
 language the answer must be in, and that an answer in another language is a fault: the method's
-known failure is a model answering a Chinese instruction in English.
+known failure is a model answering a Chinese instruction in English. **FairEval** (the paper's
+MI-Eval, x-LLM ``eval/mieval.eval.py``): the FairEval prompt scores two models' answers 1-10 each,
+asked in both orders with several samples per request (temperature 1); a language gate comes
+first: an answer that a language identifier does not find in the expected language loses without
+a request.
+
+The XQuAD correctness judge (x-LLM ``eval/xquad.eval.py``) asks YES or NO: is a model's answer to a
+passage and question correct (:func:`correctness_messages`).
 
 Every request goes through :class:`JudgeClient`: the ``openai`` client with its own retries off, so
 the retry policy is this module's (exponential backoff, ``Retry-After`` on 429 honoured up to a
@@ -24,8 +31,10 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import math
 import os
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -37,8 +46,8 @@ from typing import Any, Callable, Literal, Mapping, Optional, Sequence
 
 from lightning_xllama.languages import get_language
 
-JudgeMode = Literal["single", "pairwise"]
-MODES = ("single", "pairwise")
+JudgeMode = Literal["single", "pairwise", "faireval"]
+MODES = ("single", "pairwise", "faireval")
 
 FAILURE_KINDS = (
     "timeout",
@@ -87,17 +96,11 @@ def register_language_note(code: str, note: str) -> None:
 
 
 def language_note(code: str) -> str:
-    """The note for ``code``: registered, or for a synthetic language its script (a judge cannot
-    know the demo's artificial languages, but it can see the alphabet); else empty."""
+    """The note for ``code``: registered (a language plug-in registers one for languages a judge
+    cannot know, such as the demo's artificial ones, naming their alphabet); else empty."""
     if code in LANGUAGE_NOTES:
         return LANGUAGE_NOTES[code]
-    language = get_language(code)
-    if language.is_synthetic:
-        return (
-            f"{language.name} is an artificial language written in the "
-            f"{language.synthetic.script} alphabet; an answer in English or in another alphabet "
-            "counts as another language."
-        )
+    get_language(code)  # an unknown code fails here, listing the known ones
     return ""
 
 
@@ -154,6 +157,80 @@ def pairwise_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+FAIREVAL_SYSTEM = "You are a helpful and precise assistant for checking the quality of the answer."
+"""The FairEval system prompt (x-LLM ``eval/mieval.eval.py``, ``gen_prompt``)."""
+
+FAIREVAL_TEMPLATE = (
+    "[Question]\n{question}\n\n[The Start of Assistant 1's Answer]\n{answer_1}\n"
+    "[The End of Assistant 1's Answer]\n\n[The Start of Assistant 2's Answer]\n{answer_2}\n"
+    "[The End of Assistant 2's Answer]\n\n[System]\n{prompt}\n"
+)
+FAIREVAL_PROMPT = (
+    "We would like to request your feedback on the performance of two AI assistants in response "
+    "to the user question displayed above.\n"
+    "    Please rate the helpfulness, relevance, accuracy, level of details of their responses.\n"
+    "\n"
+    "    Each assistant receives an overall score on a scale of 1 to 10, where a higher score "
+    "indicates better overall performance.\n"
+    "    Please first provide a comprehensive explanation of your evaluation, avoiding any "
+    "potential bias and ensuring that the order in which the responses were presented does not "
+    "affect your judgment. \n"
+    "    Then, output two lines indicating the scores for Assistant 1 and 2, respectively.\n"
+    "\n"
+    "    Output with the following format:\n"
+    "    Evaluation evidence: <your evluation explanation here>\n"
+    "    Score of the Assistant 1: <score>\n"
+    "    Score of the Assistant 2: <score>"
+)
+"""The FairEval instructions, byte for byte as the paper's script sends them (the indentation
+of its triple-quoted string and the spelling included)."""
+
+FAIREVAL_SAMPLES = 3
+"""Completions per request in the paper's script (``-k 3``); temperature 1, up to 512 tokens."""
+
+
+def faireval_question(instruction: str, input: str) -> str:
+    """The question FairEval shows: instruction, a newline, input (a trailing newline when the
+    input is empty, as the paper's script joins them)."""
+    return f"{instruction}\n{input}"
+
+
+def faireval_messages(question: str, answer_1: str, answer_2: str) -> list[dict]:
+    """The chat messages asking FairEval to score Assistant 1's and Assistant 2's answers."""
+    user = FAIREVAL_TEMPLATE.format(
+        question=question, answer_1=answer_1, answer_2=answer_2, prompt=FAIREVAL_PROMPT
+    )
+    return [{"role": "system", "content": FAIREVAL_SYSTEM}, {"role": "user", "content": user}]
+
+
+CORRECTNESS_TEMPLATE = """You will be given a context followed by question. You will then be given one potential answer to the question.
+Your task is to tell if the answer is correct.
+Please make sure you read and understand these instructions carefully. Please keep this document open while reviewing, and refer to it as needed.
+
+Evaluation Criteria:
+Correctness (YES or NO): Is the answer correct?
+YES means the answer provides an accurate and valid response that aligns with the facts, logic, and requirements of the question. The answer should be in the same language as the context.
+NO means otherwise.
+
+Context: {context}
+Answer: {answer}
+
+Evaluation Form (YES or NO):
+"""  # noqa: E501 - the paper's prompt, line for line
+"""The XQuAD correctness prompt (x-LLM ``eval/xquad.eval.py``); ``context`` is the whole input of
+the QA prompt (passage, question and answer label), ``answer`` the model's output."""
+
+CORRECTNESS_QUESTIONS = 100
+"""The paper judged the first 100 questions of each XQuAD language."""
+
+
+def correctness_messages(context: str, answer: str) -> list[dict]:
+    """One user message asking whether ``answer`` is correct (temperature 0 in the paper)."""
+    return [
+        {"role": "user", "content": CORRECTNESS_TEMPLATE.format(context=context, answer=answer)}
+    ]
+
+
 # --- reading the judge's reply -------------------------------------------------------------
 
 
@@ -197,6 +274,28 @@ def parse_pairwise(content: str) -> Optional[dict]:
     return {"winner": winner, "reason": str(value.get("reason", ""))}
 
 
+def parse_faireval(content: str) -> Optional[dict]:
+    """``{"scores": [assistant 1, assistant 2], "review"}`` from the last two lines of a FairEval
+    review (the text after the last colon of each, as the paper's script reads them), or None."""
+    lines = content.strip().split("\n")
+    if len(lines) < 2:
+        return None
+    try:
+        scores = [float(line.split(":")[-1].strip()) for line in lines[-2:]]
+    except ValueError:
+        return None
+    if not all(math.isfinite(score) for score in scores):
+        return None
+    return {"scores": scores, "review": content}
+
+
+def parse_yes_no(content: str) -> Optional[dict]:
+    """``{"correct": bool, "reply"}``: the first ``YES`` or ``NO`` in the reply, as the paper's
+    script reads it; a reply with neither counts as NO (the script's ``NO(Error)``)."""
+    match = re.search(r"(YES)|(NO)", content)
+    return {"correct": bool(match and match.group(0) == "YES"), "reply": content}
+
+
 def combine_orders(model_first: str, reference_first: str) -> str:
     """``win``/``tie``/``loss`` of the model from the verdicts of both orders.
 
@@ -229,6 +328,8 @@ class JudgeSettings:
         retry_after_max: the longest wait a 429's ``Retry-After`` header can impose.
         temperature: the judge's sampling temperature (0: as repeatable as the endpoint allows).
         max_tokens: the judge's reply length limit.
+        samples: completions per request (the API's ``n``); every one must be readable, and the
+            verdict holds them all (FairEval: 3, averaged).
         json_mode: ask for ``response_format={"type": "json_object"}`` (OpenAI, vLLM; some
             endpoints reject it). Without it the first JSON object of the reply is read.
         concurrency: requests in flight at once.
@@ -245,6 +346,7 @@ class JudgeSettings:
     retry_after_max: float = 60.0
     temperature: float = 0.0
     max_tokens: int = 256
+    samples: int = 1
     json_mode: bool = False
     concurrency: int = 4
     cache_dir: Optional[str] = None
@@ -254,6 +356,8 @@ class JudgeSettings:
             raise ValueError("the judge needs a base_url (an OpenAI-compatible API) and a model")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be at least 1, got {self.samples}")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.timeout <= 0:
@@ -291,10 +395,15 @@ def public_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def cache_key(model: str, messages: list[dict], temperature: float, max_tokens: int) -> str:
+def cache_key(
+    model: str, messages: list[dict], temperature: float, max_tokens: int, samples: int = 1
+) -> str:
     """The hash that names one judge request: model, full prompt and sampling settings."""
+    request = {"model": model, "messages": messages, "temperature": temperature, "max": max_tokens}
+    if samples != 1:
+        request["n"] = samples
     text = json.dumps(
-        {"model": model, "messages": messages, "temperature": temperature, "max": max_tokens},
+        request,
         sort_keys=True,
         ensure_ascii=False,
     )
@@ -427,6 +536,17 @@ def classify(error: BaseException) -> tuple[str, Optional[float]]:
     return "other", None
 
 
+def _contents(cached: str, samples: int) -> list[str]:
+    """The completions of a cached reply: one content, or a JSON list of ``samples`` of them."""
+    if samples == 1:
+        return [cached]
+    try:
+        contents = json.loads(cached)
+    except json.JSONDecodeError:
+        return []
+    return [str(c) for c in contents] if isinstance(contents, list) else []
+
+
 class JudgeClient:
     """Sends judge requests with this package's retry policy, cache and accounting.
 
@@ -464,8 +584,11 @@ class JudgeClient:
         delay = min(self.settings.backoff_base * 2 ** (attempt - 1), self.settings.backoff_max)
         return delay * random.uniform(0.5, 1.0)
 
-    def _send(self, messages: list[dict], stats: JudgeStats) -> str:
+    def _send(self, messages: list[dict], stats: JudgeStats) -> list[str]:
+        """The contents of one request's completions (``samples`` of them)."""
         extra = {"response_format": {"type": "json_object"}} if self.settings.json_mode else {}
+        if self.settings.samples != 1:
+            extra["n"] = self.settings.samples
         stats.add(requests=1)
         response = self._client.chat.completions.create(
             model=self.settings.model,
@@ -480,19 +603,32 @@ class JudgeClient:
                 prompt_tokens=usage.prompt_tokens or 0,
                 completion_tokens=usage.completion_tokens or 0,
             )
-        if not response.choices or response.choices[0].message.content is None:
-            raise json.JSONDecodeError("the reply has no message content", "", 0)
-        return response.choices[0].message.content
+        contents = [choice.message.content for choice in response.choices or []]
+        if len(contents) != self.settings.samples or any(c is None for c in contents):
+            raise json.JSONDecodeError(
+                f"the reply has {len(contents)} message contents, expected {self.settings.samples}",
+                "",
+                0,
+            )
+        return contents
+
+    def _parse(self, contents: list[str], parse: Callable[[str], Optional[dict]]) -> Optional[dict]:
+        """The verdict of one request: ``parse`` of its one completion, or with several samples
+        ``{"samples": [verdict, ...]}`` (None when any of them is unreadable)."""
+        verdicts = [parse(content) for content in contents]
+        if len(verdicts) != self.settings.samples or any(v is None for v in verdicts):
+            return None
+        return verdicts[0] if self.settings.samples == 1 else {"samples": verdicts}
 
     def judge(
         self, messages: list[dict], parse: Callable[[str], Optional[dict]], stats: JudgeStats
     ) -> JudgeCall:
         """One judgement: from the cache, or asked with retries; never raises."""
         s = self.settings
-        key = cache_key(s.model, messages, s.temperature, s.max_tokens)
+        key = cache_key(s.model, messages, s.temperature, s.max_tokens, s.samples)
         if self.cache is not None:
             hit = self.cache.get(key)
-            verdict = parse(hit["content"]) if hit else None
+            verdict = self._parse(_contents(hit["content"], s.samples), parse) if hit else None
             if verdict is not None:
                 stats.add(cache_hits=1)
                 return JudgeCall(verdict, content=hit["content"], cached=True)
@@ -500,8 +636,11 @@ class JudgeClient:
         for attempt in range(1, s.max_attempts + 1):
             asked = None
             try:
-                content = self._send(messages, stats)
-                verdict = parse(content)
+                contents = self._send(messages, stats)
+                content = (
+                    contents[0] if s.samples == 1 else json.dumps(contents, ensure_ascii=False)
+                )
+                verdict = self._parse(contents, parse)
                 if verdict is not None:
                     if self.cache is not None:
                         self.cache.put(key, s.model, content)
@@ -577,10 +716,17 @@ def judge_items(
     items: Sequence[JudgeItem],
     mode: JudgeMode,
     client: JudgeClient,
+    identify: Optional[Callable[[str], Optional[str]]] = None,
 ) -> JudgeRun:
-    """Judge ``items`` (pairwise: each in both orders) and score the ones that got verdicts."""
+    """Judge ``items`` (pairwise and faireval: each in both orders) and score the ones that got
+    verdicts; ``identify`` (a text's language code, None when undetermined) is faireval's
+    language gate."""
     if mode not in MODES:
         raise ValueError(f"unknown judge mode {mode!r}; expected one of {MODES}")
+    if mode == "faireval":
+        if identify is None:
+            raise ValueError("faireval judging needs a language identifier for its language gate")
+        return faireval_items(items, client, identify)
     stats = JudgeStats()
     requests: list[tuple[list[dict], Callable[[str], Optional[dict]]]] = []
     for item in items:
@@ -647,6 +793,132 @@ def judge_items(
     return JudgeRun(mode, records, stats, scores, judged, len(items) - judged)
 
 
+def faireval_outcome(model: float, opponent: float) -> str:
+    """``win``/``tie``/``loss`` of the evaluated model from the two mean scores."""
+    return "win" if model > opponent else "loss" if model < opponent else "tie"
+
+
+def faireval_items(
+    items: Sequence[JudgeItem],
+    client: JudgeClient,
+    identify: Callable[[str], Optional[str]],
+) -> JudgeRun:
+    """The paper's MI-Eval judging of the model's answers (``answer``) against another model's
+    (``reference``), as x-LLM ``eval/mieval.eval.py`` runs it.
+
+    First the language gate: an answer whose language (``identify``) is not the item's ``lang``
+    (undetermined included) loses without a request (0 against 1); when both are off, the item is
+    a tie (0 against 0). Otherwise FairEval scores both answers in both orders (model as Assistant
+    1, then as Assistant 2), each request with ``client.settings.samples`` completions; each
+    model's score is the mean over all completions of both orders, and the higher mean wins.
+    An item whose requests fail is left out of the scores.
+    """
+    stats = JudgeStats()
+    gates, requests = [], []
+    for item in items:
+        if item.reference is None:
+            raise ValueError("faireval judging needs the other model's answer for every item")
+        gate = (identify(item.answer) == item.lang, identify(item.reference) == item.lang)
+        gates.append(gate)
+        if all(gate):
+            question = faireval_question(item.instruction, item.input)
+            requests.append(faireval_messages(question, item.answer, item.reference))
+            requests.append(faireval_messages(question, item.reference, item.answer))
+    with ThreadPoolExecutor(max_workers=client.settings.concurrency) as pool:
+        calls = iter(
+            list(pool.map(lambda messages: client.judge(messages, parse_faireval, stats), requests))
+        )
+
+    records, outcomes, judged = [], {"win": 0, "tie": 0, "loss": 0}, 0
+    for item, gate in zip(items, gates):
+        record = {
+            "instruction": item.instruction,
+            "input": item.input,
+            "lang": item.lang,
+            "answer": item.answer,
+            "reference": item.reference,
+            "in_language": list(gate),
+        }
+        if all(gate):
+            first, second = next(calls), next(calls)
+            if first.verdict and second.verdict:
+                pairs = [v["scores"] for v in _samples(first.verdict)]
+                pairs += [v["scores"][::-1] for v in _samples(second.verdict)]
+                model = sum(p[0] for p in pairs) / len(pairs)
+                opponent = sum(p[1] for p in pairs) / len(pairs)
+                outcome = faireval_outcome(model, opponent)
+                reviews = [[v["review"] for v in _samples(c.verdict)] for c in (first, second)]
+                record.update(score=[model, opponent], outcome=outcome, reviews=reviews)
+            else:
+                outcome = None
+                record.update(outcome=None, failure=first.failure or second.failure)
+        else:
+            score = [float(gate[0]), float(gate[1])] if any(gate) else [0.0, 0.0]
+            outcome = faireval_outcome(*score)
+            which = "both answers" if not any(gate) else "answer" if not gate[0] else "reference"
+            record.update(score=score, outcome=outcome, reviews=f"{which} not in {item.lang}")
+        if outcome is not None:
+            outcomes[outcome] += 1
+            judged += 1
+        records.append(record)
+    scores: dict[str, float] = {}
+    if judged:
+        scores["win_rate"] = 100.0 * (outcomes["win"] + 0.5 * outcomes["tie"]) / judged
+        scores.update({f"{k}{'es' if k == 'loss' else 's'}": v for k, v in outcomes.items()})
+    return JudgeRun("faireval", records, stats, scores, judged, len(items) - judged)
+
+
+def _samples(verdict: dict) -> list[dict]:
+    """The verdicts of a request's completions (one, or ``{"samples": [...]}``)."""
+    return verdict["samples"] if "samples" in verdict else [verdict]
+
+
+@dataclass
+class CorrectnessRun:
+    """The YES/NO correctness judgements of a QA set's first questions."""
+
+    records: list[dict]
+    stats: JudgeStats
+    judged: int
+    correct: int
+
+    @property
+    def score(self) -> Optional[float]:
+        """Percent of the judged answers found correct (None when none was judged)."""
+        return 100.0 * self.correct / self.judged if self.judged else None
+
+
+def judge_correctness(cases: Sequence[tuple[str, str]], client: JudgeClient) -> CorrectnessRun:
+    """Ask YES or NO for each ``(context, answer)`` (x-LLM ``eval/xquad.eval.py``): an empty
+    answer is NO without a request; an endpoint failure (after retries) is left out."""
+    stats = JudgeStats()
+    asked = [i for i, (_, answer) in enumerate(cases) if answer.strip()]
+    with ThreadPoolExecutor(max_workers=client.settings.concurrency) as pool:
+        calls = list(
+            pool.map(
+                lambda i: client.judge(correctness_messages(*cases[i]), parse_yes_no, stats), asked
+            )
+        )
+    by_case = dict(zip(asked, calls))
+    records, judged, correct = [], 0, 0
+    for index, (context, answer) in enumerate(cases):
+        call = by_case.get(index)
+        if call is None:
+            verdict: Optional[bool] = False
+            reply = "empty answer"
+        else:
+            verdict = call.verdict["correct"] if call.verdict else None
+            reply = call.content
+        record = {"answer": answer, "correct": verdict, "reply": reply}
+        if call is not None and call.failure:
+            record["failure"] = call.failure
+        if verdict is not None:
+            judged += 1
+            correct += int(verdict)
+        records.append(record)
+    return CorrectnessRun(records, stats, judged, correct)
+
+
 def read_answers(path: str | Path) -> list[dict]:
     """Answer records from a JSONL file: ``instruction``, ``output`` (the answer), ``lang``, and
     optionally ``input`` and ``reference``; a bad line is named."""
@@ -680,7 +952,8 @@ def judge_outputs(
             ``lang`` (the expected answer language) and optionally ``input`` and ``reference``
             (required for ``pairwise``).
         settings: the judge endpoint, retries and cache.
-        mode: ``single`` (1-10 scores) or ``pairwise`` (against ``reference``, both orders).
+        mode: ``single`` (1-10 scores), ``pairwise`` (against ``reference``, both orders) or
+            ``faireval`` (the paper's: ``reference`` is another model's answer; language gate).
         output_dir: where ``judgements-{lang}.jsonl`` and ``judge-report.json`` go (None: nowhere).
 
     Returns:
@@ -701,10 +974,15 @@ def judge_outputs(
         get_language(item.lang)  # an unknown code fails before any request
         by_lang.setdefault(item.lang, []).append(item)
     result: dict[str, Any] = {"metrics": {}, "report": {}, "warnings": []}
+    identify = None
+    if mode == "faireval":
+        from lightning_xllama.evaluation.off_target import build_identifier
+
+        identify = build_identifier(list(by_lang)).identify
     runs = {}
     with JudgeClient(settings) as client:
         for lang, items in by_lang.items():
-            runs[lang] = run = judge_items(items, mode, client)
+            runs[lang] = run = judge_items(items, mode, client, identify)
             for name in ("score", "win_rate"):
                 if name in run.scores:
                     result["metrics"][f"{lang}/{name}"] = run.scores[name]

@@ -2,9 +2,9 @@
 
 The method's known failure is off-target output: asked in Chinese, the model answers in English
 (or in a third language). :func:`off_target_rate` counts it with any :class:`LanguageIdentifier`:
-:class:`LangidIdentifier` (py3langid, offline, for real languages) or :class:`SyntheticIdentifier`
-(by lexicon, for the artificial languages of the offline world, which no real identifier knows),
-and checks the script of the output's letters against the target's, so an answer in another
+:class:`LangidIdentifier` (py3langid, offline, for real languages) or one a language plug-in
+registers for the languages it adds (:func:`register_identifier`; the demo's artificial languages
+use a :class:`SyntheticIdentifier`, by lexicon, since no real identifier knows them), and checks the script of the output's letters against the target's, so an answer in another
 alphabet is off target whatever the identifier says (:func:`script_counts`).
 """
 
@@ -14,7 +14,7 @@ import re
 import unicodedata
 from collections import Counter
 from functools import lru_cache
-from typing import Iterable, Mapping, Optional, Protocol
+from typing import Callable, Iterable, Mapping, Optional, Protocol
 
 from lightning_xllama.languages import get_language
 
@@ -25,6 +25,30 @@ class LanguageIdentifier(Protocol):
     def identify(self, text: str) -> Optional[str]:
         """The language code of ``text``, or None when undetermined (empty, too short, unclear)."""
         ...
+
+
+IdentifierFactory = Callable[[list[str]], "LanguageIdentifier"]
+"""Builds an identifier that tells the candidate language codes it is given apart."""
+
+_IDENTIFIERS: dict[str, IdentifierFactory] = {}
+
+
+def register_identifier(code: str, factory: IdentifierFactory) -> None:
+    """Identify language ``code`` with ``factory``'s identifier rather than py3langid: for a
+    language py3langid does not know (or knows badly). Languages registered with the same factory
+    are candidates of one identifier (see :func:`~lightning_xllama.evaluation.off_target.
+    build_identifier`); a later registration of ``code`` replaces the earlier one."""
+    _IDENTIFIERS[code] = factory
+
+
+def registered_identifier(code: str) -> Optional[IdentifierFactory]:
+    """The factory registered for ``code`` with :func:`register_identifier`; None: py3langid."""
+    return _IDENTIFIERS.get(code)
+
+
+def codes_identified_by(factory: IdentifierFactory) -> list[str]:
+    """Codes registered with ``factory``, in registration order."""
+    return [code for code, registered in _IDENTIFIERS.items() if registered is factory]
 
 
 LANGID_LABELS = {"nb": "no", "ff": "fuv", "zh_Hant": "zh"}
@@ -79,7 +103,8 @@ class LangidIdentifier:
         if unknown:
             raise ValueError(
                 f"py3langid does not know the language code(s) {sorted(unknown)}; it knows "
-                f"{sorted(langid_labels())}. Use SyntheticIdentifier for synthetic languages"
+                f"{sorted(langid_labels())}. A language plug-in can register an identifier for "
+                "the languages it adds (lightning_xllama.evaluation.language_id.register_identifier)"
             )
         self._codes: dict[str, str] = {}
         for code in self.candidates:
@@ -136,7 +161,8 @@ _WRITTEN_WITH = {
 # fmt: on
 _ONE_WORD_A_CHARACTER = {"Hani", "Hira", "Kana"}
 """Scripts written without spaces between words: each character counts as a word."""
-_SYNTHETIC_SCRIPTS = {"latin": "Latn", "greek": "Grek", "cyrillic": "Cyrl"}
+_SCRIPT_NAMES = {"Latn": "latin", "Grek": "greek", "Cyrl": "cyrillic"}
+"""ISO 15924 codes of the scripts :func:`script_of` names."""
 
 
 def letter_script(char: str) -> Optional[str]:
@@ -174,11 +200,7 @@ def language_scripts(code: str) -> Optional[set[str]]:
         language = get_language(code)
     except KeyError:
         return None
-    if language.synthetic is not None:
-        script = _SYNTHETIC_SCRIPTS[language.synthetic.script]
-    else:
-        script = language.script
-    scripts = _WRITTEN_WITH.get(script, {script})
+    scripts = _WRITTEN_WITH.get(language.script, {language.script})
     return scripts if scripts <= set(_UNICODE_SCRIPTS.values()) else None
 
 
@@ -200,14 +222,15 @@ _WORD = re.compile(r"\w+")
 
 
 class SyntheticIdentifier:
-    """Identifies synthetic languages by their words, with their script to break ties.
+    """Identifies languages by their words, with their script to break ties: for languages no
+    statistical identifier knows, such as the demo's artificial ones.
 
-    Built from each language's lexicon (``{code: words}``, as the synthetic generator provides
-    it). Every word of the text votes for each lexicon it belongs to (cognates may be in several);
+    Built from each language's lexicon (``{code: words}``, as the demo's generator provides it). Every word of the text votes for each lexicon it belongs to (cognates may be in several);
     the language with most votes wins. On a tie, the one tied language whose script matches the
     text's (:func:`script_of`) wins. Undetermined (None): fewer than ``min_words`` words, no known
-    word, or a tie that the script does not settle. ``scripts`` defaults to each registered
-    language's synthetic script.
+    word, or a tie that the script does not settle. ``scripts`` (``latin``, ``greek`` or
+    ``cyrillic``, as :func:`script_of` names them) defaults to each registered language's
+    ``script``.
     """
 
     def __init__(
@@ -238,15 +261,16 @@ class SyntheticIdentifier:
 
 
 def _registered_scripts(codes: Iterable[str]) -> dict[str, str]:
-    """Synthetic script of every code that the registry knows as a synthetic language."""
+    """The :func:`script_of` name of each registered code's script (codes the registry does not
+    know, or written in another script, are left out)."""
     scripts = {}
     for code in codes:
         try:
-            language = get_language(code)
+            script = _SCRIPT_NAMES.get(get_language(code).script)
         except KeyError:
             continue
-        if language.synthetic is not None:
-            scripts[code] = language.synthetic.script
+        if script is not None:
+            scripts[code] = script
     return scripts
 
 

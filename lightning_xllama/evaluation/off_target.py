@@ -12,14 +12,14 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torchmetrics import Metric
 
-from lightning_xllama.demo.world import SyntheticWorld
 from lightning_xllama.evaluation.language_id import (
     LangidIdentifier,
     LanguageIdentifier,
-    SyntheticIdentifier,
+    codes_identified_by,
     langid_label,
     langid_labels,
     off_target_rate,
+    registered_identifier,
 )
 from lightning_xllama.languages import get_language, known_languages
 
@@ -31,30 +31,36 @@ def build_identifier(
 
     Real languages get py3langid restricted to ``candidates`` (default: ``languages``, English and
     every other registered real language py3langid knows, so an answer in a third language is
-    named as such rather than as the nearest of the pair). Synthetic languages get an identifier
-    built from the lexicons of the synthetic world, derived from the registry (default
-    candidates: English and every registered synthetic language, so an answer in the wrong
-    synthetic language counts as off-target too). English belongs to both worlds and follows the
-    others; one callback cannot mix the two worlds. Whatever the identifier, the off-target rate
-    also checks the script of each output against the target's (see
-    :func:`~lightning_xllama.evaluation.language_id.off_target_rate`).
+    named as such rather than as the nearest of the pair). Languages a plug-in registered an
+    identifier for (:func:`~lightning_xllama.evaluation.language_id.register_identifier`, as the
+    demo does for its artificial languages) get that identifier (default candidates: English and
+    every language registered with it, so an answer in the wrong one of them counts as off-target
+    too). English follows the others; one callback cannot mix two identifiers. Whatever the
+    identifier, the off-target rate also checks the script of each output against the target's
+    (see :func:`~lightning_xllama.evaluation.language_id.off_target_rate`).
     """
     languages = sorted(set(languages))
     others = [code for code in languages if code != "en"]
-    synthetic = [code for code in others if get_language(code).is_synthetic]
-    if synthetic and len(synthetic) != len(others):
-        real = sorted(set(others) - set(synthetic))
+    for code in others:
+        get_language(code)  # an unknown code fails here, listing the known ones
+    factories = {code: registered_identifier(code) for code in others}
+    groups: dict = {}
+    for code, factory in factories.items():
+        groups.setdefault(factory, []).append(code)
+    if len(groups) > 1:
+        described = [
+            f"{codes} ({'py3langid' if factory is None else 'their registered identifier'})"
+            for factory, codes in groups.items()
+        ]
         raise ValueError(
-            f"cannot identify synthetic languages {synthetic} and real languages {real} with one "
-            "identifier; evaluate them in separate callbacks"
+            f"cannot identify languages {' and '.join(described)} with one identifier; evaluate "
+            "them in separate callbacks"
         )
-    if not synthetic:
+    factory = next(iter(groups), None)
+    if factory is None:
         return LangidIdentifier(candidates or real_candidates(languages))
-    codes = candidates or [
-        "en",
-        *(c for c in known_languages() if c != "en" and get_language(c).is_synthetic),
-    ]
-    return SyntheticIdentifier(SyntheticWorld([c for c in codes if c != "en"]).lexicons())
+    codes = candidates or ["en", *(c for c in codes_identified_by(factory) if c != "en")]
+    return factory(list(codes))
 
 
 def real_candidates(languages: Iterable[str]) -> list[str]:
@@ -76,7 +82,7 @@ def real_candidates(languages: Iterable[str]) -> list[str]:
     known = [
         code
         for code in known_languages()
-        if not get_language(code).is_synthetic and langid_label(code) in langid_labels()
+        if registered_identifier(code) is None and langid_label(code) in langid_labels()
     ]
     return list(dict.fromkeys([*first, *known]))
 

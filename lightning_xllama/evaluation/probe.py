@@ -15,6 +15,11 @@ would make every pair look alike). Per layer, the probe reports
   parallel or not, and a language's own offset can hide or fake alignment; centred, what remains
   is how sentence ``i`` and its translation stand out from their language's average.
 
+``pooling: official`` computes the vectors as the paper's ``embedding.py`` does instead: the
+sentence is the instruction of the Alpaca prompt (``alpaca_official``, BOS included), and each
+vector is the masked sum of the prompt's hidden states divided by the batch's padded length, so
+template tokens, BOS and the batch's longest prompt all enter it.
+
 Layer 0 is the embedding output and layer ``i`` the output of decoder layer ``i`` (the last one
 after the final norm, as Hugging Face returns it).
 """
@@ -23,21 +28,42 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from lightning_xllama.prompts import alpaca_official_prompt
+
+Pooling = Literal["sentence", "official"]
+POOLINGS: tuple[str, ...] = ("sentence", "official")
+
+
+def check_pooling(pooling: str) -> Pooling:
+    """``pooling`` if it is one of :data:`POOLINGS`; a clear error otherwise."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown probe pooling {pooling!r}; expected one of {POOLINGS}")
+    return pooling
+
 
 @torch.no_grad()
 def pooled_hidden_states(
-    model, tokenizer, sentences: list[str], batch_size: int = 16
+    model, tokenizer, sentences: list[str], batch_size: int = 16, pooling: Pooling = "sentence"
 ) -> torch.Tensor:
-    """Mean-pooled hidden states, shape ``[layers + 1, len(sentences), hidden]`` (float32, CPU).
+    """Pooled hidden states, shape ``[layers + 1, len(sentences), hidden]`` (float32, CPU).
 
-    Each sentence is fed after a BOS token (when the tokenizer has one), right-padded; the mean is
-    the sum of the states over the sentence's own tokens divided by their number.
+    ``sentence``: each sentence is fed after a BOS token (when the tokenizer has one),
+    right-padded; the vector is the sum of the states over the sentence's own tokens divided by
+    their number. ``official`` (the paper's ``embedding.py``): each sentence is fed as the
+    instruction of the Alpaca prompt, tokenised with the tokenizer's special tokens (BOS),
+    right-padded; the vector is the sum of the states over the prompt's tokens divided by the
+    batch's padded length (so it depends on the batch's longest prompt, as the paper's did).
     """
-    encoded = tokenizer(sentences, add_special_tokens=False)["input_ids"]
+    if check_pooling(pooling) == "official":
+        prompts = [alpaca_official_prompt(sentence) for sentence in sentences]
+        encoded = tokenizer(prompts)["input_ids"]
+    else:
+        encoded = tokenizer(sentences, add_special_tokens=False)["input_ids"]
     for index, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"sentence {index} has no tokens: {sentences[index]!r}")
@@ -51,7 +77,8 @@ def pooled_hidden_states(
     pooled = []
     try:
         for start in range(0, len(encoded), batch_size):
-            batch = [bos + ids for ids in encoded[start : start + batch_size]]
+            prefix = bos if pooling == "sentence" else []
+            batch = [prefix + ids for ids in encoded[start : start + batch_size]]
             width = max(len(ids) for ids in batch)
             input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             attention_mask = torch.zeros_like(input_ids)
@@ -59,7 +86,7 @@ def pooled_hidden_states(
                 input_ids[row, : len(ids)] = torch.tensor(ids)
                 attention_mask[row, : len(ids)] = 1
             sentence_mask = attention_mask.clone()
-            sentence_mask[:, : len(bos)] = 0
+            sentence_mask[:, : len(prefix)] = 0
             outputs = model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
@@ -70,7 +97,8 @@ def pooled_hidden_states(
                 torch.stack(outputs.hidden_states).float().cpu()
             )  # [layers + 1, batch, seq, hidden]
             weights = sentence_mask[None, :, :, None].float()
-            pooled.append((states * weights).sum(dim=2) / weights.sum(dim=2))
+            total = (states * weights).sum(dim=2)
+            pooled.append(total / (width if pooling == "official" else weights.sum(dim=2)))
     finally:
         model.train(was_training)
     return torch.cat(pooled, dim=1)
@@ -142,10 +170,19 @@ def _pair_scores(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
     )
 
 
-def probe(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> Alignment:
-    """The alignment of ``(source, target)`` translation pairs in every layer of ``model``."""
-    sources = pooled_hidden_states(model, tokenizer, [source for source, _ in pairs], batch_size)
-    targets = pooled_hidden_states(model, tokenizer, [target for _, target in pairs], batch_size)
+def probe(
+    model,
+    tokenizer,
+    pairs: list[tuple[str, str]],
+    batch_size: int = 16,
+    pooling: Pooling = "sentence",
+) -> Alignment:
+    """The alignment of ``(source, target)`` translation pairs in every layer of ``model``
+    (``pooling``: see :func:`pooled_hidden_states`)."""
+    sources = [source for source, _ in pairs]
+    targets = [target for _, target in pairs]
+    sources = pooled_hidden_states(model, tokenizer, sources, batch_size, pooling)
+    targets = pooled_hidden_states(model, tokenizer, targets, batch_size, pooling)
     return alignment(sources, targets)
 
 

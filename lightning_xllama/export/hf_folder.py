@@ -27,8 +27,13 @@ import torch
 from lightning_xllama.data.datamodule import saved_data_plan
 from lightning_xllama.export.model_card import model_card
 from lightning_xllama.export.target import Protected, check_export_target, write_export
-from lightning_xllama.runtime.hf_loading import check_model_path, load_tokenizer
+from lightning_xllama.runtime.hf_loading import (
+    check_model_path,
+    load_tokenizer,
+    looks_like_local_path,
+)
 from lightning_xllama.runtime.run_record import (
+    CHECKPOINT_KEY,
     RunRecordDict,
     checkpoint_run_record,
     write_run_record,
@@ -115,12 +120,10 @@ def load_checkpoint_model(
     saved = checkpoint.get("hyper_parameters") or {}
     check_remote_code(ckpt, saved, trust_remote_code, "--trust_remote_code true")
     hparams = {**saved, "trust_remote_code": trust_remote_code}
-    base = base or hparams.get("model_name_or_path")
     if base is None:
-        raise ValueError(
-            f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model"
-        )
-    check_model_path(base)
+        base = trained_base_model(ckpt, checkpoint)
+    else:
+        check_model_path(base)
     register_attention()  # a checkpoint trained with sdpa_varlen is rebuilt with it
     lora = hparams.get("lora_rank") is not None
     if lora:  # the checkpoint holds the adapters: the base weights come from its folder
@@ -155,6 +158,33 @@ def load_checkpoint_model(
     model.eval()
     checkpoint["base_model"] = base
     return model, checkpoint
+
+
+def trained_base_model(ckpt: str | Path, checkpoint: dict) -> str:
+    """The base model a checkpoint was trained from, as ``fit`` saw it: the saved
+    ``model_name_or_path`` when it is a hub name or exists from here, else the absolute folder
+    the run record kept (a relative path was relative to the folder ``fit`` ran in). Missing:
+    an error that says ``--model`` sets it."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("model_name_or_path")
+    if saved is None:
+        raise ValueError(
+            f"{ckpt} names no base model (hyper_parameters.model_name_or_path); pass --model "
+            "with the base model's folder or hub name"
+        )
+    record = checkpoint.get(CHECKPOINT_KEY) or {}
+    folder = record.get("model_folder") if isinstance(record, dict) else None
+    candidates = [saved] + ([folder] if folder and folder != saved else [])
+    for candidate in candidates:
+        if Path(candidate).expanduser().is_dir():
+            check_model_path(candidate)
+            return candidate
+    if not looks_like_local_path(saved):  # a hub name
+        return saved
+    tried = " or ".join(repr(c) for c in candidates)
+    raise FileNotFoundError(
+        f"{ckpt} was trained from the base model {tried}, which does not exist here; pass "
+        "--model with the base model's folder (or hub name)"
+    )
 
 
 def lora_model(base: str, hparams: dict, dtype: Optional[torch.dtype] = None):
@@ -258,7 +288,9 @@ def export_checkpoint(
         tokenizer,
         out,
         overwrite,
-        card=model_card(checkpoint, adapter=lora and lora_output == "adapter"),
+        card=model_card(
+            checkpoint, adapter=lora and lora_output == "adapter", config=hf_model.config
+        ),
         run_record=checkpoint_run_record(checkpoint, plan),
         protected=_protected_paths(ckpt, checkpoint["base_model"]),  # checked again on writing
     )

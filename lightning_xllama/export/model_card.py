@@ -3,9 +3,13 @@ and the last evaluation scores, read from the checkpoint and its run record."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Optional
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lightning_xllama.data.datamodule import saved_data_plan
+from lightning_xllama.data.kinds import find_stream_kind
+from lightning_xllama.runtime.hf_loading import looks_like_local_path
 
 
 def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
@@ -34,6 +38,12 @@ def _mixture(plan: dict) -> tuple[list[tuple], set[str]]:
     return rows, {row[2] for row in rows}
 
 
+def _directed(kind: str) -> bool:
+    """Whether streams of ``kind`` have a direction (a kind not registered here: no)."""
+    registered = find_stream_kind(kind)
+    return registered is not None and registered.directed
+
+
 def _mixture_from_settings(data: dict) -> tuple[list[tuple], set[str]]:
     """The streams of a checkpoint saved before the data plan was (re-read from the DataModule's
     settings, without epoch counts)."""
@@ -43,7 +53,7 @@ def _mixture_from_settings(data: dict) -> tuple[list[tuple], set[str]]:
                 "name": s.get("name") or f"{s['kind']}:{s['lang']}",
                 "kind": s["kind"],
                 "lang": s["lang"],
-                "direction": s.get("direction") if s["kind"] == "parallel" else None,
+                "direction": s.get("direction") if _directed(s["kind"]) else None,
                 "path": s["path"],
                 "weight": s.get("weight"),
                 "count": s.get("count"),
@@ -88,9 +98,80 @@ OLD_CHECKPOINT_MIXTURE = (
 )
 
 
-def model_card(checkpoint: dict, adapter: bool = False) -> str:
+def base_model_name(base: str, config=None, parameters: Optional[int] = None) -> str:
+    """What the card calls the base model: its hub name, else the name its config carries
+    (``_name_or_path`` when that is not a folder), else its architecture and size; a local folder's
+    own name (often ``base_model`` or ``hf``) says nothing."""
+    if base and not looks_like_local_path(base):
+        return base
+    named = getattr(config, "_name_or_path", None) or ""
+    if named and not looks_like_local_path(named):
+        return named
+    kind = getattr(config, "model_type", None) or "causal LM"
+    return f"{kind} ({parameters:,} parameters)" if parameters else kind
+
+
+def _pair(direction: Optional[str], lang: str) -> str:
+    """A stream's translation direction with its language: ``en-x`` -> ``en-zh``."""
+    named = {"en-x": f"en-{lang}", "x-en": f"{lang}-en", "both": f"en-{lang}, {lang}-en"}
+    return named.get(direction or "en-x", direction)
+
+
+def streams_sentence(rows: list[tuple]) -> str:
+    """The data the run trained on, in words, from the mixture rows (streams with a zero weight
+    or count left out): English instructions, instructions in other languages, translation pairs
+    and any other kind of stream, each only when used."""
+    used = [row for row in rows if row[5] not in (0, 0.0)]
+    english = any(row[1] == "instructions" and row[2] == "en" for row in used)
+    translated = sorted({row[2] for row in used if row[1] == "instructions" and row[2] != "en"})
+    pairs = sorted({_pair(row[3], row[2]) for row in used if row[1] == "parallel"})
+    others = sorted(
+        {f"{row[1]} ({row[2]})" for row in used if row[1] not in ("instructions", "parallel")}
+    )
+    parts = []
+    if english:
+        parts.append("English instructions")
+    if translated:
+        parts.append("instructions in " + ", ".join(translated))
+    if pairs:
+        parts.append("translation pairs (" + ", ".join(pairs) + ") turned into instructions")
+    parts += others
+    if not parts:
+        return "data not recorded in the checkpoint"
+    return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+
+
+def _eval_results(scores: dict[str, float]) -> list[EvalResult]:
+    """The final scores as the Hub's ``model-index``: one result per ``val/{evaluation}/{set}/
+    {metric}`` and the held-out loss (per-layer probe curves left out)."""
+    results = []
+    for key, value in sorted(scores.items()):
+        parts = key.split("/")
+        if key == "val/loss":  # the held-out examples of the training streams
+            parts = ["val", "held-out", "examples", "loss"]
+        if len(parts) < 4 or "/layer" in key:
+            continue
+        evaluation, set_name, metric = parts[1], parts[2], "/".join(parts[3:])
+        task = "translation" if evaluation == "translation" else "text-generation"
+        results.append(
+            EvalResult(
+                task_type=task,
+                dataset_type=f"lightning_xllama/{evaluation}",
+                dataset_name=f"{evaluation} {set_name}",
+                dataset_config=set_name,
+                metric_type=metric,
+                metric_name=metric,
+                metric_value=round(float(value), 4),
+            )
+        )
+    return results
+
+
+def model_card(checkpoint: dict, adapter: bool = False, config=None) -> str:
     """A README for the exported folder from what the checkpoint recorded; ``adapter``: the folder
-    holds LoRA adapters for the base model, not a whole model."""
+    holds LoRA adapters for the base model, not a whole model; ``config``: the base model's
+    Hugging Face config (its name for the title). The YAML header is ``huggingface_hub``'s
+    :class:`ModelCardData`, with the final scores as its ``model-index``."""
     base = checkpoint.get("base_model", "")
     hparams = checkpoint.get("hyper_parameters") or {}
     rank = hparams.get("lora_rank")
@@ -105,25 +186,40 @@ def model_card(checkpoint: dict, adapter: bool = False) -> str:
         if multilingual
         else "x-LLaMA (cross-lingual instruction tuning)"
     )
-    front = [
-        "---",
-        f"base_model: {base}",
-        "library_name: transformers",
-        "tags: [lightning_xllama, instruction-tuning]",
-    ]
-    if languages:
-        front.append("language: [" + ", ".join(sorted(languages)) + "]")
-    front.append("---")
+    name = base_model_name(str(base), config, settings.get("total_parameters"))
+    title = f"Instruction-tuned {name}"
+    card_data = ModelCardData(
+        base_model=base or None,
+        library_name="transformers",
+        tags=["lightning_xllama", "instruction-tuning"],
+        language=sorted(languages) or None,
+        model_name=title,
+        eval_results=_eval_results(scores) or None,
+    )
+    optimizer = hparams.get("optimizer")
+    if optimizer is None:
+        optimizer_rows = [("learning rate (AdamW, peak)", hparams.get("learning_rate", ""))]
+        optimizer_rows.append(("weight decay", hparams.get("weight_decay", "")))
+    else:
+        init_args = optimizer.get("init_args") or {}
+        optimizer_rows = [
+            ("optimizer", optimizer["class_path"]),
+            ("learning rate (peak)", init_args.get("lr", "")),
+            ("weight decay", init_args.get("weight_decay", "")),
+        ]
+    scheduler = hparams.get("lr_scheduler")
     training = [
         ("optimizer steps", checkpoint.get("global_step", "")),
         ("epoch (counted from 0)", checkpoint.get("epoch", "")),
-        ("learning rate (AdamW, peak)", hparams.get("learning_rate", "")),
+        *optimizer_rows[:1],
         (
             "schedule",
-            f"linear warm-up over {hparams.get('warmup_ratio', '')} of the steps, "
+            scheduler["class_path"]
+            if scheduler is not None
+            else f"linear warm-up over {hparams.get('warmup_ratio', '')} of the steps, "
             f"cosine decay to {hparams.get('min_lr_ratio', 0)} of the peak",
         ),
-        ("weight decay", hparams.get("weight_decay", "")),
+        *optimizer_rows[1:],
         ("max length (tokens)", data.get("max_length", "")),
         ("template", data.get("template", "")),
         ("batching", data.get("batching", "")),
@@ -131,8 +227,7 @@ def model_card(checkpoint: dict, adapter: bool = False) -> str:
     ]
     training += [(key.replace("_", " "), value) for key, value in settings.items()]
     sections = [
-        "\n".join(front),
-        f"# Instruction-tuned {Path(str(base)).name or base}",
+        f"# {title}",
         f"{kind} of `{base}` with lightning_xllama: "
         + (
             "full-parameter tuning"
@@ -142,9 +237,7 @@ def model_card(checkpoint: dict, adapter: bool = False) -> str:
             + ("this folder holds the adapters" if adapter else "merged into the weights")
             + ")"
         )
-        + " on "
-        "English instructions, the same instructions in the target language(s) and translation "
-        "pairs turned into instructions; the loss is on the response tokens only.",
+        + f" on {streams_sentence(rows)}; the loss is on the response tokens only.",
         "## Data mixture",
         (
             _table(
@@ -183,7 +276,8 @@ def model_card(checkpoint: dict, adapter: bool = False) -> str:
         )
         + f"Prompts follow the `{data.get('template', 'alpaca')}` template the model was tuned with.",
     ]
-    return "\n\n".join(sections) + "\n"
+    card = ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+    return str(card)
 
 
 # --- the command --------------------------------------------------------------------------------

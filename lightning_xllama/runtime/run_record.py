@@ -28,9 +28,17 @@ Fields (``RunRecordDict``; every value is plain JSON):
 - ``log_dir``: the trainer's log dir (where ``run.json`` lies); ``ckpt_path``: the checkpoint the
   fit resumed from, or null.
 - ``global_step`` / ``epoch``: the optimizer steps done and the current epoch (from 0) when written.
-- ``model_path``: the base model folder or hub name (``model_name_or_path``).
+- ``model_path``: the base model folder or hub name (``model_name_or_path``), as given;
+  ``model_folder``: that folder as an absolute path (null for a hub name), so ``export`` finds the
+  base model from any working directory.
+- ``seeds``: ``seed_everything`` (the seed Lightning set for the run; null when none) and ``data``
+  (the data module's seed: the held-out split, paraphrases and shuffles; it follows
+  ``seed_everything`` unless the data module sets its own).
 - ``template``: the prompt template (``alpaca``, ``alpaca_official`` or ``chat``); the evaluation
   callbacks and ``evaluate`` prompt in it.
+- ``language_modules``: the modules the data module imported for the languages they register
+  (``language_modules``, e.g. the demo's ``lightning_xllama.demo.languages``); ``evaluate``
+  imports them before it resolves a language.
 - ``pad_token``: which token pads batches and why (:func:`lightning_xllama.runtime.hf_loading.pad_token_choice`):
   ``token``, ``id``, ``reason``.
 - ``data_plan``: the DataModule's plan (:class:`DataPlan`), the one its checkpoints save under
@@ -152,6 +160,11 @@ class PadToken(TypedDict):
     reason: str
 
 
+class Seeds(TypedDict):
+    seed_everything: Optional[int]
+    data: Optional[int]
+
+
 class RunRecordDict(TypedDict, total=False):
     schema_version: int
     status: str
@@ -162,7 +175,10 @@ class RunRecordDict(TypedDict, total=False):
     global_step: Optional[int]
     epoch: Optional[int]
     model_path: Optional[str]
+    model_folder: Optional[str]
+    seeds: Optional[Seeds]
     template: Optional[str]
+    language_modules: list[str]
     pad_token: Optional[PadToken]
     data_plan: Optional[DataPlan]
     data_report: Optional[DataReport]
@@ -210,14 +226,23 @@ def read_run_record(path: str | Path) -> RunRecordDict:
     return record
 
 
+def model_folder(model_path: Optional[str]) -> Optional[str]:
+    """``model_path`` as an absolute folder when it is a local folder, else None (a hub name)."""
+    if not model_path or not Path(model_path).expanduser().is_dir():
+        return None
+    return str(Path(model_path).expanduser().resolve())
+
+
 def build_run_record(
     trainer, pl_module, log_dir: Optional[str], started: Optional[str], status: str
 ) -> RunRecordDict:
     """The record of a fit in progress (every rank can build it; no collectives)."""
     from lightning_xllama.runtime.hf_loading import pad_token_choice
+    from lightning_xllama.runtime.seeds import run_seed
 
     datamodule = trainer.datamodule
     hparams = getattr(pl_module, "hparams", {})
+    data_hparams = getattr(datamodule, "hparams", None)
     record: RunRecordDict = {
         "schema_version": SCHEMA_VERSION,
         "status": status,
@@ -228,7 +253,15 @@ def build_run_record(
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
         "model_path": hparams.get("model_name_or_path"),
-        "template": getattr(getattr(datamodule, "hparams", None), "template", None),
+        "model_folder": model_folder(hparams.get("model_name_or_path")),
+        "seeds": {
+            "seed_everything": run_seed(),
+            "data": getattr(data_hparams, "seed", None) if data_hparams is not None else None,
+        },
+        "template": getattr(data_hparams, "template", None),
+        "language_modules": list(
+            getattr(getattr(datamodule, "hparams", None), "language_modules", None) or []
+        ),
         "pad_token": None,
         "data_plan": None,
         "data_report": None,
@@ -265,6 +298,7 @@ def checkpoint_run_record(checkpoint: dict, data_plan: Optional[DataPlan]) -> Ru
             "ckpt_path": None,
             "model_path": hparams.get("model_name_or_path"),
             "template": data.get("template"),
+            "language_modules": list(data.get("language_modules") or []),
             "pad_token": None,
             "data_plan": data_plan,
             "data_report": None,

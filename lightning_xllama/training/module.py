@@ -12,6 +12,7 @@ the ranks; the module returns summed losses and, once the step's gradients are c
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import logging
 from typing import Literal, Optional, Sequence, get_args
 
@@ -96,6 +97,16 @@ class XLlamaModule(L.LightningModule):
             scaler already skips steps whose gradients overflow: only the loss is checked there.
         max_consecutive_skips: with ``skip_step``, the skipped steps in a row that stop training
             as diverged (a finite step resets the count).
+        optimizer: another optimizer than AdamW, as ``{class_path, init_args}``; the CLI's
+            ``--optimizer torch.optim.SGD --optimizer.lr 0.1`` sets it. It is built on the
+            trainable parameters (LoRA: the adapters), biases and norms in a group without weight
+            decay, with its own ``init_args`` (learning rate included): ``learning_rate``,
+            ``weight_decay`` and the ``adam_*`` settings apply to the default AdamW only. None: AdamW.
+        lr_scheduler: another schedule than warm-up + cosine, as ``{class_path, init_args}`` (the
+            CLI's ``--lr_scheduler``), stepped after every optimizer step (``ReduceLROnPlateau``:
+            after every validation, on its ``monitor``, default ``val/loss``). None: linear
+            warm-up over ``warmup_ratio`` of the steps, then cosine decay to ``min_lr_ratio`` of
+            the optimizer's learning rate, whichever the optimizer.
     """
 
     def __init__(
@@ -122,8 +133,13 @@ class XLlamaModule(L.LightningModule):
         lora_quantize: Optional[LoraQuantize] = None,
         on_nonfinite: OnNonfinite = "stop",
         max_consecutive_skips: int = 10,
+        optimizer: Optional[dict] = None,
+        lr_scheduler: Optional[dict] = None,
     ):
         super().__init__()
+        # plain values in the saved hyperparameters (the CLI passes namespaces)
+        optimizer = class_spec(optimizer, "optimizer", torch.optim.Optimizer)
+        lr_scheduler = class_spec(lr_scheduler, "lr_scheduler", LR_SCHEDULER_TYPES)
         check_model_path(model_name_or_path)
         check_lora_arguments(
             lora_rank, lora_alpha, lora_dropout, lora_target_modules, lora_quantize
@@ -186,6 +202,7 @@ class XLlamaModule(L.LightningModule):
         self.model = None
         self._tokenizer = None
         self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         self._step_loss = torch.zeros(())
         self._step_tokens = torch.zeros((), dtype=torch.long)
         self._step_mean_loss: Optional[torch.Tensor] = None
@@ -198,6 +215,8 @@ class XLlamaModule(L.LightningModule):
         self.parameter_counts: Optional[tuple[int, int]] = None
         """Trainable and total parameters of the built model."""
         self._rng_to_restore: Optional[dict] = None
+        self._optimizer_settings: list[dict] = []
+        """Each parameter group's settings as ``configure_optimizers`` built them (resume)."""
 
     @property
     def tokenizer(self):
@@ -245,8 +264,12 @@ class XLlamaModule(L.LightningModule):
         """A run started from a checkpoint trains with its own settings: restoring the optimizer
         and schedule brought back the checkpoint's learning rate, betas, epsilon and weight decay;
         put this run's back, keeping the schedule's progress."""
-        if self.trainer.ckpt_path is not None:
+        if self.trainer.ckpt_path is None:
+            return
+        if self.hparams.get("optimizer") is None:
             keep_optimizer_settings(self.trainer, self.hparams)
+        else:
+            keep_group_settings(self.trainer, self._optimizer_settings)
 
     # --- training ---------------------------------------------------------------------
     def response_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -385,6 +408,14 @@ class XLlamaModule(L.LightningModule):
             self.val_loss.update(loss_sum / tokens, weight=tokens)
         self.log("val/loss", self.val_loss, prog_bar=True)
 
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        """``test``: the loss on the held-out examples; the evaluation callbacks measure their own
+        test sets when the pass ends (``EvaluationCallback.on_test_epoch_end``)."""
+        loss_sum, tokens = self.response_loss(batch)
+        if tokens > 0:
+            self.test_loss.update(loss_sum / tokens, weight=tokens)
+        self.log("test/loss", self.test_loss)
+
     def predict_step(self, batch: list[dict], batch_idx: int) -> list[dict]:
         h = self.hparams
         # The predict loader already gives each rank its own share: generate locally.
@@ -403,11 +434,21 @@ class XLlamaModule(L.LightningModule):
         ]
 
     def configure_optimizers(self):
+        """AdamW (or ``optimizer``) on the trainable parameters, biases and norms without weight
+        decay, and the warm-up + cosine schedule (or ``lr_scheduler``), stepped every optimizer step."""
         h = self.hparams
         decay, no_decay = [], []
         for name, parameter in self.named_parameters():
             if parameter.requires_grad:
                 (no_decay if parameter.ndim < 2 else decay).append(parameter)
+        if h.get("optimizer") is not None:
+            groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+            optimizer = build_from_spec(h.optimizer, [g for g in groups if g["params"]])
+            schedule = self._schedule(optimizer)
+            self._optimizer_settings = [
+                {k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups
+            ]
+            return {"optimizer": optimizer, "lr_scheduler": schedule}
         # The fused kernel (one launch for all tensors) on plain CPU/CUDA tensors; sharded
         # (DTensor) parameters keep the default implementation, and so does fp16 (its loss
         # scaler must unscale the gradients before they are clipped).
@@ -426,12 +467,25 @@ class XLlamaModule(L.LightningModule):
             eps=h.adam_eps,
             fused=fused or None,
         )
+        return {"optimizer": optimizer, "lr_scheduler": self._schedule(optimizer)}
+
+    def _schedule(self, optimizer) -> dict:
+        """The schedule of ``optimizer`` as Lightning's scheduler config: ``lr_scheduler`` when
+        set, else warm-up + cosine; stepped every optimizer step (``ReduceLROnPlateau``: after
+        every validation)."""
+        h = self.hparams
+        if h.get("lr_scheduler") is not None:
+            schedule = build_from_spec(h.lr_scheduler, optimizer)
+            if isinstance(schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                monitor = getattr(schedule, "monitor", None) or "val/loss"
+                return {"scheduler": schedule, "monitor": monitor, "interval": "epoch"}
+            return {"scheduler": schedule, "interval": "step"}
         factor = WarmupCosine(
             h.warmup_ratio, h.min_lr_ratio, lambda: self.trainer.estimated_stepping_batches
         )
         # A plain function, so LambdaLR's state_dict does not try to save the module with it.
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return {"scheduler": schedule, "interval": "step"}
 
     # --- checkpoints ------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -506,3 +560,63 @@ class XLlamaModule(L.LightningModule):
         if self._rng_to_restore is not None:
             rng_state.restore(self._rng_to_restore)
             self._rng_to_restore = None
+
+
+LR_SCHEDULER_TYPES = (
+    torch.optim.lr_scheduler.LRScheduler,
+    torch.optim.lr_scheduler.ReduceLROnPlateau,
+)
+
+
+def class_spec(value, name: str, base) -> Optional[dict]:
+    """``value`` (None, a ``{class_path, init_args}`` dict or the CLI's namespace of one) as a
+    plain dict, its class imported and checked to be a ``base`` now rather than at the first step."""
+    if value is None:
+        return None
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if not isinstance(value, dict) or not isinstance(value.get("class_path"), str):
+        raise ValueError(
+            f"XLlamaModule: {name} must be {{class_path: ..., init_args: {{...}}}}, got {value!r}"
+        )
+    init_args = value.get("init_args") or {}
+    if hasattr(init_args, "as_dict"):
+        init_args = init_args.as_dict()
+    found = import_class(value["class_path"], name)
+    if not (isinstance(found, type) and issubclass(found, base)):
+        expected = " or ".join(b.__name__ for b in (base if isinstance(base, tuple) else (base,)))
+        raise ValueError(f"XLlamaModule: {name} {value['class_path']!r} is not a {expected}")
+    return {"class_path": value["class_path"], "init_args": dict(init_args)}
+
+
+def import_class(path: str, name: str) -> type:
+    """The class ``package.module.Class`` names."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"XLlamaModule: {name} {path!r} cannot be imported ({err})") from None
+
+
+def build_from_spec(spec: dict, first):
+    """``spec``'s class built on ``first`` (parameter groups, or the optimizer of a schedule)."""
+    return import_class(spec["class_path"], "class_path")(first, **spec["init_args"])
+
+
+def keep_group_settings(trainer, settings: list[dict]) -> None:
+    """Put a restored optimizer's group settings (restored with its state) back to ``settings``,
+    those this run built, keeping the schedule's progress: a resumed run trains with its own
+    ``--optimizer`` arguments."""
+    schedules = {id(c.scheduler.optimizer): c.scheduler for c in trainer.lr_scheduler_configs}
+    for optimizer in trainer.optimizers:
+        schedule = schedules.get(id(optimizer))
+        for index, (group, fresh) in enumerate(zip(optimizer.param_groups, settings)):
+            peak = fresh.get("initial_lr", fresh["lr"])
+            base = group.get("initial_lr") or group["lr"]
+            progress = group["lr"] / base if base else 1.0
+            group.update({k: v for k, v in fresh.items() if k not in ("lr", "initial_lr")})
+            group["lr"], group["initial_lr"] = peak * progress, peak
+            if schedule is not None and hasattr(schedule, "base_lrs"):
+                schedule.base_lrs[index] = peak
+                if hasattr(schedule, "_last_lr"):
+                    schedule._last_lr[index] = group["lr"]

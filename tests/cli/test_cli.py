@@ -128,6 +128,40 @@ def test_fit_writes_the_run_record_and_every_export_copies_it(
     assert from_command["global_step"] == checkpoint["global_step"]
 
 
+def test_a_demo_run_records_its_language_plug_in_and_evaluate_loads_it(demo_run, demo_root):
+    """The demo's languages come from a plug-in the config names (``language_modules``): the run
+    records it, and ``evaluate`` on the exported folder, in a fresh process, imports it."""
+    from lightning_xllama.runtime.run_record import read_run_record
+
+    export = demo_root / "artifacts" / "demo" / "final_model"
+    assert read_run_record(export)["language_modules"] == ["lightning_xllama.demo.languages"]
+    evaluation = {
+        "class_path": "TranslationEvaluation",
+        "init_args": {
+            "directions": ["en-syn_far"],
+            "test_prefix": "artifacts/demo/data/eval/translation/en-syn_far/test",
+            "max_samples": 2,
+            "batch_size": 2,
+            "max_new_tokens": 4,
+        },
+    }
+    result = run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(export),
+            "--evaluations",
+            json.dumps([evaluation]),
+            "--output_dir",
+            str(demo_root / "evaluate_demo"),
+        ],
+        cwd=demo_root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((demo_root / "evaluate_demo" / "report.json").read_text())
+    assert "translation/en-syn_far/off_target" in report["metrics"]
+
+
 def test_predict_writes_one_output_per_input(demo_root, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(

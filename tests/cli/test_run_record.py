@@ -38,6 +38,9 @@ def sample_record() -> RunRecordDict:
         "global_step": 4,
         "epoch": 0,
         "model_path": "artifacts/demo/base_model",
+        "model_folder": "/home/user/xllama/artifacts/demo/base_model",
+        "seeds": {"seed_everything": 1, "data": 1},
+        "language_modules": [],
         "template": "alpaca",
         "pad_token": {
             "token": "<unk>",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import yaml
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from lightning_xllama.demo.layout import DataLayout
 
@@ -73,3 +73,25 @@ def test_data_stats_reports_streams_filters_padding_overlap_and_masks(demo_root,
         "loss mask (" in result.stdout and "⟦" in result.stdout and "### Response:" in result.stdout
     )
     assert "first packed batch" in result.stdout
+
+
+def test_data_stats_parses_a_fit_config_with_fit_s_links_and_no_cli_internals():
+    """``data stats`` reads a ``fit`` config through a parser of its own built from public API
+    with ``fit``'s link function (the tokenizer follows the model), not a LightningCLI subclass."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from lightning_xllama.commands import data_stats
+    from lightning_xllama.commands.fit import link_arguments  # noqa: F401  the shared links
+
+    demo = REPO / "configs" / "demo.yaml"
+    config = data_stats.stats_parser().parse_args(
+        ["--config", str(demo), "--model.init_args.model_name_or_path", "elsewhere/model"]
+    )
+    assert config.data.init_args.tokenizer == "elsewhere/model"
+    assert config.data.init_args.language == "syn_far" and config.limit_batches is None
+    assert config.trainer.callbacks[0].class_path.endswith("TranslationEvaluation")
+    assert not [
+        name
+        for name, value in vars(data_stats).items()
+        if isinstance(value, type) and issubclass(value, LightningCLI)
+    ]

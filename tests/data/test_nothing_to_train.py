@@ -29,6 +29,7 @@ def fit_config(tmp_path: Path, tiny_model: str, tiny_data: Path, **data) -> Path
             "class_path": "lightning_xllama.data.CoITDataModule",
             "init_args": {
                 "language": "syn_far",
+                "language_modules": ["lightning_xllama.demo.languages"],  # the demo plug-in
                 "english_instructions": str(layout.instructions("en")),
                 "translated_instructions": str(layout.instructions("syn_far")),
                 "parallel": str(layout.parallel("syn_far")),

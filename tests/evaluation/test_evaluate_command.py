@@ -19,6 +19,7 @@ def evaluation_config(model, data, output_dir, qa_file=None) -> dict:
     return {
         "model": str(model),
         "output_dir": str(output_dir),
+        "language_modules": ["lightning_xllama.demo.languages"],  # syn_far: the demo's plug-in
         "evaluations": [
             {
                 "class_path": "TranslationEvaluation",

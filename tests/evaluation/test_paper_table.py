@@ -66,6 +66,8 @@ def test_the_paper_table_has_a_row_per_language_and_the_signatures(tiny_model, t
             str(xquad),
             "--paper.batch_size",
             "3",
+            "--paper.flores_max_new_tokens",
+            "16",
         ]
     )
     table = json.loads((out / "paper_table.json").read_text())

@@ -2,7 +2,9 @@
 
 Each request first takes the next queued action, if any (sleep, an HTTP error, a given content,
 a raw body), and otherwise answers with :func:`scripted_verdict`: an answer containing ``GOOD``
-scores 8 (else 3) and wins a comparison (both or neither: a tie). Every request is recorded with
+scores 8 (else 3) and wins a comparison (both or neither: a tie); a FairEval request gets a review
+ending in the two assistants' scores; a correctness request is answered YES when the answer
+contains ``GOOD``. A request for ``n`` completions gets ``n`` choices of that content. Every request is recorded with
 its headers, so tests can check what was sent (both orders of a pair, the key in the header).
 """
 
@@ -58,6 +60,19 @@ def _between(text: str, start: str, end: str) -> str:
 def scripted_verdict(body: dict) -> str:
     """The judge's reply content: ``GOOD`` in an answer is what makes it good."""
     user = body["messages"][-1]["content"]
+    if "[The Start of Assistant 1's Answer]" in user:
+        scores = [
+            8
+            if "GOOD" in _between(user, f"[The Start of Assistant {n}'s Answer]", "[The End")
+            else 3
+            for n in (1, 2)
+        ]
+        return (
+            "Evaluation evidence: scripted\n"
+            f"Score of the Assistant 1: {scores[0]}\nScore of the Assistant 2: {scores[1]}"
+        )
+    if "Evaluation Form (YES or NO):" in user:
+        return "YES" if "GOOD" in user.split("\nAnswer: ")[-1] else "NO"
     if "[Answer A]" in user:
         a = "GOOD" in _between(user, "[Answer A]", "[End of Answer A]")
         b = "GOOD" in _between(user, "[Answer B]", "[End of Answer B]")
@@ -128,10 +143,11 @@ class JudgeServer:
                     "model": body.get("model", ""),
                     "choices": [
                         {
-                            "index": 0,
+                            "index": index,
                             "message": {"role": "assistant", "content": content},
                             "finish_reason": "stop",
                         }
+                        for index in range(int(body.get("n") or 1))
                     ],
                     "usage": {
                         "prompt_tokens": len(prompt.split()),
