@@ -31,7 +31,15 @@ from pathlib import Path
 
 import torch
 import yaml
-from soak_sigterm import REPO, final_weights, start, steps_done
+from soak_sigterm import (
+    REPO,
+    final_weights,
+    output_folder,
+    run_uninterrupted,
+    soak_run,
+    start,
+    steps_done,
+)
 
 from lightning_xllama.runtime.checkpoint_io import PARTIAL_SUFFIX
 
@@ -39,28 +47,18 @@ from lightning_xllama.runtime.checkpoint_io import PARTIAL_SUFFIX
 def soak_config(config: Path, out: Path, max_steps: int, num_workers: int, marker: Path) -> Path:
     """The config's run, saving every step, logging every step (flushed: a killed run keeps its
     losses), without the evaluation callbacks."""
-    run = yaml.safe_load(config.read_text())
-    run["trainer"].update(
-        max_steps=max_steps,
-        max_epochs=None,
-        log_every_n_steps=1,
-        limit_val_batches=0,
-        enable_progress_bar=False,
+    run = soak_run(
+        config,
+        max_steps,
+        num_workers,
+        marker,
+        {"every_n_train_steps": 1},
         default_root_dir=str(out),
         logger={
             "class_path": "lightning.pytorch.loggers.CSVLogger",
             "init_args": {"save_dir": str(out), "flush_logs_every_n_steps": 1},
         },
-        callbacks=[
-            {
-                "class_path": "lightning_xllama.callbacks.ResumableCheckpoint",
-                "init_args": {"every_n_train_steps": 1, "save_last": True},
-            },
-            {"class_path": "soak_sigterm.StepMarker", "init_args": {"path": str(marker)}},
-        ],
     )
-    run["trainer"].pop("val_check_interval", None)
-    run["data"]["init_args"]["num_workers"] = num_workers
     path = marker.parent / "soak.yaml"
     path.write_text(yaml.safe_dump(run))
     return path
@@ -108,9 +106,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the kill times")
     parser.add_argument("--out", default="artifacts/bench/soak_kill_during_save")
     args = parser.parse_args()
-    out = REPO / args.out
-    if out.exists():
-        raise SystemExit(f"{out} exists: remove it or pass another --out")
+    out = output_folder(args)
     rng = random.Random(args.seed)
     temporary = out / "tmp"  # the runs' TMPDIR, on the disk, not on the checkpoints' tmpfs
     temporary.mkdir(parents=True)
@@ -123,10 +119,7 @@ def main() -> None:
         REPO / args.config, reference_dir, args.max_steps, args.num_workers, reference_dir / "steps"
     )
     started = time.monotonic()
-    run = start(reference)
-    log = run.communicate()[0]
-    if run.returncode != 0:
-        raise SystemExit(f"the uninterrupted run failed:\n{log[-3000:]}")
+    run_uninterrupted(reference)
     seconds_per_step = (time.monotonic() - started) / args.max_steps
 
     work = out / "killed"

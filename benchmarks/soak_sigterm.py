@@ -46,7 +46,17 @@ class StepMarker(L.Callback):
         partial.replace(self.path)
 
 
-def soak_config(config: Path, out: Path, max_steps: int, num_workers: int, marker: Path) -> Path:
+def soak_run(
+    config: Path,
+    max_steps: int,
+    num_workers: int,
+    marker: Path,
+    checkpoint: dict | None = None,
+    **trainer,
+) -> dict:
+    """The config's run for a soak: ``max_steps`` steps logged every step, no validation, a
+    ``ResumableCheckpoint`` saving ``last`` (with ``checkpoint`` added to its arguments) and a
+    :class:`StepMarker` writing ``marker`` as its only callbacks, ``trainer`` added."""
     run = yaml.safe_load(config.read_text())
     run["trainer"].update(
         max_steps=max_steps,
@@ -54,17 +64,22 @@ def soak_config(config: Path, out: Path, max_steps: int, num_workers: int, marke
         log_every_n_steps=1,
         limit_val_batches=0,
         enable_progress_bar=False,
-        default_root_dir=str(out / "runs"),
         callbacks=[
             {
                 "class_path": "lightning_xllama.callbacks.ResumableCheckpoint",
-                "init_args": {"save_last": True},
+                "init_args": {"save_last": True, **(checkpoint or {})},
             },
             {"class_path": "soak_sigterm.StepMarker", "init_args": {"path": str(marker)}},
         ],
+        **trainer,
     )
     run["trainer"].pop("val_check_interval", None)
     run["data"]["init_args"]["num_workers"] = num_workers
+    return run
+
+
+def soak_config(config: Path, out: Path, max_steps: int, num_workers: int, marker: Path) -> Path:
+    run = soak_run(config, max_steps, num_workers, marker, default_root_dir=str(out / "runs"))
     path = out / "soak.yaml"
     path.write_text(yaml.safe_dump(run))
     return path
@@ -85,6 +100,22 @@ def start(config: Path, *extra: str) -> subprocess.Popen:
         text=True,
         start_new_session=True,
     )
+
+
+def output_folder(args: argparse.Namespace) -> Path:
+    """``--out`` under the repository, refused when it exists already."""
+    out = REPO / args.out
+    if out.exists():
+        raise SystemExit(f"{out} exists: remove it or pass another --out")
+    return out
+
+
+def run_uninterrupted(config: Path) -> None:
+    """The reference run of ``config``, to its end; stops the soak when it fails."""
+    run = start(config)
+    log = run.communicate()[0]
+    if run.returncode != 0:
+        raise SystemExit(f"the uninterrupted run failed:\n{log[-3000:]}")
 
 
 def steps_done(marker: Path) -> int:
@@ -118,9 +149,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the random stop steps")
     parser.add_argument("--out", default="artifacts/bench/soak_sigterm")
     args = parser.parse_args()
-    out = REPO / args.out
-    if out.exists():
-        raise SystemExit(f"{out} exists: remove it or pass another --out")
+    out = output_folder(args)
     rng = random.Random(args.seed)
 
     reference_dir, soaked_dir = out / "uninterrupted", out / "interrupted"
@@ -129,10 +158,7 @@ def main() -> None:
     reference = soak_config(
         REPO / args.config, reference_dir, args.max_steps, args.num_workers, reference_dir / "steps"
     )
-    run = start(reference)
-    log = run.communicate()[0]
-    if run.returncode != 0:
-        raise SystemExit(f"the uninterrupted run failed:\n{log[-3000:]}")
+    run_uninterrupted(reference)
 
     marker = soaked_dir / "steps"
     config = soak_config(REPO / args.config, soaked_dir, args.max_steps, args.num_workers, marker)

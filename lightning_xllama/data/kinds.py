@@ -26,8 +26,6 @@ from lightning_xllama.data.sources import (
     DataFormatError,
     Example,
     HFDataset,
-    JsonInstructions,
-    JsonlInstructions,
     JsonlRecords,
     JsonRecords,
     Record,
@@ -153,6 +151,20 @@ class StreamKind:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class JsonlInstructions(JsonlRecords):
+    """Alpaca records, one JSON object a line (``.jsonl``): streamed."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, INSTRUCTIONS)
+
+
+class JsonInstructions(JsonRecords):
+    """Alpaca records as one JSON list (``.json``, as Stanford Alpaca ships them)."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, INSTRUCTIONS)
 
 
 class InstructionKind(StreamKind):
@@ -289,6 +301,8 @@ __all__ = [
     "INSTRUCTIONS",
     "PARALLEL",
     "InstructionKind",
+    "JsonInstructions",
+    "JsonlInstructions",
     "ParallelKind",
     "StreamKind",
     "find_stream_kind",

@@ -265,14 +265,6 @@ Unit = tuple[tuple[int, ...], Optional[Record]]
 JSONL line, which holds no record and is counted as skipped by the index)."""
 
 
-def empty_field(record: Record, kind, lang: str) -> Optional[str]:
-    """Why a record cannot be trained on because a needed field is empty, or None (the
-    :meth:`~lightning_xllama.data.kinds.StreamKind.empty_field` of ``kind``, a name or a kind)."""
-    from lightning_xllama.data.kinds import get_stream_kind
-
-    return get_stream_kind(kind).empty_field(record, lang)
-
-
 class Source(ABC):
     """A training source: a file or data set read unit by unit.
 
@@ -367,15 +359,6 @@ class JsonlRecords(Source):
         return [self._record(raw, 0) for raw in _read_lines_at(self.path, offsets[0], count)]
 
 
-class JsonlInstructions(JsonlRecords):
-    """Alpaca records, one JSON object a line (``.jsonl``): streamed."""
-
-    def __init__(self, path: str | Path):
-        from lightning_xllama.data.kinds import INSTRUCTIONS
-
-        super().__init__(path, INSTRUCTIONS)
-
-
 class JsonRecords(Source):
     """Records of a stream kind as one JSON list (``.json``), parsed by the kind.
 
@@ -415,15 +398,6 @@ class JsonRecords(Source):
 
     def __getstate__(self) -> dict:  # worker processes parse the file themselves
         return {**self.__dict__, "_records": None}
-
-
-class JsonInstructions(JsonRecords):
-    """Alpaca records as one JSON list (``.json``, as Stanford Alpaca ships them)."""
-
-    def __init__(self, path: str | Path):
-        from lightning_xllama.data.kinds import INSTRUCTIONS
-
-        super().__init__(path, INSTRUCTIONS)
 
 
 class AlignedText(Source):
@@ -569,7 +543,7 @@ class HFDataset(Source):
     ``load_dataset`` (not streaming) writes the data set once as Arrow files in ``cache_dir``
     and memory-maps them: rows are then read by index, in any worker, without holding the data
     set in memory. ``columns`` names the field of each role; a dotted name reaches into a nested
-    field (``translation.en`` in OPUS-style data sets). The stream kind (a name or a
+    field (``translation.en`` in OPUS-style data sets). The stream kind (a
     :class:`~lightning_xllama.data.kinds.StreamKind`) sets the roles: ``en`` and ``x`` for pairs;
     ``instruction``, ``input`` (optional) and ``output`` for instructions (the default names).
     """
@@ -584,9 +558,7 @@ class HFDataset(Source):
         data_files: Optional[list[str]] = None,
         cache_dir: Optional[str] = None,
     ):
-        from lightning_xllama.data.kinds import get_stream_kind
-
-        self.stream_kind = get_stream_kind(kind)
+        self.stream_kind = kind
         self.name, self.kind, self.config, self.split = name, self.stream_kind.name, config, split
         self.data_files, self.cache_dir = data_files, cache_dir
         roles = self.stream_kind.roles

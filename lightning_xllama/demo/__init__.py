@@ -1,10 +1,11 @@
 """The offline demo: synthetic languages and corpora, a tokenizer and a small base model.
 
 ``languages`` registers the artificial languages with the core registry (a plug-in: a config
-loads it with ``data.init_args.language_modules: [lightning_xllama.demo.languages]``), ``world``
-generates the corpora in the real formats, ``layout`` says where every file goes (read by
-``prepare-demo``, ``scaling sweep``, the benchmarks and the tests), and ``prepare`` builds the
-assets behind ``python -m lightning_xllama prepare-demo``. Nothing else in the package imports it.
+loads it with ``data.init_args.language_modules: [lightning_xllama.demo.languages]``),
+``settings`` holds what each of them is generated from, ``world`` generates the corpora in the
+real formats, ``layout`` says where every file goes (read by ``prepare-demo``, ``scaling sweep``,
+the benchmarks and the tests), and ``prepare`` builds the assets behind ``python -m
+lightning_xllama prepare-demo``. Nothing else in the package imports it.
 """
 
 from lightning_xllama.demo.languages import SyntheticSettings, register_synthetic

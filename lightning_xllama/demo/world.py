@@ -2,7 +2,7 @@
 
 An English-like language comes from a small grammar (determiner, adjective, noun, verb, an
 optional prepositional phrase). Each target language is derived from it by deterministic rules
-read from its :class:`~lightning_xllama.demo.languages.SyntheticSettings`: a word-for-word lexicon
+read from its :class:`~lightning_xllama.demo.settings.SyntheticSettings`: a word-for-word lexicon
 (cognates or invented words), a script, and a word order. From a seed, :class:`SyntheticWorld`
 generates everything a real user would bring, in the real formats: pretraining text, Alpaca
 instruction records in English and translated, parallel sentence pairs, a translation test set
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lightning_xllama.demo.languages import synthetic_settings
 from lightning_xllama.demo.layout import DataLayout
+from lightning_xllama.demo.settings import synthetic_settings
 from lightning_xllama.languages import Language, get_language
 
 DETERMINERS = ["the", "a"]

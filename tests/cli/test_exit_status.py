@@ -12,16 +12,15 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import yaml
 from conftest import run_cli
 from fault_callbacks import SignalSelf
+from fit_configs import coit_fit_config, write_config
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from training_utils import quiet_trainer, tiny_datamodule
+from training_utils import fit_tiny, quiet_trainer, tiny_datamodule
 
 from lightning_xllama.callbacks import HFExport, ResumableCheckpoint, RunRecord
 from lightning_xllama.commands.main import main
-from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.runtime.run_record import CHECKPOINT_KEY, read_run_record
 from lightning_xllama.training.module import XLlamaModule
 
@@ -32,55 +31,29 @@ def contents(folder: Path) -> dict[str, bytes]:
 
 def fit_config(tmp_path: Path, tiny_model: str, tiny_data: Path, learning_rate: float) -> Path:
     """A user's YAML: a small CoIT run that exports to ``final_model`` when it ends."""
-    layout = DataLayout(tiny_data)
-    config = {
-        "seed_everything": 1,
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model, "learning_rate": learning_rate},
-        },
-        "data": {
-            "class_path": "lightning_xllama.data.CoITDataModule",
-            "init_args": {
-                "language": "syn_far",
-                "language_modules": ["lightning_xllama.demo.languages"],  # the demo plug-in
-                "english_instructions": str(layout.instructions("en")),
-                "translated_instructions": str(layout.instructions("syn_far")),
-                "parallel": str(layout.parallel("syn_far")),
-                "batch_size": 2,
-                "val_examples_per_stream": 4,
-                "cache_dir": str(tmp_path / "cache"),
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 20,
-            "enable_progress_bar": False,
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "default_root_dir": str(tmp_path / "runs"),
-            "callbacks": [
-                {
-                    "class_path": "lightning_xllama.callbacks.HFExport",
-                    "init_args": {"output_dir": str(tmp_path / "final_model"), "overwrite": True},
-                }
-            ],
-        },
+    export = {
+        "class_path": "lightning_xllama.callbacks.HFExport",
+        "init_args": {"output_dir": str(tmp_path / "final_model"), "overwrite": True},
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    config = coit_fit_config(
+        tmp_path,
+        tiny_model,
+        tiny_data,
+        learning_rate=learning_rate,
+        data={"batch_size": 2, "val_examples_per_stream": 4},
+        max_steps=20,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=[export],
+    )
+    return write_config(tmp_path / "run.yaml", config)
 
 
 def test_a_diverged_fit_exits_1_with_one_line_and_keeps_the_earlier_export(
     tiny_model, tiny_data, tmp_path
 ):
     out = tmp_path / "final_model"
-    quiet_trainer(max_steps=1, callbacks=[HFExport(str(out))]).fit(
-        XLlamaModule(tiny_model, learning_rate=1e-3),
-        datamodule=tiny_datamodule(tiny_model, tiny_data),
-    )
+    fit_tiny(tiny_model, tiny_data, max_steps=1, callbacks=[HFExport(str(out))])
     before = contents(out)
 
     result = run_cli(
@@ -102,15 +75,13 @@ def test_a_diverged_fit_exits_1_with_one_line_and_keeps_the_earlier_export(
 def checkpoint(tiny_model, tiny_data, tmp_path_factory) -> Path:
     """``last.ckpt`` after one step."""
     folder = tmp_path_factory.mktemp("exit_status") / "checkpoints"
-    trainer = quiet_trainer(
+    fit_tiny(
+        tiny_model,
+        tiny_data,
         max_steps=1,
         enable_checkpointing=True,
         default_root_dir=str(folder.parent),
         callbacks=[ModelCheckpoint(dirpath=str(folder), save_last=True)],
-    )
-    trainer.fit(
-        XLlamaModule(tiny_model, learning_rate=1e-3),
-        datamodule=tiny_datamodule(tiny_model, tiny_data),
     )
     return folder / "last.ckpt"
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from training_utils import quiet_trainer, tiny_datamodule
+from training_utils import fit_tiny, quiet_trainer, tiny_datamodule
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import lightning_xllama.export.hf_folder
@@ -29,15 +29,14 @@ from lightning_xllama.training.module import XLlamaModule
 def run(tiny_model, tiny_data, tmp_path_factory) -> Path:
     """A run folder after two steps on one process: ``run/checkpoints/last.ckpt``."""
     root = tmp_path_factory.mktemp("overwrite") / "run"
-    trainer = quiet_trainer(
+    fit_tiny(
+        tiny_model,
+        tiny_data,
+        {"cache_dir": str(root / "cache")},
         max_steps=2,
         enable_checkpointing=True,
         default_root_dir=str(root),
         callbacks=[ResumableCheckpoint(str(root / "checkpoints"))],
-    )
-    trainer.fit(
-        XLlamaModule(tiny_model, learning_rate=1e-3),
-        datamodule=tiny_datamodule(tiny_model, tiny_data, cache_dir=str(root / "cache")),
     )
     return root
 
@@ -109,14 +108,12 @@ def test_hf_export_replaces_an_earlier_export_when_fit_ends(run, tiny_model, tin
     out = tmp_path / "hf"
     export(run, out)
     (out / "notes.txt").write_text("mine")
-    trainer = quiet_trainer(
+    fit_tiny(
+        tiny_model,
+        tiny_data,
         max_steps=1,
         default_root_dir=str(tmp_path / "run"),
         callbacks=[HFExport(str(out), overwrite=True)],
-    )
-    trainer.fit(
-        XLlamaModule(tiny_model, learning_rate=1e-3),
-        datamodule=tiny_datamodule(tiny_model, tiny_data),
     )
     assert (out / "notes.txt").read_text() == "mine"
     assert (

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import REPO, run_cli
+from fit_configs import coit_fit_config, write_config
 from lightning.pytorch.loggers import CSVLogger
 
-from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.runtime.run_folder import claim_version, latest_last_checkpoint
 
 HELPERS = REPO / "tests" / "helpers"
@@ -28,41 +27,15 @@ def fit_config(
     tmp_path: Path, tiny_model: str, tiny_data: Path, callbacks: list, **trainer
 ) -> Path:
     """A small CoIT run with loader workers, written as a user's YAML config."""
-    layout = DataLayout(tiny_data)
-    config = {
-        "seed_everything": 1,
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model, "learning_rate": 1e-3},
-        },
-        "data": {
-            "class_path": "lightning_xllama.data.CoITDataModule",
-            "init_args": {
-                "language": "syn_far",
-                "language_modules": ["lightning_xllama.demo.languages"],  # the demo plug-in
-                "english_instructions": str(layout.instructions("en")),
-                "translated_instructions": str(layout.instructions("syn_far")),
-                "parallel": str(layout.parallel("syn_far")),
-                "batch_size": 2,
-                "num_workers": 2,
-                "val_examples_per_stream": 4,
-                "cache_dir": str(tmp_path / "cache"),
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 40,
-            "enable_progress_bar": False,
-            "log_every_n_steps": 1,
-            "default_root_dir": str(tmp_path / "runs"),
-            "callbacks": callbacks,
-            **trainer,
-        },
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    config = coit_fit_config(
+        tmp_path,
+        tiny_model,
+        tiny_data,
+        learning_rate=1e-3,
+        data={"batch_size": 2, "num_workers": 2, "val_examples_per_stream": 4},
+        **{"max_steps": 40, "log_every_n_steps": 1, "callbacks": callbacks, **trainer},
+    )
+    return write_config(tmp_path / "run.yaml", config)
 
 
 def start_fit(config: Path, *extra: str) -> subprocess.Popen:

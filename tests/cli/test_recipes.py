@@ -125,6 +125,18 @@ def test_config_parses_and_instantiates_on_cpu_with_a_tiny_model(
         assert Path(cli.trainer.default_root_dir).resolve() == tmp_path / run
         assert Path(checkpoint.dirpath) == tmp_path / run / "checkpoints"
         assert export.output_dir == f"{run}/hf_model"
+        # the paper's metrics are on, and a placeholder path stops the run before any work
+        for evaluation in (
+            c for c in cli.trainer.callbacks if isinstance(c, TranslationEvaluation)
+        ):
+            assert evaluation.comet_model.endswith("wmt22-comet-da")
+            assert evaluation.bleurt_model.endswith("BLEURT-20")
+            assert evaluation.spm_model.endswith("sacrebleu_tokenizer_spm.model")
+            assert evaluation.spm_name == "flores101"
+            with pytest.raises(
+                FileNotFoundError, match="spm_model: .*still the recipe's placeholder"
+            ):
+                evaluation.prepare()
 
 
 def check_published_set_up(recipe: dict) -> None:

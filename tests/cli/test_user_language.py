@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-import yaml
+from fit_configs import TWO_QUIET_STEPS, fit_config, write_config
 from paths import helper_env
 
 from lightning_xllama.data import CoITDataModule
@@ -18,35 +18,19 @@ def test_swahili_from_a_user_module_trains_a_few_steps(tiny_model, tmp_path):
     import_language_modules(["swahili_language"])  # to generate its corpora here
     assert get_language("sw").name == "Swahili"
     paths = SyntheticWorld(["sw"], seed=1).write(tmp_path / "data", 10, 60, 80, 10, 2)
-    config = {
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model},
-        },
-        "data": {
-            "class_path": "lightning_xllama.data.CoITDataModule",
-            "init_args": {
-                "language": "sw",
-                "language_modules": ["swahili_language"],
-                "english_instructions": paths["instructions/en"],
-                "translated_instructions": paths["instructions/sw"],
-                "parallel": paths["parallel/sw"] + "/train",
-                "batch_size": 4,
-                "cache_dir": str(tmp_path / "cache"),
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 2,
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "num_sanity_val_steps": 0,
-            "limit_val_batches": 0,
-        },
+    data = {
+        "language": "sw",
+        "language_modules": ["swahili_language"],
+        "english_instructions": paths["instructions/en"],
+        "translated_instructions": paths["instructions/sw"],
+        "parallel": paths["parallel/sw"] + "/train",
+        "batch_size": 4,
+        "cache_dir": str(tmp_path / "cache"),
     }
-    (tmp_path / "sw.yaml").write_text(yaml.safe_dump(config))
+    config = fit_config(
+        tiny_model, "lightning_xllama.data.CoITDataModule", data, seed=None, **TWO_QUIET_STEPS
+    )
+    write_config(tmp_path / "sw.yaml", config)
     # a fresh process, as a user runs it: only the config's language_modules registers Swahili
     env = helper_env()
     result = subprocess.run(

@@ -9,7 +9,8 @@ from training_utils import tiny_datamodule
 
 from lightning_xllama.callbacks import QAEvaluation, TranslationEvaluation
 from lightning_xllama.data import MuITDataModule
-from lightning_xllama.data.sources import AlignedText, JsonlInstructions, read_instructions
+from lightning_xllama.data.kinds import JsonlInstructions
+from lightning_xllama.data.sources import AlignedText, read_instructions
 from lightning_xllama.data.streams import Stream
 from lightning_xllama.demo.layout import DataLayout
 

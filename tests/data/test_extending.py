@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 import lightning as L
-import yaml
+from fit_configs import TWO_QUIET_STEPS, fit_config, write_config
 
 from lightning_xllama.commands.fit import XLlamaCLI
 from lightning_xllama.data import CoITDataModule
@@ -92,33 +92,22 @@ def scots_files(tiny_data: Path, folder: Path) -> dict[str, str]:
 def test_a_subclass_with_its_own_argument_trains_through_the_cli_and_reloads(
     tiny_model, tiny_data, tmp_path
 ):
-    config = {
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model},
-        },
-        "data": {
-            "class_path": f"{__name__}.ScotsCoIT",
-            "init_args": {
-                **scots_files(tiny_data, tmp_path / "data"),
-                "pair_share": 3.0,
-                "batch_size": 2,
-                "cache_dir": str(tmp_path / "cache"),
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 2,
-            "logger": False,
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "num_sanity_val_steps": 0,
-            "limit_val_batches": 0,
-            "callbacks": [{"class_path": f"{__name__}.CountSteps", "init_args": {"every": 1}}],
-        },
+    data = {
+        **scots_files(tiny_data, tmp_path / "data"),
+        "pair_share": 3.0,
+        "batch_size": 2,
+        "cache_dir": str(tmp_path / "cache"),
     }
-    (tmp_path / "sco.yaml").write_text(yaml.safe_dump(config))
+    config = fit_config(
+        tiny_model,
+        f"{__name__}.ScotsCoIT",
+        data,
+        seed=None,
+        callbacks=[{"class_path": f"{__name__}.CountSteps", "init_args": {"every": 1}}],
+        default_root_dir=str(tmp_path / "runs"),  # config.yaml and run.json go there
+        **TWO_QUIET_STEPS,
+    )
+    write_config(tmp_path / "sco.yaml", config)
     cli = XLlamaCLI(args=["fit", "--config", str(tmp_path / "sco.yaml")])
 
     assert cli.trainer.global_step == 2

@@ -11,11 +11,10 @@ import shutil
 import pytest
 
 from lightning_xllama.data.index import build_index, load_index
+from lightning_xllama.data.kinds import JsonInstructions, JsonlInstructions
 from lightning_xllama.data.sources import (
     AlignedText,
     DataFormatError,
-    JsonInstructions,
-    JsonlInstructions,
     TsvPairs,
     read_instructions,
     read_parallel,

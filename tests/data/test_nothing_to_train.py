@@ -8,49 +8,24 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import yaml
 from conftest import run_cli
+from fit_configs import coit_fit_config, write_config
 from training_utils import tiny_datamodule
 
 from lightning_xllama.data.report import data_report_text
-from lightning_xllama.demo.layout import DataLayout
 
 
 def fit_config(tmp_path: Path, tiny_model: str, tiny_data: Path, **data) -> Path:
     """A small CoIT ``fit`` as a user writes it, checkpointing on (Lightning's default)."""
-    layout = DataLayout(tiny_data)
-    config = {
-        "seed_everything": 1,
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model},
-        },
-        "data": {
-            "class_path": "lightning_xllama.data.CoITDataModule",
-            "init_args": {
-                "language": "syn_far",
-                "language_modules": ["lightning_xllama.demo.languages"],  # the demo plug-in
-                "english_instructions": str(layout.instructions("en")),
-                "translated_instructions": str(layout.instructions("syn_far")),
-                "parallel": str(layout.parallel("syn_far")),
-                "batch_size": 4,
-                "val_examples_per_stream": 4,
-                "cache_dir": str(tmp_path / "cache"),
-                **data,
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 2,
-            "limit_val_batches": 0,
-            "enable_progress_bar": False,
-            "default_root_dir": str(tmp_path / "runs"),
-        },
-    }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    config = coit_fit_config(
+        tmp_path,
+        tiny_model,
+        tiny_data,
+        data={"batch_size": 4, "val_examples_per_stream": 4, **data},
+        max_steps=2,
+        limit_val_batches=0,
+    )
+    return write_config(tmp_path / "run.yaml", config)
 
 
 def test_fit_on_examples_all_too_long_stops_before_step_one_naming_streams_and_counts(

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from fit_configs import fit_config, write_config
 from paths import helper_env
 
 from lightning_xllama.data import MuITDataModule, Stream
@@ -101,46 +101,36 @@ def test_a_user_kind_parses_filters_and_makes_examples(tmp_path, tiny_model):
 def test_a_dialogue_stream_from_a_user_module_trains_through_the_cli(
     tmp_path, tiny_model, tiny_data
 ):
-    config = {
-        "seed_everything": 1,
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model},
-        },
-        "data": {
-            "class_path": "lightning_xllama.data.MuITDataModule",
-            "init_args": {
-                "language_modules": ["dialogue_kind"],
-                "streams": [
-                    {
-                        "kind": "dialogue",
-                        "lang": "en",
-                        "path": str(write_dialogues(tmp_path / "dialogues.jsonl")),
-                    },
-                    {
-                        "kind": "instructions",
-                        "lang": "en",
-                        "path": str(DataLayout(tiny_data).instructions("en")),
-                    },
-                ],
-                "batch_size": 4,
-                "num_workers": 1,  # the kind reaches the loader's worker process
-                "val_examples_per_stream": 2,
-                "cache_dir": str(tmp_path / "cache"),
+    data = {
+        "language_modules": ["dialogue_kind"],
+        "streams": [
+            {
+                "kind": "dialogue",
+                "lang": "en",
+                "path": str(write_dialogues(tmp_path / "dialogues.jsonl")),
             },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": 2,
-            "default_root_dir": str(tmp_path / "runs"),
-            "enable_checkpointing": False,
-            "enable_progress_bar": False,
-            "num_sanity_val_steps": 0,
-            "limit_val_batches": 0,
-        },
+            {
+                "kind": "instructions",
+                "lang": "en",
+                "path": str(DataLayout(tiny_data).instructions("en")),
+            },
+        ],
+        "batch_size": 4,
+        "num_workers": 1,  # the kind reaches the loader's worker process
+        "val_examples_per_stream": 2,
+        "cache_dir": str(tmp_path / "cache"),
     }
-    (tmp_path / "dialogue.yaml").write_text(yaml.safe_dump(config))
+    config = fit_config(
+        tiny_model,
+        "lightning_xllama.data.MuITDataModule",
+        data,
+        default_root_dir=str(tmp_path / "runs"),
+        max_steps=2,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
+    write_config(tmp_path / "dialogue.yaml", config)
     # a fresh process, as a user runs it: only the config's language_modules registers the kind
     result = subprocess.run(
         [sys.executable, "-m", "lightning_xllama", "fit", "--config", "dialogue.yaml"],

@@ -17,10 +17,10 @@ from training_utils import quiet_trainer, tiny_datamodule
 
 from lightning_xllama.data import MuITDataModule, Stream
 from lightning_xllama.data.index import build_index, load_index
+from lightning_xllama.data.kinds import JsonlInstructions
 from lightning_xllama.data.sources import (
     AlignedText,
     DataFormatError,
-    JsonlInstructions,
     TsvPairs,
 )
 from lightning_xllama.data.streams import StreamReader

@@ -8,12 +8,11 @@ import shutil
 from pathlib import Path
 
 import torch
-import yaml
+from fit_configs import coit_fit_config, write_config
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from training_utils import quiet_trainer, tiny_datamodule
 
-from lightning_xllama.demo.layout import DataLayout
 from lightning_xllama.training.module import XLlamaModule
 
 
@@ -60,37 +59,24 @@ def remote_code_model(tiny_model: str, folder: Path, marker: Path) -> Path:
 
 def fit_config(path: Path, tiny_model: str, tiny_data: Path, root: Path, **trainer) -> Path:
     """The run of :func:`train_checkpoint` as a user's YAML config, logging under ``root``."""
-    layout = DataLayout(tiny_data)
-    config = {
-        "seed_everything": 1,
-        "model": {
-            "class_path": "lightning_xllama.model.XLlamaModule",
-            "init_args": {"model_name_or_path": tiny_model, "learning_rate": 1e-3},
+    config = coit_fit_config(
+        root,
+        tiny_model,
+        tiny_data,
+        learning_rate=1e-3,
+        language_modules=None,
+        data={
+            "weights": {"english": 1.0, "translated": 1.0, "parallel": 1.0},
+            "batch_size": 2,
+            "seed": 7,
         },
-        "data": {
-            "class_path": "lightning_xllama.data.CoITDataModule",
-            "init_args": {
-                "language": "syn_far",
-                "english_instructions": str(layout.instructions("en")),
-                "translated_instructions": str(layout.instructions("syn_far")),
-                "parallel": str(layout.parallel("syn_far")),
-                "weights": {"english": 1.0, "translated": 1.0, "parallel": 1.0},
-                "batch_size": 2,
-                "seed": 7,
-                "cache_dir": str(root / "cache"),
-            },
-        },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
+        **{
             "max_steps": 2,
             "limit_val_batches": 0,
             "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
             "enable_model_summary": False,
             "default_root_dir": str(root),
             **trainer,
         },
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    )
+    return write_config(path, config)

@@ -36,6 +36,18 @@ def tiny_datamodule(model: str, data: Path | str, **overrides) -> CoITDataModule
     return CoITDataModule(**{**kwargs, **overrides})
 
 
+def fit_tiny(model: str, data: Path | str, datamodule: dict | None = None, **trainer) -> L.Trainer:
+    """A :func:`quiet_trainer` (``trainer`` its arguments) fitting ``XLlamaModule(model)`` at
+    learning rate 1e-3 on :func:`tiny_datamodule` (``datamodule`` its overrides); returns the
+    trainer."""
+    fitting = quiet_trainer(**trainer)
+    fitting.fit(
+        XLlamaModule(model, learning_rate=1e-3),
+        datamodule=tiny_datamodule(model, data, **(datamodule or {})),
+    )
+    return fitting
+
+
 class GradientCapture(L.Callback):
     """Records the gradients the optimizer stepped with (after all rescaling and clipping).
 

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
+from lightning_xllama.commands.scaling import fit_command
 from lightning_xllama.scaling import (
     LanguageFit,
     ScalingFit,
     allocate,
-    fit_command,
     fit_scaling,
     inverse_law,
     law_curve,

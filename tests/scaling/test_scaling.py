@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from scaling_laws import law, random_fit
 
+from lightning_xllama.commands.scaling import allocate_command, fit_command
 from lightning_xllama.scaling import (
     ScalingFit,
     allocate,
-    allocate_command,
-    fit_command,
     fit_scaling,
     plot_fits,
     power_law,
