@@ -251,6 +251,14 @@ class XLlamaModule(L.LightningModule):
             + (f", LoRA rank {self.hparams.lora_rank}" if self.hparams.lora_rank else "")
         )
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, *args, **kwargs):
+        """Lightning's ``load_from_checkpoint``, with ``trust_remote_code`` taken from the caller
+        (off unless passed), never from the checkpoint's hyperparameters: running a model folder's
+        Python is the user's decision."""
+        kwargs.setdefault("trust_remote_code", False)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     def on_fit_start(self) -> None:
         """Log the parameter counts with the hyperparameters (logged before the model is built)."""
         if self.parameter_counts is not None:

@@ -12,6 +12,7 @@ import pytest
 from checkpoint_runs import edited_checkpoint, fit_config, remote_code_model, train_checkpoint
 
 from lightning_xllama.commands.main import main
+from lightning_xllama.training.module import XLlamaModule
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,10 @@ def test_the_users_own_flag_does_run_it(remote, tmp_path):
     marker.unlink()
     for name in [n for n in sys.modules if n.endswith("modeling_marker")]:
         del sys.modules[name]  # imported again, the folder's code would run again
+
+
+def test_load_from_checkpoint_in_python_runs_no_code_unless_asked(remote):
+    ckpt, marker, _ = remote
+    module = XLlamaModule.load_from_checkpoint(ckpt)  # builds the model: from_pretrained
+    assert module.hparams.trust_remote_code is False and module.model is not None
+    assert not marker.exists()
