@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 from lightning_xllama.commands.fit import link_arguments
 from lightning_xllama.data.encoding import IGNORE_INDEX
@@ -295,26 +295,9 @@ def stats_parser():
     ``model``, ``data``, ``optimizer``, ``lr_scheduler``, ``ckpt_path``), with the ``fit``
     command's links (:func:`~lightning_xllama.commands.fit.link_arguments`) and checks, plus this
     command's flags, so any config ``fit`` takes is read here with the same keys."""
-    import lightning as L
-    from jsonargparse import ActionConfigFile
-    from lightning.pytorch.cli import LightningCLI, LRSchedulerTypeTuple
-    from torch.optim import Optimizer
+    from lightning_xllama.commands.fit import fit_config_parser
 
-    from lightning_xllama.commands.errors import XLlamaArgumentParser
-    from lightning_xllama.data.datamodule import MuITDataModule
-    from lightning_xllama.training.module import XLlamaModule
-
-    parser = XLlamaArgumentParser(prog="lightning_xllama data stats")
-    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a fit config (YAML)")
-    parser.add_argument("--seed_everything", type=Union[bool, int], default=True)
-    parser.add_lightning_class_args(L.Trainer, "trainer")
-    parser.add_lightning_class_args(XLlamaModule, "model", subclass_mode=True)
-    parser.add_lightning_class_args(MuITDataModule, "data", subclass_mode=True)
-    link_arguments(parser)
-    parser.add_optimizer_args((Optimizer,))
-    parser.add_lr_scheduler_args(LRSchedulerTypeTuple)
-    LightningCLI.link_optimizers_and_lr_schedulers(parser)
-    parser.add_method_arguments(L.Trainer, "fit", skip=set(LightningCLI.subcommands()["fit"]))
+    parser = fit_config_parser(prog="lightning_xllama data stats")
     parser.add_argument(
         "--limit_batches",
         type=Optional[int],

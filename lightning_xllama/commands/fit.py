@@ -14,9 +14,10 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 import lightning as L
+from jsonargparse import ActionConfigFile
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, LRSchedulerTypeTuple
 from lightning.pytorch.loggers import CSVLogger
@@ -57,6 +58,23 @@ def add_optimizer_arguments(parser: LightningArgumentParser) -> None:
     own ``--optimizer`` cannot (it builds the optimizer before the model exists)."""
     parser.add_optimizer_args((Optimizer,), link_to="model.init_args.optimizer")
     parser.add_lr_scheduler_args(LRSchedulerTypeTuple, link_to="model.init_args.lr_scheduler")
+
+
+def fit_config_parser(prog: str = PROG) -> XLlamaArgumentParser:
+    """A parser of a ``fit`` config with the sections, links and optimizer flags of
+    :class:`XLlamaCLI`, for the tools that read such a config without running it (``data stats``,
+    ``scaling sweep``): any config ``fit`` takes is read with the same keys."""
+    parser = XLlamaArgumentParser(prog=prog)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="a fit config (YAML)")
+    parser.add_argument("--seed_everything", type=Union[bool, int], default=True)
+    parser.add_lightning_class_args(L.Trainer, "trainer")
+    parser.add_lightning_class_args(XLlamaModule, "model", subclass_mode=True)
+    parser.add_lightning_class_args(MuITDataModule, "data", subclass_mode=True)
+    link_arguments(parser)
+    add_optimizer_arguments(parser)
+    LightningCLI.link_optimizers_and_lr_schedulers(parser)
+    parser.add_method_arguments(L.Trainer, "fit", skip=set(LightningCLI.subcommands()["fit"]))
+    return parser
 
 
 LIGHTNING_NOTICES = (

@@ -28,7 +28,7 @@ import lightning as L
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from lightning_xllama.commands.fit import XLlamaCLI
+from lightning_xllama.commands.fit import XLlamaCLI, fit_config_parser
 from lightning_xllama.data.layout import DataLayout
 from lightning_xllama.languages import get_language, import_language_modules
 from lightning_xllama.runtime.run_record import read_run_record
@@ -317,16 +317,6 @@ def write_config(config: dict, path: str | Path) -> str:
     return str(path)
 
 
-class _ConfigReader(XLlamaCLI):
-    """The ``fit`` command's parser, reading a config stack without building anything."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-
 def _config_args(configs: Sequence[str | Path]) -> list[str]:
     return [arg for path in configs for arg in ("--config", str(path))]
 
@@ -334,7 +324,7 @@ def _config_args(configs: Sequence[str | Path]) -> list[str]:
 def read_fit_config(configs: Sequence[str | Path], overrides: Sequence[str] = ()):
     """The settings ``fit --config C1 --config C2 ... OVERRIDES`` would run with (a jsonargparse
     namespace: ``.data.init_args.parallel``, ``.trainer.accumulate_grad_batches``...)."""
-    return _ConfigReader(args=[*_config_args(configs), *overrides], run=False).config
+    return fit_config_parser().parse_args([*_config_args(configs), *overrides])
 
 
 def fit_run(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> L.Trainer:
