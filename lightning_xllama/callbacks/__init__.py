@@ -4,6 +4,7 @@
 from lightning_xllama.callbacks.base import (
     EvaluationCallback,
     EvaluationResult,
+    Generation,
     GenerationEvaluation,
 )
 from lightning_xllama.callbacks.checkpoint import ResumableCheckpoint
@@ -19,6 +20,7 @@ from lightning_xllama.callbacks.translation import TranslationEvaluation
 __all__ = [
     "EvaluationCallback",
     "EvaluationResult",
+    "Generation",
     "GenerationEvaluation",
     "HFExport",
     "JsonlPredictionWriter",

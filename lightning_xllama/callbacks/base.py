@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import lightning as L
 import torch
@@ -266,62 +266,135 @@ class EvaluationCallback(L.Callback, ABC):
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    """The arguments every generation evaluation takes (documented on each of them): how much to
-    evaluate, how to generate, the off-target rate, when to run, what outputs to write and the
-    prompt template (None: the model's own)."""
+class Generation:
+    """How a generation evaluation decodes: its one nested ``generation:`` argument.
 
-    max_samples: Optional[int]
-    batch_size: int
-    max_new_tokens: int
-    num_beams: int
-    off_target: bool
-    language_id_candidates: Optional[list[str]]
-    every_n_validations: int
-    before_training: bool
-    write_samples: bool
-    table_rows: int
-    template: Optional[Template] = None
-    stop_at_newline: bool = False
-    repeat_ngram: int = 0
-    repeat_times: int = 0
+    A setting left None takes the evaluation's default (its ``default_generation``: e.g. 32
+    prompts a batch and 256 new tokens for translation, 16 and 64 for QA). The same keys are
+    still accepted flat beside the evaluation's other arguments (``max_new_tokens: 64``);
+    one setting given both ways with two values is refused.
 
-    def __post_init__(self):
-        check_stop_rules(self.repeat_ngram, self.repeat_times, self.num_beams, self.stop_at_newline)
+    Args:
+        batch_size: prompts generated together.
+        max_new_tokens: the length limit of each output, in tokens.
+        num_beams: beam width (1: greedy, as the paper decoded).
+        stop_at_newline: end each output at its first line break after some text (single-line
+            tasks such as sentence translation; off as the paper decoded).
+        repeat_ngram: with ``repeat_times``, end an output whose latest ``repeat_ngram`` tokens
+            occurred ``repeat_times`` times (a model repeating itself); 0: off, as the paper
+            decoded. The rows each rule ended are logged as ``stopped_newline`` and
+            ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
+        repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
+    """
 
-    @classmethod
-    def from_arguments(cls, arguments: Mapping[str, Any]) -> "GenerationSettings":
-        """The settings among a constructor's ``arguments`` (its ``locals()``), by name; one with a
-        default here (``template``) may be missing: a subclass without it gets the default."""
-        return cls(
-            **{
-                f.name: arguments[f.name]
-                for f in fields(cls)
-                if f.name in arguments or f.default is MISSING
-            }
+    batch_size: Optional[int] = None
+    max_new_tokens: Optional[int] = None
+    num_beams: Optional[int] = None
+    stop_at_newline: Optional[bool] = None
+    repeat_ngram: Optional[int] = None
+    repeat_times: Optional[int] = None
+
+    def over(self, other: "Generation") -> "Generation":
+        """These settings, with ``other``'s where these are None."""
+        return Generation(
+            *(
+                getattr(other, f.name) if getattr(self, f.name) is None else getattr(self, f.name)
+                for f in fields(self)
+            )
         )
+
+    def check_agrees(self, flat: "Generation", owner: str) -> None:
+        """Refuse, in one line naming ``owner``, a setting given here and in ``flat`` (the
+        older flat keys) with two values."""
+        for setting in fields(self):
+            nested, alone = getattr(self, setting.name), getattr(flat, setting.name)
+            if nested is not None and alone is not None and nested != alone:
+                raise ValueError(
+                    f"{owner}: {setting.name} is given twice, as generation.{setting.name}: "
+                    f"{nested!r} and as {setting.name}: {alone!r}; keep one"
+                )
 
 
 class GenerationEvaluation(EvaluationCallback):
-    """An evaluation that generates answers to prompts: generation settings, the off-target rate,
-    and the outputs written as JSONL and as a sample table.
+    """An evaluation that generates answers to prompts: how it decodes (:class:`Generation`),
+    the off-target rate, and the outputs written as JSONL and as a sample table.
 
-    A subclass takes the :class:`GenerationSettings` as flat arguments of its own (the keys users
-    write in a config, with the subclass's defaults) and passes them on with
-    ``GenerationSettings.from_arguments(locals())``; they become attributes of the same names.
+    A subclass takes its own arguments and ``generation``, and passes ``generation`` and
+    ``**kwargs`` on to this constructor: the keyword arguments below are then every generation
+    evaluation's config keys, documented here once (the CLI and ``--help`` find them here).
+
+    Args:
+        name: the evaluation's name, in its metric keys and output folder.
+        generation: how outputs are decoded (:class:`Generation`); None: the defaults.
+        template: the prompt template (None: the one the model was trained with).
+        max_samples: evaluate N examples of each set, spread evenly over it (cost control;
+            None: all).
+        off_target: measure the share of outputs not in the expected language.
+        language_id_candidates: languages the identifier may answer with (default: the
+            evaluated languages, English and every registered language py3langid knows).
+        every_n_validations: run on every N-th validation pass of ``fit``.
+        before_training: also evaluate the starting model, logged at step 0.
+        write_samples: write every output of each pass to ``{log_dir}/{name}/{set}-step{N}.jsonl``
+            and the first ``table_rows`` as a markdown table next to it.
+        table_rows: samples sent to the loggers as a table (W&B, TensorBoard, any logger with
+            ``log_text``).
+        batch_size: flat spelling of ``generation.batch_size``.
+        max_new_tokens: flat spelling of ``generation.max_new_tokens``.
+        num_beams: flat spelling of ``generation.num_beams``.
+        stop_at_newline: flat spelling of ``generation.stop_at_newline``.
+        repeat_ngram: flat spelling of ``generation.repeat_ngram``.
+        repeat_times: flat spelling of ``generation.repeat_times``.
     """
 
-    def __init__(self, name: str, settings: GenerationSettings):
-        for setting, low in (("batch_size", 1), ("max_new_tokens", 1), ("num_beams", 1)):
-            check_at_least(self, setting, getattr(settings, setting), low)
-        check_at_least(self, "max_samples", settings.max_samples, 1, optional=True)
-        check_at_least(self, "table_rows", settings.table_rows, 0)
-        super().__init__(
-            name, settings.every_n_validations, settings.before_training, settings.template
+    default_generation = Generation(
+        batch_size=16,
+        max_new_tokens=256,
+        num_beams=1,
+        stop_at_newline=False,
+        repeat_ngram=0,
+        repeat_times=0,
+    )
+    """What a setting of ``generation`` left None becomes; a subclass's own
+    ``default_generation`` needs only the settings it changes."""
+
+    def __init__(
+        self,
+        name: str,
+        generation: Optional[Generation] = None,
+        *,
+        template: Optional[Template] = None,
+        max_samples: Optional[int] = None,
+        off_target: bool = True,
+        language_id_candidates: Optional[list[str]] = None,
+        every_n_validations: int = 1,
+        before_training: bool = True,
+        write_samples: bool = True,
+        table_rows: int = 8,
+        batch_size: Optional[int] = None,
+        max_new_tokens: Optional[int] = None,
+        num_beams: Optional[int] = None,
+        stop_at_newline: Optional[bool] = None,
+        repeat_ngram: Optional[int] = None,
+        repeat_times: Optional[int] = None,
+    ):
+        flat = Generation(
+            batch_size, max_new_tokens, num_beams, stop_at_newline, repeat_ngram, repeat_times
         )
-        for setting in fields(settings):
-            if setting.name != "template":  # checked by EvaluationCallback
-                setattr(self, setting.name, getattr(settings, setting.name))
+        nested = generation or Generation()
+        nested.check_agrees(flat, type(self).__name__)
+        defaults = self.default_generation.over(GenerationEvaluation.default_generation)
+        self.generation = flat.over(nested).over(defaults)
+        for setting in fields(self.generation):
+            setattr(self, setting.name, getattr(self.generation, setting.name))
+        for setting, low in (("batch_size", 1), ("max_new_tokens", 1), ("num_beams", 1)):
+            check_at_least(self, setting, getattr(self, setting), low)
+        check_stop_rules(self.repeat_ngram, self.repeat_times, self.num_beams, self.stop_at_newline)
+        check_at_least(self, "max_samples", max_samples, 1, optional=True)
+        check_at_least(self, "table_rows", table_rows, 0)
+        super().__init__(name, every_n_validations, before_training, template)
+        self.max_samples, self.off_target = max_samples, off_target
+        self.language_id_candidates = language_id_candidates
+        self.write_samples, self.table_rows = write_samples, table_rows
         self.identifier = None
 
     def use_model_template(self, template: Template, source: str) -> None:

@@ -15,8 +15,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
+    Generation,
     GenerationEvaluation,
-    GenerationSettings,
 )
 from lightning_xllama.data.sources import Example, read_instructions
 from lightning_xllama.evaluation.judge import (
@@ -33,7 +33,6 @@ from lightning_xllama.evaluation.judge import (
 from lightning_xllama.evaluation.off_target import build_identifier
 from lightning_xllama.evaluation.test_sets import evenly_spaced
 from lightning_xllama.languages import get_language
-from lightning_xllama.prompts import Template
 from lightning_xllama.runtime import distributed
 
 
@@ -83,9 +82,6 @@ class JudgeEvaluation(GenerationEvaluation):
         opponent_model: for ``faireval`` instead of ``references``: a model folder whose answers
             are generated at the first pass (greedy, in the template of its ``run.json``, else this
             evaluation's) and kept for later passes.
-        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
-            default: the one the model was trained with (the DataModule's ``template``, else the
-            model folder's ``run.json``, else ``alpaca``).
         api_key_env: NAME of the environment variable holding the key (null: no key needed).
         timeout: seconds per request.
         max_attempts: attempts per judgement.
@@ -100,17 +96,14 @@ class JudgeEvaluation(GenerationEvaluation):
         concurrency: judge requests in flight at once.
         cache_dir: folder of the reply cache (default: ``{log_dir}/{name}/cache`` with a logger).
         name: metric namespace (``val/{name}/...``).
-        max_samples: instructions per language, spread evenly over the file (cost control).
-        batch_size: generation batch size.
-        max_new_tokens: generation length limit (open answers are long).
-        num_beams: 1 for greedy decoding.
-        off_target: measure the share of answers not in the expected language.
-        language_id_candidates: languages the identifier may answer with.
-        every_n_validations: run on every N-th validation pass of ``fit`` (each pass costs requests).
-        before_training: also evaluate the starting model, logged at step 0.
-        write_samples: write the judgements of each pass (and a markdown sample table).
-        table_rows: judgements sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
+        generation: how answers are decoded (:class:`~lightning_xllama.callbacks.base.Generation`;
+            defaults: 16 a batch, 256 new tokens, greedy: open answers are long).
+        **kwargs: every generation evaluation's settings (``max_samples``, ``off_target``,
+            ``every_n_validations``, ``template``...; see
+            :class:`~lightning_xllama.callbacks.base.GenerationEvaluation`).
     """
+
+    default_generation = Generation(batch_size=16, max_new_tokens=256)
 
     def __init__(
         self,
@@ -120,7 +113,6 @@ class JudgeEvaluation(GenerationEvaluation):
         mode: JudgeMode = "single",
         references: Optional[dict[str, str]] = None,
         opponent_model: Optional[str] = None,
-        template: Optional[Template] = None,
         api_key_env: Optional[str] = "OPENAI_API_KEY",
         timeout: float = 60.0,
         max_attempts: int = 4,
@@ -134,18 +126,10 @@ class JudgeEvaluation(GenerationEvaluation):
         concurrency: int = 4,
         cache_dir: Optional[str] = None,
         name: str = "judge",
-        max_samples: Optional[int] = None,
-        batch_size: int = 16,
-        max_new_tokens: int = 256,
-        num_beams: int = 1,
-        off_target: bool = True,
-        language_id_candidates: Optional[list[str]] = None,
-        every_n_validations: int = 1,
-        before_training: bool = True,
-        write_samples: bool = True,
-        table_rows: int = 8,
+        generation: Optional[Generation] = None,
+        **kwargs,
     ):
-        super().__init__(name, GenerationSettings.from_arguments(locals()))
+        super().__init__(name, generation, **kwargs)
         if mode not in MODES:
             raise ValueError(f"unknown judge mode {mode!r}; expected one of {MODES}")
         faireval = mode == "faireval"

@@ -13,8 +13,8 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
+    Generation,
     GenerationEvaluation,
-    GenerationSettings,
 )
 from lightning_xllama.data.eval_sets import MLQASplit, QAExample, mlqa_file, read_squad, xquad_file
 from lightning_xllama.evaluation.judge import (
@@ -138,31 +138,10 @@ class QAEvaluation(GenerationEvaluation):
         keep_bom: keep a byte-order mark (U+FEFF) that starts a passage or question, as the
             paper's prompts do (9 to 47 of XQuAD's 1,190 per language); default: kept with
             ``prompt_style: official``, removed otherwise.
-        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
-            default: the one the model was trained with (the DataModule's ``template``, else the
-            model folder's ``run.json``, else ``alpaca``).
         name: metric namespace (``val/{name}/...``).
-        max_samples: questions per set, spread evenly over the set (cost control).
-        batch_size: generation batch size.
-        max_new_tokens: answer length limit in tokens; the paper's match reads the whole output,
-            so room for a sentence around the answer counts.
-        num_beams: 1 for greedy decoding.
-        off_target: measure the share of outputs not in the set's language.
-        language_id_candidates: languages the identifier may answer with (default: the sets'
-            languages, English and every registered language py3langid knows; every synthetic
-            language for synthetic ones).
-        every_n_validations: run on every N-th validation pass of ``fit``.
-        before_training: also evaluate the starting model, logged at step 0.
-        write_samples: write every answer of each pass to ``{log_dir}/{name}/{set}-step{N}.jsonl``
-            and the first ``table_rows`` as a markdown table next to it.
-        table_rows: sample answers sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
-        stop_at_newline: end each output at its first line break after some text (single-line
-            tasks such as sentence translation; off as the paper decoded).
-        repeat_ngram: with ``repeat_times``, end an output whose latest ``repeat_ngram`` tokens
-            occurred ``repeat_times`` times (a model repeating itself); 0: off, as the paper
-            decoded. The rows each rule ended are logged as ``stopped_newline`` and
-            ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
-        repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
+        generation: how answers are decoded (:class:`~lightning_xllama.callbacks.base.Generation`;
+            defaults: 16 a batch, 64 new tokens, greedy); the paper's match reads the whole
+            output, so room for a sentence around the answer counts.
         judge_base_url: an OpenAI-compatible endpoint: the first ``judge_questions`` answers of
             each set are judged YES/NO for correctness with the paper's prompt (x-LLM
             ``eval/xquad.eval.py``, temperature 0; the passage, question and answer label as
@@ -173,7 +152,12 @@ class QAEvaluation(GenerationEvaluation):
         judge_api_key_env: NAME of the environment variable holding its key (null: none needed).
         judge_questions: how many of each set's first questions are judged (the paper: 100).
         judge_cache_dir: folder of the judge's reply cache (None: no cache).
+        **kwargs: every generation evaluation's settings (``max_samples``, ``off_target``,
+            ``every_n_validations``, ``template``...; see
+            :class:`~lightning_xllama.callbacks.base.GenerationEvaluation`).
     """
+
+    default_generation = Generation(batch_size=16, max_new_tokens=64)
 
     progress_bar_metric = "paper_match"
 
@@ -187,28 +171,16 @@ class QAEvaluation(GenerationEvaluation):
         files_rules: Rules = "mlqa",
         prompt_style: PromptStyle = "labelled",
         keep_bom: Optional[bool] = None,
-        template: Optional[Template] = None,
         name: str = "qa",
-        max_samples: Optional[int] = None,
-        batch_size: int = 16,
-        max_new_tokens: int = 64,
-        num_beams: int = 1,
-        off_target: bool = True,
-        language_id_candidates: Optional[list[str]] = None,
-        every_n_validations: int = 1,
-        before_training: bool = True,
-        write_samples: bool = True,
-        table_rows: int = 8,
-        stop_at_newline: bool = False,
-        repeat_ngram: int = 0,
-        repeat_times: int = 0,
+        generation: Optional[Generation] = None,
         judge_base_url: Optional[str] = None,
         judge_model: Optional[str] = None,
         judge_api_key_env: Optional[str] = "OPENAI_API_KEY",
         judge_questions: int = CORRECTNESS_QUESTIONS,
         judge_cache_dir: Optional[str] = None,
+        **kwargs,
     ):
-        super().__init__(name, GenerationSettings.from_arguments(locals()))
+        super().__init__(name, generation, **kwargs)
         self.languages, self.files = list(languages or []), dict(files or {})
         self.keep_bom = prompt_style == "official" if keep_bom is None else keep_bom
         if (judge_base_url is None) != (judge_model is None):

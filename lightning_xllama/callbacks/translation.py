@@ -12,8 +12,8 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_xllama.callbacks.base import (
     EvaluationResult,
+    Generation,
     GenerationEvaluation,
-    GenerationSettings,
 )
 from lightning_xllama.data.eval_sets import FloresSplit, FloresVersion, parse_direction
 from lightning_xllama.evaluation.bleurt import bleurt_score, load_bleurt
@@ -27,7 +27,6 @@ from lightning_xllama.evaluation.translation_metrics import (
 )
 from lightning_xllama.prompts import (
     InstructionRule,
-    Template,
     check_instruction_rule,
     evaluation_translation_instruction,
 )
@@ -74,18 +73,13 @@ class TranslationEvaluation(GenerationEvaluation):
             ``{code}.{split}``); give it or ``test_prefix``, not both.
         flores_split: ``dev`` or ``devtest`` (the paper: devtest).
         flores_version: ``flores101`` or ``flores200``: which file codes the folder uses.
-        template: prompt template: ``alpaca``, ``alpaca_official`` (the paper's) or ``chat``;
-            default: the one the model was trained with (the DataModule's ``template``, else the
-            model folder's ``run.json``, else ``alpaca``).
         instruction: the instruction each sentence is given: ``package`` ("Translate the
             following sentences from English to Chinese.", the registry's language names) or
             ``official`` (the paper's ``_INSTRUCTIONS[0]`` with its ISO 639 names, e.g. ``Modern
             Greek (1453-)``); see :func:`~lightning_xllama.prompts.evaluation_translation_instruction`.
         name: metric namespace (``val/{name}/...``), e.g. ``flores``.
-        max_samples: evaluate on this many sentences, spread evenly over the set (cost control).
-        batch_size: generation batch size.
-        max_new_tokens: generation length limit (the paper's: 512).
-        num_beams: 1 for greedy decoding.
+        generation: how translations are decoded (:class:`~lightning_xllama.callbacks.base.Generation`;
+            defaults: 32 a batch, 256 new tokens, greedy; the paper's limit: 512).
         spm_model: local FLORES SentencePiece model (FLORES-101: ``sacrebleu_tokenizer_spm.model``)
             for spBLEU, logged as ``spbleu`` beside ``bleu``; nothing is downloaded.
         spm_name: which model ``spm_model`` is (``flores101`` or ``flores200``), for the signature.
@@ -95,23 +89,12 @@ class TranslationEvaluation(GenerationEvaluation):
         bleurt_model: local converted BLEURT checkpoint folder (BLEURT-20 for bleurt-pytorch:
             ``config.json``, weights, ``spm.model``), loaded at setup; it must exist.
         bleurt_batch_size: BLEURT scoring batch size (on the GPU when there is one).
-        off_target: measure the share of outputs not in the target language.
-        language_id_candidates: languages the identifier may answer with (default: the
-            directions' languages, English and every registered language py3langid knows; every
-            synthetic language for synthetic ones).
-        every_n_validations: run on every N-th validation pass of ``fit``.
-        before_training: also evaluate the starting model, logged at step 0.
-        write_samples: write every output of each pass to ``{log_dir}/{name}/{src}-{tgt}-step{N}.jsonl``
-            and the first ``table_rows`` as a markdown table next to it.
-        table_rows: sample translations sent to the loggers as a table (W&B, TensorBoard, any logger with ``log_text``).
-        stop_at_newline: end each output at its first line break after some text (single-line
-            tasks such as sentence translation; off as the paper decoded).
-        repeat_ngram: with ``repeat_times``, end an output whose latest ``repeat_ngram`` tokens
-            occurred ``repeat_times`` times (a model repeating itself); 0: off, as the paper
-            decoded. The rows each rule ended are logged as ``stopped_newline`` and
-            ``stopped_repeating``, with ``hit_limit`` (rows that reached ``max_new_tokens``).
-        repeat_times: how many occurrences of that n-gram end an output (at least 2; 0: off).
+        **kwargs: every generation evaluation's settings (``max_samples``, ``off_target``,
+            ``every_n_validations``, ``template``...; see
+            :class:`~lightning_xllama.callbacks.base.GenerationEvaluation`).
     """
+
+    default_generation = Generation(batch_size=32, max_new_tokens=256)
 
     progress_bar_metric = "chrf_pp"
 
@@ -122,30 +105,18 @@ class TranslationEvaluation(GenerationEvaluation):
         flores_dir: Optional[str] = None,
         flores_split: FloresSplit = "devtest",
         flores_version: FloresVersion = "flores101",
-        template: Optional[Template] = None,
         instruction: InstructionRule = "package",
         name: str = "translation",
-        max_samples: Optional[int] = None,
-        batch_size: int = 32,
-        max_new_tokens: int = 256,
-        num_beams: int = 1,
+        generation: Optional[Generation] = None,
         spm_model: Optional[str] = None,
         spm_name: Literal["flores101", "flores200"] = "flores101",
         comet_model: Optional[str] = None,
         comet_batch_size: int = 16,
         bleurt_model: Optional[str] = None,
         bleurt_batch_size: int = 32,
-        off_target: bool = True,
-        language_id_candidates: Optional[list[str]] = None,
-        every_n_validations: int = 1,
-        before_training: bool = True,
-        write_samples: bool = True,
-        table_rows: int = 8,
-        stop_at_newline: bool = False,
-        repeat_ngram: int = 0,
-        repeat_times: int = 0,
+        **kwargs,
     ):
-        super().__init__(name, GenerationSettings.from_arguments(locals()))
+        super().__init__(name, generation, **kwargs)
         self.test_sets_spec = ParallelTestSets(
             directions,
             test_prefix,

@@ -97,7 +97,12 @@ class PaperBenchmarks:
 
     def evaluations(self) -> list:
         """The evaluation callbacks of the paper's table, configured for these languages."""
-        from lightning_xllama.callbacks import JudgeEvaluation, QAEvaluation, TranslationEvaluation
+        from lightning_xllama.callbacks import (
+            Generation,
+            JudgeEvaluation,
+            QAEvaluation,
+            TranslationEvaluation,
+        )
 
         found = []
         if self.flores_dir:
@@ -108,12 +113,11 @@ class PaperBenchmarks:
                     flores_dir=self.flores_dir,
                     flores_version=self.flores_version,
                     instruction="official",
-                    max_new_tokens=self.flores_max_new_tokens,
                     spm_model=self.spm_model,
                     comet_model=self.comet_model,
                     bleurt_model=self.bleurt_model,
                     max_samples=self.max_samples,
-                    batch_size=self.batch_size,
+                    generation=Generation(self.batch_size, self.flores_max_new_tokens),
                     before_training=False,
                 )
             )
@@ -130,7 +134,7 @@ class PaperBenchmarks:
                         **{f"{name}_dir": folder},
                         prompt_style="official",
                         max_samples=self.max_samples,
-                        batch_size=self.batch_size,
+                        generation=Generation(self.batch_size),
                         before_training=False,
                     )
                 )
@@ -143,7 +147,7 @@ class PaperBenchmarks:
                     mode="pairwise" if self.judge_references else "single",
                     references=self.judge_references,
                     max_samples=self.max_samples,
-                    batch_size=self.batch_size,
+                    generation=Generation(self.batch_size),
                     before_training=False,
                 )
             )

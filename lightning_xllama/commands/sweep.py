@@ -183,8 +183,7 @@ def evaluation_callbacks(
                 test_prefix=str(data.translation_test(lang)),
                 name=translation_name(lang, multilingual=len(languages) > 1),
                 max_samples=eval_samples,
-                batch_size=50,
-                max_new_tokens=40,
+                generation={"batch_size": 50, "max_new_tokens": 40},
                 before_training=before_training,
                 write_samples=False,
             )
@@ -196,8 +195,7 @@ def evaluation_callbacks(
                 files={lang: str(data.qa(lang)) for lang in languages},
                 prompt_style="question",
                 max_samples=eval_samples,
-                batch_size=50,
-                max_new_tokens=12,
+                generation={"batch_size": 50, "max_new_tokens": 12},
                 before_training=before_training,
             )
         )
