@@ -6,7 +6,9 @@ parallel pairs with English turned into translation instructions. Streams are in
 (``data/plan.py``, ``data/mixing.py``), read lazily in the shuffled order of ``data/streams.py``,
 templated, tokenised with the prompt masked out, and batched (padded, length-grouped or packed) in
 worker processes (``data/loader.py``). A few examples of each stream are held out for the
-validation loss (``data/holdout.py``). The data position is saved in checkpoints and restored
+validation loss (``data/holdout.py``), or a validation file is read instead. ``paper: true`` turns
+the settings where the paper's run differs from the package's defaults to the paper's
+(``data/paper.py``). The data position is saved in checkpoints and restored
 exactly. The modules here keep Lightning's hooks; what they record is built by ``data/report.py``.
 """
 
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader
 from lightning_xllama.data.collate import PadCollator
 from lightning_xllama.data.encoding import EncodingReport, Overflow, encode_examples
 from lightning_xllama.data.holdout import read_stream
+from lightning_xllama.data.kinds import PairRules
 from lightning_xllama.data.length_check import judge_length_checks, length_checks
 from lightning_xllama.data.loader import (
     BATCHING_MODES,
@@ -39,13 +42,15 @@ from lightning_xllama.data.loader import (
 )
 from lightning_xllama.data.mixing import StopRule
 from lightning_xllama.data.packing import PackCollator
+from lightning_xllama.data.paper import resolve_paper_settings
 from lightning_xllama.data.plan import DataPlan, apply_allocation
 from lightning_xllama.data.predict import read_predict_file
 from lightning_xllama.data.report import plan_record, report_record, stream_counts_text
+from lightning_xllama.data.sources import read_instructions
 from lightning_xllama.data.streams import Stream, StreamReader
 from lightning_xllama.data.tasks import Direction
 from lightning_xllama.languages import import_language_modules
-from lightning_xllama.prompts import Template, render_prompt
+from lightning_xllama.prompts import InstructionRule, Template, render_prompt
 from lightning_xllama.runtime.hf_loading import load_tokenizer
 from lightning_xllama.runtime.seeds import data_seed
 
@@ -53,6 +58,8 @@ __all__ = ["Batching", "CoITDataModule", "MuITDataModule", "apply_allocation", "
 
 log = logging.getLogger(__name__)
 
+VAL_FILE_LABEL = "val_file"
+"""The validation report's entry for the examples of ``val_file``."""
 DATA_PLAN_KEY = "data_plan"
 """Where the DataModule's ``state_dict`` (so each checkpoint) holds :meth:`MuITDataModule.data_plan`."""
 
@@ -73,16 +80,21 @@ class MuITDataModule(L.LightningDataModule):
         examples_per_epoch: the epoch size of the ``total`` rule; by default every stream's
             training examples summed.
         val_examples_per_stream: records held out of each stream for the validation loss (at
-            most a tenth of the stream).
+            most a tenth of the stream). Unset: 64, or 0 with ``paper: true`` or a ``val_file``
+            (the paper's run took none from training).
         max_length: longest example in tokens (the paper: 512). ``fit`` encodes each stream's
             first training examples before step 1: it stops when none keeps a response token
             within the limit, and warns about a stream that loses more than half of them.
-        overflow: what to do with a longer example: ``truncate`` its response or ``drop`` it
-            (both counted and reported).
+        overflow: what to do with a longer example: ``truncate`` its response (one whose prompt
+            alone reaches ``max_length`` is dropped), ``drop`` it, or ``mask``: truncate it as
+            the paper's ``train.py`` does, so one whose prompt alone reaches ``max_length`` is
+            kept with every label masked (no loss). All counted and reported. Unset:
+            ``truncate``, or ``mask`` with ``paper: true``.
         template: ``alpaca`` (the package's Alpaca prompt), ``alpaca_official`` (the paper's: ends
             at ``### Response:``, the response tokenised with the prompt as the paper's
             ``train.py`` does) or ``chat`` (the tokenizer's chat template). Saved in
-            ``run.json``; the evaluations prompt in it.
+            ``run.json``; the evaluations prompt in it. Unset: ``alpaca``, or
+            ``alpaca_official`` with ``paper: true``.
         batching: how examples become micro-batches: a mode (``pad``, ``group_by_length`` or
             ``pack``) or the group ``{mode, pack_length, group_batches, pad_to_multiple_of}``
             (:class:`~lightning_xllama.data.loader.Batching`: ``batching: {mode: pack,
@@ -110,6 +122,27 @@ class MuITDataModule(L.LightningDataModule):
             with ``predict_direction``, a plain text file with one sentence to translate a line
             (empty lines are skipped and counted; each output's ``id`` is its line's index from 0).
         predict_direction: ``src-tgt`` language codes (``en-zh``) when ``predict_file`` is text.
+        paper: the data as the paper's run had it (x-LLM ``train.py``, ``translation.py``):
+            translation instructions ``official``, ``strip_pairs``, nothing held out of the
+            training data (``val_examples_per_stream`` 0: validation from ``val_file``, or none),
+            ``overflow: mask``, the slow tokenizer, and template ``alpaca_official`` unless one is
+            given. A setting given with another value than it sets is refused. Recorded in
+            ``run.json`` (``data_plan``).
+        translation_instructions: how a pair gets its instruction: ``package`` (one of the
+            package's 22 paraphrases drawn per pair) or ``official`` (the paper's 33, the one of
+            the pair's 0-based line ``i`` in its file: ``[i % 33]``, with the paper's language
+            names). Unset: ``package``, or ``official`` with ``paper: true``.
+        strip_pairs: strip surrounding whitespace (spaces, tabs) of both sentences of a pair, as
+            the paper's ``translation.py`` does; otherwise only the line break is removed. Unset:
+            false, or true with ``paper: true``.
+        use_fast_tokenizer: load the fast (Rust) tokenizer; false: the slow one (the paper's
+            ``use_fast=False``; the two may split some texts differently). Unset: true, or false
+            with ``paper: true``. The model's own tokenizer, which the evaluations generate with,
+            stays the fast one, as the paper's ``inference.py`` loaded it.
+        val_file: a JSON or JSONL file of Alpaca records whose examples form the validation set
+            (besides any held out of the streams). Without it and with nothing held out there is
+            no validation loss and no validation pass, so the evaluation callbacks, which run on
+            validation passes, do not run during ``fit``: run ``evaluate`` on the model instead.
     """
 
     def __init__(
@@ -118,10 +151,10 @@ class MuITDataModule(L.LightningDataModule):
         allocation: Optional[str] = None,
         stop: Optional[StopRule] = None,
         examples_per_epoch: Optional[int] = None,
-        val_examples_per_stream: int = 64,
+        val_examples_per_stream: Optional[int] = None,
         max_length: int = 512,
-        overflow: Overflow = "truncate",
-        template: Template = "alpaca",
+        overflow: Optional[Overflow] = None,
+        template: Optional[Template] = None,
         batching: Union[BatchingMode, Batching] = "pad",
         pack_length: Optional[int] = None,
         group_batches: Optional[int] = None,
@@ -137,6 +170,11 @@ class MuITDataModule(L.LightningDataModule):
         tokenizer: Optional[str] = None,
         predict_file: Optional[str] = None,
         predict_direction: Optional[str] = None,
+        paper: bool = False,
+        translation_instructions: Optional[InstructionRule] = None,
+        strip_pairs: Optional[bool] = None,
+        use_fast_tokenizer: Optional[bool] = None,
+        val_file: Optional[str] = None,
     ):
         arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
@@ -159,6 +197,9 @@ class MuITDataModule(L.LightningDataModule):
             num_workers=num_workers,
             shuffle_window=shuffle_window,
         )
+        resolved = resolve_paper_settings(type(self).__name__, paper, arguments, val_file)
+        arguments.update(resolved)
+        self.rules = PairRules(resolved["translation_instructions"], resolved["strip_pairs"])
         import_language_modules(language_modules or [])
         self.streams = [s if isinstance(s, Stream) else Stream(**s) for s in streams]
         if not self.streams:
@@ -177,6 +218,7 @@ class MuITDataModule(L.LightningDataModule):
         self.hparams["batching"] = dataclasses.asdict(self.batching)
         self.hparams["streams"] = [dataclasses.asdict(s) for s in self.streams]
         self.hparams["seed"] = data_seed(seed)  # None: the run's seed
+        self.hparams.update(resolved)  # the values in force (None: the mode's)
         # The settings in force. Under LightningCLI the hyperparameters are the config of the class
         # built (a subclass's own arguments): this class's are added where that config lacks them.
         for name in ("batching", "streams", "seed"):
@@ -202,7 +244,7 @@ class MuITDataModule(L.LightningDataModule):
         or the first validation pass later on."""
         at_least = {  # setting: (lowest value, None allowed)
             "examples_per_epoch": (1, True),
-            "val_examples_per_stream": (0, False),
+            "val_examples_per_stream": (0, True),
             "max_length": (2, False),
             "pack_length": (2, True),
             "group_batches": (1, False),
@@ -236,7 +278,9 @@ class MuITDataModule(L.LightningDataModule):
                 raise ValueError(
                     f"{type(self).__name__} needs a tokenizer (the CLI links it to the model)"
                 )
-            self._tokenizer = load_tokenizer(self.settings.tokenizer)
+            self._tokenizer = load_tokenizer(
+                self.settings.tokenizer, use_fast=self.settings.use_fast_tokenizer
+            )
         return self._tokenizer
 
     # --- reading --------------------------------------------------------------------------
@@ -255,6 +299,13 @@ class MuITDataModule(L.LightningDataModule):
             return
         if not self.readers:
             self._read_streams()
+            if stage == "fit" and self.trainer is not None and not self.val_set:
+                rank_zero_warn(
+                    f"{type(self).__name__}: no validation examples (val_examples_per_stream "
+                    f"{h.val_examples_per_stream}, no val_file): fit has no validation loss and "
+                    "no validation pass, so evaluation callbacks do not run during it; set "
+                    "val_file, or run `evaluate` on the trained model"
+                )
         if stage == "fit" and self.trainer is not None and self.length_checks is None:
             self.check_lengths()
 
@@ -263,13 +314,26 @@ class MuITDataModule(L.LightningDataModule):
         self.val_set, self.val_report, self.val_reports = [], EncodingReport(), {}
         for stream in self.streams:
             reader, held_out = read_stream(
-                stream, h.cache_dir, h.dedupe, h.seed, h.shuffle_window, h.val_examples_per_stream
+                stream,
+                h.cache_dir,
+                h.dedupe,
+                h.seed,
+                h.shuffle_window,
+                h.val_examples_per_stream,
+                self.rules,
             )
             self.readers.append(reader)
             stream_report = self.val_reports[stream.label] = EncodingReport()
             for encoded in self.encode(held_out):
                 self.val_report.add(encoded)
                 stream_report.add(encoded)
+                if "dropped" not in encoded:
+                    self.val_set.append(encoded)
+        if h.val_file is not None:
+            file_report = self.val_reports[VAL_FILE_LABEL] = EncodingReport()
+            for encoded in self.encode(list(read_instructions(h.val_file))):
+                self.val_report.add(encoded)
+                file_report.add(encoded)
                 if "dropped" not in encoded:
                     self.val_set.append(encoded)
         self.counts = self.plan_counts()
@@ -412,6 +476,7 @@ class MuITDataModule(L.LightningDataModule):
         if report is not None and (self.trainer is None or self.trainer.training):
             self.position.batches += 1
             self.train_report.truncated += report["truncated"]
+            self.train_report.masked += report.get("masked", 0)
             self.train_report.encoded += report["examples"]
             self.train_report.dropped.update(report["dropped"])
         return batch
@@ -489,6 +554,12 @@ class MuITDataModule(L.LightningDataModule):
                 "overflow": h.overflow,
                 "dedupe": h.dedupe,
                 "val_examples_per_stream": h.val_examples_per_stream,
+                "val_file": h.val_file,
+                "paper": h.paper,
+                "template": h.template,
+                "translation_instructions": h.translation_instructions,
+                "strip_pairs": h.strip_pairs,
+                "use_fast_tokenizer": h.use_fast_tokenizer,
             },
             {
                 "mode": b.mode,
@@ -563,9 +634,11 @@ class CoITDataModule(MuITDataModule):
         allocation: see :class:`MuITDataModule`.
         stop: see :class:`MuITDataModule`.
         examples_per_epoch: see :class:`MuITDataModule`.
-        val_examples_per_stream: records held out of each stream for the validation loss.
+        val_examples_per_stream: records held out of each stream for the validation loss
+            (unset: 64, or 0 with ``paper: true`` or a ``val_file``).
         max_length: longest example in tokens (the paper: 512).
-        overflow: ``truncate`` a longer example's response or ``drop`` it.
+        overflow: ``truncate`` a longer example's response, ``drop`` it, or ``mask`` (the paper's
+            truncation: a prompt reaching ``max_length`` is kept, fully masked).
         template: ``alpaca``, ``alpaca_official`` or ``chat``.
         batching: a mode (``pad``, ``group_by_length``, ``pack``) or the group
             ``{mode, pack_length, group_batches, pad_to_multiple_of}``.
@@ -585,6 +658,12 @@ class CoITDataModule(MuITDataModule):
         predict_file: input of ``predict`` (JSONL of instructions, or text with
             ``predict_direction``).
         predict_direction: ``src-tgt`` language codes (``en-zh``) when ``predict_file`` is text.
+        paper: the data as the paper's run had it (see :class:`MuITDataModule`).
+        translation_instructions: ``package`` (drawn paraphrases) or ``official`` (the paper's 33
+            by line index).
+        strip_pairs: strip surrounding whitespace of both sentences of a pair.
+        use_fast_tokenizer: the fast tokenizer (true) or the slow one (the paper's).
+        val_file: Alpaca records (JSON or JSONL) that form the validation set.
     """
 
     STREAMS = ("english", "translated", "parallel")
@@ -601,10 +680,10 @@ class CoITDataModule(MuITDataModule):
         allocation: Optional[str] = None,
         stop: Optional[StopRule] = None,
         examples_per_epoch: Optional[int] = None,
-        val_examples_per_stream: int = 64,
+        val_examples_per_stream: Optional[int] = None,
         max_length: int = 512,
-        overflow: Overflow = "truncate",
-        template: Template = "alpaca",
+        overflow: Optional[Overflow] = None,
+        template: Optional[Template] = None,
         batching: Union[BatchingMode, Batching] = "pad",
         pack_length: Optional[int] = None,
         group_batches: Optional[int] = None,
@@ -620,6 +699,11 @@ class CoITDataModule(MuITDataModule):
         tokenizer: Optional[str] = None,
         predict_file: Optional[str] = None,
         predict_direction: Optional[str] = None,
+        paper: bool = False,
+        translation_instructions: Optional[InstructionRule] = None,
+        strip_pairs: Optional[bool] = None,
+        use_fast_tokenizer: Optional[bool] = None,
+        val_file: Optional[str] = None,
     ):
         share = self._shares(weights)
         streams = [  # plain values: built into streams after language_modules are imported
@@ -671,6 +755,11 @@ class CoITDataModule(MuITDataModule):
             tokenizer=tokenizer,
             predict_file=predict_file,
             predict_direction=predict_direction,
+            paper=paper,
+            translation_instructions=translation_instructions,
+            strip_pairs=strip_pairs,
+            use_fast_tokenizer=use_fast_tokenizer,
+            val_file=val_file,
         )
 
     @classmethod

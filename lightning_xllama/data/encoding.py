@@ -12,7 +12,14 @@ from lightning_xllama.prompts import Template, check_template, prompt_and_respon
 IGNORE_INDEX = -100
 """Label of tokens that carry no loss (prompt and padding)."""
 
-Overflow = Literal["truncate", "drop"]
+Overflow = Literal["truncate", "drop", "mask"]
+"""What happens to an example longer than ``max_length``: ``truncate`` its response (one whose
+prompt alone reaches the limit is dropped), ``drop`` it, or ``mask``: truncate it like the paper's
+``train.py`` (the whole text cut at ``max_length``), so one whose prompt alone reaches the limit is
+kept with every label masked (no loss). Each is counted."""
+OVERFLOWS: tuple[str, ...] = ("truncate", "drop", "mask")
+MASKED = "prompt alone reaches max_length (kept, no loss)"
+"""How a report names the examples ``overflow: mask`` keeps with every label masked."""
 
 
 @dataclass
@@ -22,6 +29,8 @@ class EncodingReport:
     encoded: int = 0
     truncated: int = 0
     dropped: Counter = field(default_factory=Counter)
+    masked: int = 0
+    """Encoded examples kept with every label masked (``overflow: mask``), among ``truncated``."""
 
     def add(self, encoded: dict) -> None:
         if "dropped" in encoded:
@@ -29,10 +38,15 @@ class EncodingReport:
         else:
             self.encoded += 1
             self.truncated += encoded["truncated"]
+            self.masked += encoded.get("masked", False)
 
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {reason}" for reason, n in self.dropped.items()) or "none"
-        return f"{self.encoded} examples encoded, {self.truncated} truncated, dropped: {dropped}"
+        masked = f" ({self.masked} of them masked: {MASKED})" if self.masked else ""
+        return (
+            f"{self.encoded} examples encoded, {self.truncated} truncated{masked}, "
+            f"dropped: {dropped}"
+        )
 
 
 def encode_examples(
@@ -42,7 +56,8 @@ def encode_examples(
     overflow: Overflow = "truncate",
     template: Template = "alpaca",
 ) -> list[dict]:
-    """Each example as ``{input_ids, labels, truncated}``, or ``{dropped: reason}``.
+    """Each example as ``{input_ids, labels, truncated}`` (``masked`` too when ``overflow: mask``
+    kept it with no label), or ``{dropped: reason}``.
 
     Alpaca: ``input_ids`` = BOS + prompt + response + EOS. Chat: the template's own text, which
     writes its special tokens. ``labels`` hide everything before the response. The prompt and
@@ -52,10 +67,12 @@ def encode_examples(
     response tokenised as one text (the response follows ``### Response:`` with no space, so apart
     they would tokenise differently), masking as many leading tokens as the prompt alone has.
     An example longer than ``max_length`` is truncated from the end of the response (keeping at
-    least one response token) or dropped, by ``overflow``.
+    least one response token) or dropped, by ``overflow``; ``mask`` truncates as the paper's
+    ``train.py`` does (``max_length`` tokens kept, labels masked up to the prompt's length), so an
+    example whose prompt alone reaches ``max_length`` is kept with every label masked.
     """
-    if overflow not in ("truncate", "drop"):
-        raise ValueError(f"overflow must be 'truncate' or 'drop', got {overflow!r}")
+    if overflow not in OVERFLOWS:
+        raise ValueError(f"overflow must be one of {OVERFLOWS}, got {overflow!r}")
     check_template(template)
     texts = [
         prompt_and_response(e.instruction, e.input, e.output, template, tokenizer) for e in examples
@@ -82,6 +99,17 @@ def encode_examples(
         truncated = len(prompt) + len(response) > max_length
         if truncated and overflow == "drop":
             encoded.append({"dropped": "longer than max_length"})
+            continue
+        if truncated and len(prompt) >= max_length and overflow == "mask":
+            kept = (prompt + response)[:max_length]
+            encoded.append(
+                {
+                    "input_ids": kept,
+                    "labels": [IGNORE_INDEX] * len(kept),
+                    "truncated": True,
+                    "masked": True,
+                }
+            )
             continue
         if truncated and len(prompt) >= max_length:
             encoded.append({"dropped": "prompt alone reaches max_length"})

@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from lightning_xllama.data.kinds import PairRules
 from lightning_xllama.data.sources import Example
 from lightning_xllama.data.streams import Stream, StreamReader, held_out_units
 
@@ -24,11 +25,13 @@ def read_stream(
     seed: int,
     shuffle_window: int,
     val_examples_per_stream: int,
+    rules: PairRules = PairRules(),
 ) -> tuple[StreamReader, list[Example]]:
     """The stream's training reader and its held-out examples (unencoded, in file order).
 
     ``val_examples_per_stream`` records are held out (at most a tenth of the usable ones),
-    chosen by ``seed``; a pair read in both directions gives an example of each.
+    chosen by ``seed``; a pair read in both directions gives an example of each. ``rules``: how
+    pairs become examples.
     """
     source = stream.open(cache_dir)
     index = stream.index(source, dedupe, cache_dir)
@@ -38,7 +41,7 @@ def read_stream(
         seed,
         stream.label,
     )
-    reader = StreamReader(stream, source, index, seed, shuffle_window, held_out)
+    reader = StreamReader(stream, source, index, seed, shuffle_window, held_out, rules)
     bits = np.zeros(index.units, dtype=bool)
     bits[held_out] = True
     examples = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -35,9 +36,29 @@ from lightning_xllama.data.sources import (
 )
 from lightning_xllama.data.tasks import pair_examples
 from lightning_xllama.languages import import_language_modules
+from lightning_xllama.prompts import InstructionRule, check_instruction_rule
 
 if TYPE_CHECKING:
     from lightning_xllama.data.streams import Stream
+
+
+@dataclass(frozen=True)
+class PairRules:
+    """How translation pairs become training examples (the data module's settings of the same
+    names; ``paper: true`` sets both to the paper's).
+
+    Args:
+        translation_instructions: ``package`` (a paraphrase drawn per pair) or ``official`` (the
+            paper's 33 by the pair's line): :func:`~lightning_xllama.prompts.translation_instruction`.
+        strip_pairs: strip surrounding whitespace (spaces, tabs) of both sentences, as the paper's
+            ``translation.py`` does; otherwise only the line break is removed.
+    """
+
+    translation_instructions: InstructionRule = "package"
+    strip_pairs: bool = False
+
+    def __post_init__(self) -> None:
+        check_instruction_rule(self.translation_instructions)
 
 
 def record_hash(fields: Record) -> int:
@@ -101,6 +122,14 @@ class StreamKind:
         record's own (run seed and unit): ``random.Random(seed)`` makes choices that replay
         identically wherever and whenever the record is read."""
         raise NotImplementedError(f"stream kind {self.name!r} has no examples()")
+
+    def unit_examples(
+        self, record: Record, lang: str, direction: str, seed: str, unit: int, rules: PairRules
+    ) -> list[Example]:
+        """The training examples of the record at ``unit`` (its 0-based line or row in the
+        source) under the data module's :class:`PairRules`. By default :meth:`examples`: the
+        rules are about translation pairs, which the ``parallel`` kind applies."""
+        return self.examples(record, lang, direction, seed)
 
     def multiplicity(self, direction: str) -> int:
         """Examples per record."""
@@ -227,7 +256,16 @@ class ParallelKind(StreamKind):
         return record[:2]  # without a TSV's score
 
     def examples(self, record: Record, lang: str, direction: str, seed: str) -> list[Example]:
-        return pair_examples(record[0], record[1], "en", lang, direction, random.Random(seed))
+        return self.unit_examples(record, lang, direction, seed, 0, PairRules())
+
+    def unit_examples(
+        self, record: Record, lang: str, direction: str, seed: str, unit: int, rules: PairRules
+    ) -> list[Example]:
+        en, x = record[0], record[1]
+        if rules.strip_pairs:
+            en, x = en.strip(), x.strip()
+        rule = rules.translation_instructions
+        return pair_examples(en, x, "en", lang, direction, random.Random(seed), rule, unit)
 
     def multiplicity(self, direction: str) -> int:
         return 2 if direction == "both" else 1
@@ -303,6 +341,7 @@ __all__ = [
     "InstructionKind",
     "JsonInstructions",
     "JsonlInstructions",
+    "PairRules",
     "ParallelKind",
     "StreamKind",
     "find_stream_kind",

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_xllama.data.encoding import IGNORE_INDEX, Overflow
+from lightning_xllama.data.encoding import IGNORE_INDEX, MASKED, Overflow
 from lightning_xllama.data.report import reasons_text, stream_counts_text
 from lightning_xllama.data.streams import StreamReader
 
@@ -28,7 +28,8 @@ Encode = Callable[[list], list[dict]]
 
 def length_check(reader: StreamReader, encode: Encode, max_length: int) -> dict:
     """Encode a stream's first training examples (at most :data:`LENGTH_CHECK_EXAMPLES` of epoch
-    0's order) and count those dropped, those left with no response token, truncated and kept."""
+    0's order) and count those dropped, those left with no response token (or kept with every label
+    masked by ``overflow: mask``), truncated and kept."""
     examples = min(reader.size, LENGTH_CHECK_EXAMPLES)
     items = reader.items(0, 0, examples)
     dropped: Counter = Counter()
@@ -37,6 +38,8 @@ def length_check(reader: StreamReader, encode: Encode, max_length: int) -> dict:
         for encoded in encode([reader.example(item) for item in block]):
             if "dropped" in encoded:
                 dropped[encoded["dropped"]] += 1
+            elif encoded.get("masked"):
+                dropped[MASKED] += 1
             elif all(label == IGNORE_INDEX for label in encoded["labels"]):
                 dropped[NO_RESPONSE] += 1
             else:

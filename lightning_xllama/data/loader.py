@@ -295,6 +295,7 @@ class MixtureDataset(IterableDataset):
         report = {
             "examples": len(kept),
             "truncated": sum(e["truncated"] for e in kept),
+            "masked": sum(e.get("masked", False) for e in kept),
             "dropped": [e["dropped"] for e in batch if "dropped" in e],
             "empty": not kept,
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
-from lightning_xllama.data.encoding import EncodingReport
+from lightning_xllama.data.encoding import MASKED, EncodingReport
 
 if TYPE_CHECKING:
     from lightning_xllama.data.plan import DataPlan
@@ -116,6 +116,7 @@ def encoding_counts(report: EncodingReport) -> dict:
     return {
         "encoded": report.encoded,
         "truncated": report.truncated,
+        "masked": report.masked,
         "dropped": dict(report.dropped),
     }
 
@@ -163,9 +164,11 @@ def data_report_text(report: dict, pad_token: Optional[dict] = None) -> str:
     lines.extend(notes)
     validation = report["validation"]
     dropped = ", ".join(f"{n} {reason}" for reason, n in validation["dropped"].items()) or "none"
+    masked = validation.get("masked", 0)
     lines.append(
-        f"validation: {validation['encoded']} held-out examples, {validation['truncated']} "
-        f"truncated, dropped: {dropped}. Training examples are encoded as they are read: their "
+        f"validation: {validation['encoded']} examples, {validation['truncated']} truncated"
+        + (f" ({masked} masked: {MASKED})" if masked else "")
+        + f", dropped: {dropped}. Training examples are encoded as they are read: their "
         "truncations and drops are counted in run.json (data_report.training) as training goes."
     )
     if pad_token is not None:

@@ -19,7 +19,7 @@ from typing import Iterator, Literal, Optional, Sequence, Union
 import numpy as np
 
 from lightning_xllama.data.index import CHUNK_UNITS, SourceIndex, load_index
-from lightning_xllama.data.kinds import StreamKind, get_stream_kind
+from lightning_xllama.data.kinds import PairRules, StreamKind, get_stream_kind
 from lightning_xllama.data.sources import Example, Record, Source, folder_instead_of_file
 from lightning_xllama.data.tasks import Direction
 from lightning_xllama.languages import get_language
@@ -146,7 +146,8 @@ Item = tuple[int, int, Record]
 class StreamReader:
     """A stream's training order, readable from any position (see the module docstring).
 
-    ``held_out`` units (the validation examples) are left out of the order.
+    ``held_out`` units (the validation examples) are left out of the order; ``rules``: how pairs
+    become examples (:class:`~lightning_xllama.data.kinds.PairRules`).
     """
 
     def __init__(
@@ -157,8 +158,10 @@ class StreamReader:
         seed: int,
         shuffle_window: int,
         held_out: Sequence[int] = (),
+        rules: PairRules = PairRules(),
     ):
         self.stream, self.source, self.index, self.seed = stream, source, index, seed
+        self.rules = rules
         bits = np.unpackbits(index.usable, count=index.units)
         bits[np.asarray(held_out, dtype=np.int64)] = 0
         self.train_bits = np.packbits(bits)
@@ -172,11 +175,12 @@ class StreamReader:
 
     def example(self, item: Item) -> Example:
         """The example of an item, by the stream's kind: pairs become translation instructions,
-        with a paraphrase drawn per pair from ``seed`` and the pair's line, wherever and whenever
-        it is read."""
+        with a paraphrase drawn per pair from ``seed`` and the pair's line (or, by the ``official``
+        rule, the paper's for that line), wherever and whenever it is read."""
         unit, which, record = item
         s = self.stream
-        return self.kind.examples(record, s.lang, s.direction, f"{self.seed}:{unit}")[which]
+        seed = f"{self.seed}:{unit}"
+        return self.kind.unit_examples(record, s.lang, s.direction, seed, unit, self.rules)[which]
 
     def _pass(self, epoch: int, number: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk order of a pass and the cumulative example counts of its windows."""

@@ -7,17 +7,30 @@ from typing import Literal
 
 from lightning_xllama.data.sources import Example
 from lightning_xllama.languages import get_language
-from lightning_xllama.prompts import TRANSLATION_INSTRUCTIONS, translation_instruction
+from lightning_xllama.prompts import (
+    TRANSLATION_INSTRUCTIONS,
+    InstructionRule,
+    translation_instruction,
+)
 
 Direction = Literal["en-x", "x-en", "both"]
 
 
 def pair_examples(
-    src: str, tgt: str, src_lang: str, tgt_lang: str, direction: Direction, rng: random.Random
+    src: str,
+    tgt: str,
+    src_lang: str,
+    tgt_lang: str,
+    direction: Direction,
+    rng: random.Random,
+    rule: InstructionRule = "package",
+    line: int = 0,
 ) -> list[Example]:
     """A pair as translation instructions: ``src -> tgt`` (``en-x``), ``tgt -> src`` (``x-en``)
-    or both, in that order. Each instruction is a paraphrase drawn with ``rng``, which the
-    caller seeds per pair, so the same corpus and seed always give the same instructions.
+    or both, in that order. ``rule`` picks each instruction
+    (:func:`~lightning_xllama.prompts.translation_instruction`): ``package`` draws a paraphrase
+    with ``rng``, which the caller seeds per pair, so the same corpus and seed always give the
+    same instructions; ``official`` takes the paper's by the pair's 0-based ``line`` in its file.
     """
     if direction not in ("en-x", "x-en", "both"):
         raise ValueError(f"direction must be 'en-x', 'x-en' or 'both', got {direction!r}")
@@ -25,7 +38,7 @@ def pair_examples(
     if direction in ("en-x", "both"):
         examples.append(
             Example(
-                translation_instruction("package", 0, rng, src_lang, tgt_lang),
+                translation_instruction(rule, line, rng, src_lang, tgt_lang),
                 src,
                 tgt,
                 "translation",
@@ -35,7 +48,7 @@ def pair_examples(
     if direction in ("x-en", "both"):
         examples.append(
             Example(
-                translation_instruction("package", 0, rng, tgt_lang, src_lang),
+                translation_instruction(rule, line, rng, tgt_lang, src_lang),
                 tgt,
                 src,
                 "translation",

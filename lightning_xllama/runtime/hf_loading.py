@@ -118,23 +118,36 @@ def choose_pad_token(tokenizer) -> tuple[Optional[str], str]:
     )
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False, padding_side: str = "right"):
+def load_tokenizer(
+    name: str, trust_remote_code: bool = False, padding_side: str = "right", use_fast: bool = True
+):
     """The model's tokenizer, with a pad token set (LLaMA ships none: :func:`choose_pad_token`)
-    and the choice logged."""
+    and the choice logged. ``use_fast=False``: the slow (Python) tokenizer, as the paper's
+    ``train.py`` loads it; a tokenizer without a slow version stays fast, with a warning."""
     from transformers import AutoTokenizer
 
     check_model_path(name, kind="tokenizer")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, trust_remote_code=trust_remote_code, use_fast=use_fast
+        )
     except (OSError, ValueError, TypeError) as err:
         if not looks_like_local_path(name):
             raise
         # e.g. a tokenizer_config.json whose tokenizer.model is missing: SentencePiece's own
         # message names neither the folder nor the file
         path = Path(name).expanduser()
+        slow = (
+            ""
+            if use_fast
+            else " (the slow tokenizer, use_fast_tokenizer false, needs its vocabulary file, "
+            "e.g. tokenizer.model; set use_fast_tokenizer: true to load tokenizer.json)"
+        )
         raise ValueError(
-            f"could not load a tokenizer from {path} (it holds {_listing(path)}): {err}"
+            f"could not load a tokenizer from {path} (it holds {_listing(path)}){slow}: {err}"
         ) from err
+    if not use_fast and tokenizer.is_fast:
+        log.warning("tokenizer %s has no slow version: the fast one is used", name)
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer {name!r} has no EOS token; responses must end with one")
     pad, reason = choose_pad_token(tokenizer)

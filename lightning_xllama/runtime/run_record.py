@@ -46,7 +46,9 @@ Fields (``RunRecordDict``; every value is plain JSON):
   kind, lang, path, format, direction (null for instructions), weight, count, epoch_examples),
   ``epoch_examples`` (an epoch's examples, all streams), ``stop`` (the stop rule; null when the
   streams have counts), ``examples_per_epoch``, ``seed``, ``max_length``, ``overflow``,
-  ``dedupe``, ``val_examples_per_stream`` and ``batching`` (``mode``, ``batch_size``,
+  ``dedupe``, ``val_examples_per_stream``, ``val_file``, ``paper`` (the data as the paper's run
+  had it), ``template``, ``translation_instructions``, ``strip_pairs``, ``use_fast_tokenizer``
+  and ``batching`` (``mode``, ``batch_size``,
   ``group_batches``, ``pack_length``, ``pad_to_multiple_of``, ``num_workers``, ``world_size``,
   ``batches_per_epoch``).
 - ``data_report``: what reading and encoding did (:class:`DataReport`): ``streams`` (per stream:
@@ -55,7 +57,8 @@ Fields (``RunRecordDict``; every value is plain JSON):
   ``dedupe``) and ``duplicates_at``, ``byte_order_marks`` (files whose leading UTF-8 BOM was
   stripped), ``held_out`` for validation, ``pass_examples`` (one pass), ``epoch_examples`` and
   ``passes_per_epoch`` (above 1: repeated; below 1: part unseen), ``validation``: its
-  held-out examples encoded, truncated and dropped by reason, and ``length_check``: what
+  held-out examples encoded, truncated (``masked``: of those, kept with no label by
+  ``overflow: mask``) and dropped by reason, and ``length_check``: what
   ``max_length`` did to its first training ``examples`` of ``pass_examples``, checked before step 1:
   ``dropped`` by reason, ``truncated``, ``kept``), ``validation`` (those summed) and
   ``training`` (the training examples this rank 0 consumed so far: encoded, truncated, dropped
@@ -112,12 +115,19 @@ class DataPlan(TypedDict):
     overflow: str
     dedupe: bool
     val_examples_per_stream: int
+    val_file: Optional[str]
+    paper: bool
+    template: str
+    translation_instructions: str
+    strip_pairs: bool
+    use_fast_tokenizer: bool
     batching: BatchingPlan
 
 
 class EncodingCounts(TypedDict):
     encoded: int
     truncated: int
+    masked: int
     dropped: dict[str, int]
 
 

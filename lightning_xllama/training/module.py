@@ -1,12 +1,17 @@
 """The LightningModule: full-parameter instruction tuning of a Hugging Face causal LM.
 
-The loss of an optimizer step is the sum of the response tokens' losses divided by the number
-of response tokens in the whole step, over every accumulation micro-batch and every rank, so a
-step's gradient does not depend on how its data is split. Lightning divides each micro-batch's
-loss by the accumulation count and DDP, FSDP and FSDP2 (its reduce-scatter) average gradients over
-the ranks; the module returns summed losses and, once the step's gradients are complete
-(``on_before_optimizer_step``, before clipping), rescales them by
-``accumulation * world_size / step_response_tokens``.
+The loss normalisation (``loss_normalisation``), by default ``step_tokens``: the loss of an
+optimizer step is the sum of the response tokens' losses divided by the number of response tokens
+in the whole step, over every accumulation micro-batch and every rank, so a step's gradient does
+not depend on how its data is split. Lightning divides each micro-batch's loss by the accumulation
+count and DDP, FSDP and FSDP2 (its reduce-scatter) average gradients over the ranks; the module
+returns summed losses and, once the step's gradients are complete (``on_before_optimizer_step``,
+before clipping), rescales them by ``accumulation * world_size / step_response_tokens``.
+
+``micro_batch_mean`` is the Hugging Face ``Trainer``'s rule (the paper's code, transformers 4.29):
+each micro-batch's loss is the mean over its own response tokens, and those means are averaged
+over the accumulation micro-batches (Lightning's division) and the ranks (the gradient average),
+so a token of a micro-batch with few response tokens weighs more.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ AttnImplementation = Literal[
 ]
 ATTN_IMPLEMENTATIONS = get_args(AttnImplementation)
 OnNonfinite = Literal["stop", "skip_step"]
+LossNormalisation = Literal["step_tokens", "micro_batch_mean"]
 
 
 class XLlamaModule(L.LightningModule):
@@ -72,6 +78,15 @@ class XLlamaModule(L.LightningModule):
         loss_chunk_size: positions whose logits are built at once by the loss (its gradient is
             computed chunk by chunk in the forward pass, so fp32 logits for the whole batch never
             exist); None builds the full logits, as Hugging Face's loss does.
+        loss_normalisation: what a step's summed response-token loss is divided by.
+            ``step_tokens``: the response tokens of the whole optimizer step (every accumulation
+            micro-batch, every rank), so every token weighs the same and the gradient does not
+            depend on how the step's examples are split. ``micro_batch_mean``: the Hugging Face
+            ``Trainer``'s rule, the paper's run: each micro-batch's mean over its own response
+            tokens, averaged over the accumulation micro-batches and the ranks (a micro-batch
+            without response tokens counts as 0, where the Trainer's loss would be NaN). Both
+            log ``train/loss`` as their rule's loss of the step (``micro_batch_mean``: the mean
+            of the micro-batch means, as the Trainer logs it) and ``train/response_tokens``.
         compile_layers: ``torch.compile`` each decoder layer (fused kernels; compiles on the first
             steps, and again for each new row width: pad packed rows to a multiple). One
             device, DDP or FSDP2 (FSDP1's mixed precision and torch.compile do not mix).
@@ -122,6 +137,7 @@ class XLlamaModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         attn_implementation: AttnImplementation = "sdpa",
         loss_chunk_size: Optional[int] = 1024,
+        loss_normalisation: LossNormalisation = "step_tokens",
         compile_layers: bool = False,
         trust_remote_code: bool = False,
         max_new_tokens: int = 128,
@@ -169,6 +185,11 @@ class XLlamaModule(L.LightningModule):
                 "a whole number >= 1 (positions) or None",
                 lambda v: v is None or whole(v) and v >= 1,
             ),
+            "loss_normalisation": (
+                loss_normalisation,
+                " or ".join(get_args(LossNormalisation)),
+                lambda v: v in get_args(LossNormalisation),
+            ),
             "max_new_tokens": (
                 max_new_tokens,
                 "a whole number >= 1",
@@ -204,7 +225,9 @@ class XLlamaModule(L.LightningModule):
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         self._step_loss = torch.zeros(())
+        """The step's summed loss so far (``micro_batch_mean``: the sum of micro-batch means)."""
         self._step_tokens = torch.zeros((), dtype=torch.long)
+        self._step_micro_batches = 0
         self._step_mean_loss: Optional[torch.Tensor] = None
         """The step's reduced per-token loss, checked for finiteness after clipping."""
         self.skipped_steps = 0
@@ -314,29 +337,47 @@ class XLlamaModule(L.LightningModule):
         return loss_sum, (labels[:, 1:] != IGNORE_INDEX).sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss_sum, tokens = self.response_loss(batch)
-        self._step_loss = self._step_loss.to(loss_sum.device) + loss_sum.detach()
+        """The micro-batch's summed loss (``step_tokens``: rescaled once the step is complete) or
+        its mean over its response tokens (``micro_batch_mean``)."""
+        loss, tokens = self.response_loss(batch)
+        if self.hparams.loss_normalisation == "micro_batch_mean":
+            loss = loss / tokens.clamp(min=1)
+        self._step_loss = self._step_loss.to(loss.device) + loss.detach()
         self._step_tokens = self._step_tokens.to(tokens.device) + tokens
-        return loss_sum
+        self._step_micro_batches += 1
+        return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        """Turn the step's summed gradients into the per-token mean (one fused multiply over all
-        gradients, the token count never leaving the device) before clipping and the step."""
+        """``step_tokens``: turn the step's summed gradients into the per-token mean (one fused
+        multiply over all gradients, the token count never leaving the device) before clipping
+        and the step. ``micro_batch_mean``: the gradients are already the Trainer's. Both log
+        the step's loss under their rule."""
         totals = self.trainer.strategy.reduce(
-            torch.stack([self._step_loss.float(), self._step_tokens.float()]), reduce_op="sum"
+            torch.stack(
+                [
+                    self._step_loss.float(),
+                    self._step_tokens.float(),
+                    torch.tensor(float(self._step_micro_batches), device=self._step_loss.device),
+                ]
+            ),
+            reduce_op="sum",
         )
-        loss_sum, tokens = totals[0], totals[1].clamp(min=1)
-        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / tokens
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads:
-            torch._foreach_mul_(grads, scale)
+        loss_sum, tokens, micro_batches = totals[0], totals[1].clamp(min=1), totals[2]
+        if self.hparams.loss_normalisation == "micro_batch_mean":
+            self._step_mean_loss = loss_sum / micro_batches.clamp(min=1)
+        else:
+            scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / tokens
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, scale)
+            self._step_mean_loss = loss_sum / tokens
         # Logged as device tensors, read only when the logger writes (every log_every_n_steps):
         # a progress-bar value would be read on the host, waiting for the device, every step.
-        self._step_mean_loss = loss_sum / tokens
         self.log("train/loss", self._step_mean_loss, rank_zero_only=True)
         self.log("train/response_tokens", tokens, rank_zero_only=True)
         self._step_loss = torch.zeros_like(self._step_loss)
         self._step_tokens = torch.zeros_like(self._step_tokens)
+        self._step_micro_batches = 0
 
     def configure_gradient_clipping(
         self,

@@ -18,7 +18,7 @@ from lightning_xllama.demo.layout import DataLayout
 @pytest.mark.parametrize(
     "setting, value, expected",
     [
-        ("val_examples_per_stream", -1, ">= 0"),
+        ("val_examples_per_stream", -1, ">= 0 or None"),
         ("group_batches", 0, ">= 1"),
         ("eval_batch_size", 0, ">= 1 or None"),
         ("batch_size", 0, ">= 1"),

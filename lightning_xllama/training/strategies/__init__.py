@@ -4,12 +4,14 @@ Both strategies shard at the model's decoder layer, found from the model itself:
 ``_no_split_modules`` names (``LlamaDecoderLayer`` for LLaMA, ``Qwen2DecoderLayer``,
 ``MistralDecoderLayer``... for other families), so a recipe never spells a class path.
 
-- :class:`DecoderFSDPStrategy` is Lightning's ``FSDPStrategy`` (FSDP1, CUDA only), as the paper's
-  runs: full shard, auto-wrap and activation checkpointing at the decoder layer, bf16 compute with
-  fp32 gradient reduction and fp32 buffers (LLaMA's rotary ``inv_freq`` loses precision in bf16),
-  full or sharded checkpoints. Only rank 0 loads the pretrained weights; the other ranks build the
-  model on the meta device and FSDP broadcasts rank 0's weights as it wraps each layer
-  (``sync_module_states``), so a node holds one CPU copy of the weights, not one per GPU.
+- :class:`DecoderFSDPStrategy` is Lightning's ``FSDPStrategy`` (FSDP1, CUDA only): full shard and
+  auto-wrap at the decoder layer, as the paper's runs; by default also activation checkpointing,
+  bf16 compute with fp32 gradient reduction and fp32 buffers (LLaMA's rotary ``inv_freq`` loses
+  precision in bf16), where the paper's run reduced gradients and kept buffers in bf16 without
+  checkpointing (``reduce_dtype: bf16``, ``buffer_dtype: bf16``, ``activation_checkpointing:
+  false``); full or sharded checkpoints. Only rank 0 loads the pretrained weights; the other
+  ranks build the model on the meta device and FSDP broadcasts rank 0's weights as it wraps each
+  layer (``sync_module_states``), so a node holds one CPU copy of the weights, not one per GPU.
 - :class:`DecoderFSDP2Strategy` is Lightning's ``ModelParallelStrategy`` with every rank
   data-parallel (no tensor parallelism). Lightning leaves the sharding to
   ``LightningModule.configure_model``: ``XLlamaModule`` builds the model on the meta device,

@@ -47,7 +47,8 @@ class DecoderFSDP2Strategy(ModelParallelStrategy):
 
     Args:
         param_dtype: dtype the layers compute in: ``bf16`` on GPUs, ``fp32`` on CPU.
-        reduce_dtype: dtype gradients are reduced in (fp32 keeps the sum over ranks exact enough).
+        reduce_dtype: dtype gradients are reduced in (fp32 keeps the sum over ranks exact enough;
+            the paper's run, FSDP1 through the Hugging Face ``Trainer``: ``bf16``).
         activation_checkpointing: recompute each decoder layer's activations in the backward pass
             (Hugging Face's gradient checkpointing, which works per decoder layer).
         save_distributed_checkpoint: checkpoints as a folder of per-rank shards (``True``) or one
