@@ -30,8 +30,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_xllama.evaluation.generation import check_stop_rules, generate_on_all_ranks
 from lightning_xllama.evaluation.markdown import cell_text, markdown_table
 from lightning_xllama.evaluation.off_target import OffTargetRate, build_identifier
+from lightning_xllama.evaluation.partial_outputs import SetOutputs
 from lightning_xllama.prompts import Template, check_template, render_prompt
 from lightning_xllama.runtime import distributed
+from lightning_xllama.runtime.progress import progress
 from lightning_xllama.runtime.run_record import RUN_RECORD_FILE, read_run_record
 
 
@@ -396,6 +398,8 @@ class GenerationEvaluation(EvaluationCallback):
         self.language_id_candidates = language_id_candidates
         self.write_samples, self.table_rows = write_samples, table_rows
         self.identifier = None
+        self.outputs_folder: Optional[Path] = None
+        self.resume_outputs = False
 
     def use_model_template(self, template: Template, source: str) -> None:
         super().use_model_template(template, source)
@@ -409,23 +413,75 @@ class GenerationEvaluation(EvaluationCallback):
         if self.off_target:
             self.identifier = build_identifier(languages, self.language_id_candidates)
 
+    def keep_outputs_in(self, folder: Path, resume: bool) -> None:
+        """Write each set's outputs to ``{folder}/{set}.partial.jsonl`` batch by batch (single
+        process: ``evaluate``), and with ``resume`` generate only the rows not found there
+        (:class:`~lightning_xllama.evaluation.partial_outputs.SetOutputs`)."""
+        self.outputs_folder, self.resume_outputs = Path(folder), resume
+
     def generate(
-        self, model, tokenizer, prompts: list[str], sharded: bool, counts: Optional[dict] = None
+        self,
+        model,
+        tokenizer,
+        prompts: list[str],
+        sharded: bool,
+        counts: Optional[dict] = None,
+        set_name: Optional[str] = None,
     ) -> list[str]:
-        """Outputs in input order; ``counts`` gets how many rows each stop rule ended."""
-        return generate_on_all_ranks(
-            model,
-            tokenizer,
-            prompts,
-            self.batch_size,
-            self.max_new_tokens,
-            self.num_beams,
-            sharded=sharded,
-            stop_at_newline=self.stop_at_newline,
-            repeat_ngram=self.repeat_ngram,
-            repeat_times=self.repeat_times,
-            counts=counts,
-        )
+        """Outputs in input order; ``counts`` gets how many rows each stop rule ended.
+
+        Rank 0 shows the progress of the set (``{name} {set_name}``: prompts done, rate, time
+        left; a few plain lines when stderr is not a terminal). After :meth:`keep_outputs_in`,
+        a set's outputs are on disk as they are generated."""
+        saved = None
+        if self.outputs_folder is not None and set_name is not None:
+            if distributed.world_size() == 1:
+                saved = SetOutputs(self.outputs_folder, set_name, prompts, self.resume_outputs)
+        missing = saved.missing if saved is not None else list(range(len(prompts)))
+        label = self.name if set_name is None else f"{self.name} {set_name}"
+        if saved is not None and saved.reused_from is not None:
+            rank_zero_info(
+                f"{label}: {len(prompts) - len(missing)} of {len(prompts)} outputs read from "
+                f"{saved.reused_from}, {len(missing)} to generate"
+            )
+        bar = None
+        if missing and distributed.rank() == 0:
+            bar = progress(desc=label, total=len(missing), unit="prompts", leave=False)
+
+        def on_batch(rows: list[int], outputs: list[str], stops: dict[str, int]) -> None:
+            if saved is not None:
+                saved.append([missing[row] for row in rows], outputs, stops)
+            if bar is not None:
+                bar.update(len(rows))
+
+        try:
+            outputs = generate_on_all_ranks(
+                model,
+                tokenizer,
+                [prompts[i] for i in missing],
+                self.batch_size,
+                self.max_new_tokens,
+                self.num_beams,
+                sharded=sharded,
+                stop_at_newline=self.stop_at_newline,
+                repeat_ngram=self.repeat_ngram,
+                repeat_times=self.repeat_times,
+                counts=None if saved is not None else counts,
+                on_batch=on_batch,
+            )
+        except BaseException:  # stopped or failed: the batches written stay for --resume
+            if saved is not None:
+                saved.close()
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if saved is None:
+            return outputs
+        if counts is not None:
+            for key, value in saved.stops.items():
+                counts[key] = counts.get(key, 0) + value
+        return saved.finish()
 
     def stop_metrics(self, key: str, counts: dict[str, int]) -> dict[str, float]:
         """``{key}/stopped_newline``, ``stopped_repeating`` and ``hit_limit`` (rows that ran to

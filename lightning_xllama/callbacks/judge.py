@@ -261,7 +261,7 @@ class JudgeEvaluation(GenerationEvaluation):
             prompts = [
                 self.prompt_for(e.instruction, e.input, tokenizer) for e in judge_set.examples
             ]
-            answers = self.generate(model, tokenizer, prompts, sharded)
+            answers = self.generate(model, tokenizer, prompts, sharded, set_name=lang)
             references = judge_set.references or [None] * len(answers)
             items = [
                 JudgeItem(e.instruction, e.input, lang, answer, reference)

@@ -282,7 +282,7 @@ class QAEvaluation(GenerationEvaluation):
                 for example in qa_set.examples
             ]
             stops: dict[str, int] = {}
-            outputs = self.generate(model, tokenizer, prompts, sharded, stops)
+            outputs = self.generate(model, tokenizer, prompts, sharded, stops, set_name=set_name)
             answers = [
                 qa_answer(output, prompt, qa_set.lang) for output, prompt in zip(outputs, prompts)
             ]

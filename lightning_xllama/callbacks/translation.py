@@ -171,6 +171,7 @@ class TranslationEvaluation(GenerationEvaluation):
                 [self.prompt_for(instruction, s, tokenizer) for s in sources],
                 sharded,
                 stops,
+                set_name=direction,
             )
             scores = corpus_scores(hypotheses, references, tgt, self.spm_model, self.spm_name)
             key = f"{self.name}/{direction}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from lightning_xllama.data.eval_sets import FloresVersion
+from lightning_xllama.evaluation.plots import plot_paper_table
 from lightning_xllama.languages import MLQA_LANGUAGES, XQUAD_LANGUAGES, get_language
 
 COLUMNS = (
@@ -183,8 +184,9 @@ def paper_table(report: dict, languages: list[str]) -> dict:
 
 
 def write_paper_table(table: dict, out: Path) -> None:
-    """``paper_table.json`` and ``paper_table.md`` (scores as percentages, COMET/BLEURT as the
-    models give them)."""
+    """``paper_table.json``, ``paper_table.md`` (scores as percentages, COMET/BLEURT as the
+    models give them) and ``paper_table.png`` (:func:`plot_paper_table`: bars by language)."""
+    plot_paper_table(table, out / "paper_table.png")
     (out / "paper_table.json").write_text(json.dumps(table, indent=1, ensure_ascii=False))
     header = ["language", *table["columns"]]
     lines = [

@@ -12,7 +12,7 @@ since a rank that skips a forward hangs the others.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from transformers import StoppingCriteria
@@ -35,6 +35,10 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 STOP_COUNTS = ("stopped_newline", "stopped_repeating", "hit_limit")
 """Keys of the counts :func:`generate` fills: rows ended by ``stop_at_newline``, by the
 repetition guard, and rows that ran to ``max_new_tokens`` without EOS or a stop rule."""
+
+BatchHook = Callable[[list[int], list[str], dict[str, int]], None]
+"""Called after each batch of real prompts with their indices in the prompt list, their outputs
+and the batch's :data:`STOP_COUNTS`: progress and outputs written as they come."""
 
 
 def check_stop_rules(
@@ -149,6 +153,7 @@ def generate(
     repeat_ngram: int = 0,
     repeat_times: int = 0,
     counts: Optional[dict[str, int]] = None,
+    on_batch: Optional[BatchHook] = None,
 ) -> list[str]:
     """Responses to ``prompts`` (the generated text only, special tokens removed).
 
@@ -159,7 +164,8 @@ def generate(
     (:class:`RowStops`): with ``stop_at_newline`` a response is its first line; with
     ``repeat_ngram`` and ``repeat_times`` (0: off) a row ends once its latest ``repeat_ngram``
     tokens occurred ``repeat_times`` times. ``counts``, when given, gets the rows of
-    :data:`STOP_COUNTS` added (real prompts only, not the filler batches).
+    :data:`STOP_COUNTS` added (real prompts only, not the filler batches). ``on_batch`` (a
+    :data:`BatchHook`) is called after each batch of real prompts.
     """
     check_stop_rules(repeat_ngram, repeat_times, num_beams, stop_at_newline)
     encoded = tokenizer(prompts, add_special_tokens=True)["input_ids"]
@@ -217,8 +223,13 @@ def generate(
             for i, text in zip(batch, texts):
                 text = text.strip()
                 outputs[i] = text.split("\n", 1)[0].rstrip() if stop_at_newline else text
+            batch_counts = dict.fromkeys(STOP_COUNTS, 0)
+            _count_stops(batch_counts, generated[:, width:], row_stops, stop, max_new_tokens)
             if counts is not None:
-                _count_stops(counts, generated[:, width:], row_stops, stop, max_new_tokens)
+                for key, value in batch_counts.items():
+                    counts[key] += value
+            if on_batch is not None:
+                on_batch(batch, [outputs[i] for i in batch], batch_counts)
     finally:
         model.train(was_training)
     return [outputs[i] for i in range(len(prompts))]
@@ -256,9 +267,11 @@ def generate_on_all_ranks(
     repeat_ngram: int = 0,
     repeat_times: int = 0,
     counts: Optional[dict[str, int]] = None,
+    on_batch: Optional[BatchHook] = None,
 ) -> list[str]:
     """:func:`generate` with the prompts split across ranks (:func:`~lightning_xllama.runtime.distributed.rank_share`)
-    and the outputs gathered to all; ``counts`` gets the stop counts of all ranks added up."""
+    and the outputs gathered to all; ``counts`` gets the stop counts of all ranks added up.
+    ``on_batch`` sees each rank's own batches, with indices into the whole ``prompts``."""
     rules = dict(
         stop_at_newline=stop_at_newline, repeat_ngram=repeat_ngram, repeat_times=repeat_times
     )
@@ -271,11 +284,18 @@ def generate_on_all_ranks(
             max_new_tokens,
             num_beams,
             counts=counts,
+            on_batch=on_batch,
             **rules,
         )
     share = distributed.rank_share(len(prompts))
     batches_per_rank = -(-distributed.share_size(len(prompts)) // batch_size)
     local_counts: dict[str, int] = {}
+    shifted = None
+    if on_batch is not None:
+
+        def shifted(rows: list[int], texts: list[str], stops: dict[str, int]) -> None:
+            on_batch([share.start + row for row in rows], texts, stops)
+
     local = generate(
         model,
         tokenizer,
@@ -286,6 +306,7 @@ def generate_on_all_ranks(
         synced_gpus=sharded,
         min_batches=batches_per_rank,
         counts=local_counts,
+        on_batch=shifted,
         **rules,
     )
     gathered = distributed.gather_object((local, local_counts))

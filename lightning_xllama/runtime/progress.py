@@ -3,7 +3,8 @@
 On a terminal :func:`progress` is a tqdm bar. When stderr is not a terminal (``make demo > log``,
 a batch job, a CI runner) tqdm's redraws end up as hundreds of lines joined by carriage returns,
 so there it is a :class:`LogProgress` instead: one plain line each time another tenth is done or
-``interval`` seconds have passed without a line, and a last line with the total and the rate.
+``interval`` seconds have passed without a line (with the time left, when the total is known),
+and a last line with the total and the rate.
 """
 
 from __future__ import annotations
@@ -83,10 +84,20 @@ class LogProgress:
         done = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         percent = f" ({100 * self.n // self.total}%)" if self.total else ""
         rate = f", {self.n / elapsed:.1f} {self.unit}/s" if elapsed > 0 else ""
+        eta = ""
+        if self.total and 0 < self.n < self.total and elapsed > 0:
+            eta = f", ETA {clock_time((self.total - self.n) * elapsed / self.n)}"
         postfix = f", {self.postfix}" if self.postfix else ""
-        line = f"{self.desc}: {done} {self.unit}{percent} in {elapsed:.0f}s{rate}{postfix}"
+        line = f"{self.desc}: {done} {self.unit}{percent} in {elapsed:.0f}s{rate}{eta}{postfix}"
         print(line, file=self.stream or sys.stderr, flush=True)
         self.last_time, self.printed_n = now, self.n
+
+
+def clock_time(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour: how long is left, as a clock shows it."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def progress(
