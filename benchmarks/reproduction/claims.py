@@ -84,6 +84,8 @@ class Paired:
         return self.seeds >= MIN_SEEDS
 
     def __str__(self) -> str:
+        if self.seeds < 2:
+            return f"{self.mean:+.2f} (1 seed: no interval)"
         return f"{self.mean:+.2f} [{self.low:+.2f}, {self.high:+.2f}] ({self.seeds} seeds)"
 
 

@@ -19,6 +19,8 @@ def test_paired_interval_is_the_t_interval_of_the_differences():
     assert paired.high == pytest.approx(2 + 2.4842, abs=1e-3)
     assert not paired.above_zero and str(paired) == "+2.00 [-0.48, +4.48] (3 seeds)"
     assert Paired.of([1.0, 1.1, 0.9, 1.05]).above_zero
+    one = Paired.of([1.5])
+    assert not one.above_zero and str(one) == "+1.50 (1 seed: no interval)"
 
 
 def test_verdict_needs_three_seeds_and_an_interval_above_zero():
