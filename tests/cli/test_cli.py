@@ -235,7 +235,7 @@ def test_print_config_round_trips(demo_root, tmp_path):
     assert yaml.safe_load(first.stdout) == yaml.safe_load(second.stdout)
     config = yaml.safe_load(first.stdout)
     assert (
-        config["model"]["init_args"]["learning_rate"] == 1e-3
+        config["model"]["init_args"]["learning_rate"] == 7e-4
     )  # the demo's value, not the default
     assert (
         "tokenizer" not in config["data"]["init_args"]
