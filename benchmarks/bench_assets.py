@@ -4,7 +4,8 @@ quiet Trainer, and the skeleton of a script that measures each case in a fresh p
 The skeleton: ``parse_args`` adds the script's own options and :func:`add_run_arguments`
 (``--threads``, ``--seed``, ``--out`` and the hidden ``--worker``); ``main`` is
 :func:`run_benchmark`: a worker process reports its result (:func:`report`); the parent runs each
-case with :func:`run_worker` and prints the table (:func:`print_and_write`). The tests' helpers use :func:`quiet_trainer` too.
+case with :func:`run_worker` and prints the table (:func:`print_and_write`). :func:`run_package` runs
+a ``python -m lightning_xllama`` command (a whole ``fit`` or ``evaluate``) the same way. The tests' helpers use :func:`quiet_trainer` too.
 """
 
 from __future__ import annotations
@@ -98,6 +99,42 @@ def run_worker(
     if progress is not None:
         print(progress(result), file=sys.stderr, flush=True)
     return result
+
+
+def run_package(
+    command: list[str],
+    log: Path,
+    threads: int,
+    cwd: Path = REPO,
+    env: Optional[dict[str, Optional[str]]] = None,
+) -> None:
+    """``python -m lightning_xllama COMMAND`` in a fresh process in ``cwd`` with ``threads``
+    torch threads, its output in ``log``; ``env``: more variables (None removes one). A failure
+    exits naming the command, with the log's last lines."""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": str(threads),
+    }
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    with log.open("w") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "lightning_xllama", *command],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=cwd,
+        )
+    if done.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise SystemExit(
+            f"{' '.join(command[:1])} failed (status {done.returncode}); {log}:\n{tail}"
+        )
 
 
 def add_asset_arguments(

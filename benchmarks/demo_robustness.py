@@ -23,21 +23,19 @@ settings reruns nothing. Needs ``prepare-demo`` first. Not part of CI: each run 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from bench_assets import REPO, run_package
 
-REPO = Path(__file__).resolve().parents[1]
+from lightning_xllama.evaluation.plots import read_metrics_csv
+
 HEADLINE = {
     "chrF++": "val/translation/en-syn_far/chrf_pp",
     "BLEU": "val/translation/en-syn_far/bleu",
@@ -112,8 +110,6 @@ def set_key(config: dict, dotted: str, value: Any) -> None:
             node = matches[0].setdefault("init_args", {})
         elif isinstance(node, dict) and key in node:
             node = node[key]
-        elif isinstance(node, dict) and depth == len(parents) - 1 and key == "init_args":
-            node = node.setdefault(key, {})
         else:
             raise SystemExit(f"--set {dotted}: the config has no {where} to set a key in")
         if not isinstance(node, (dict, list)):
@@ -147,14 +143,6 @@ def run_config(base: dict, changes: list[str], seed: int, folder: Path) -> dict:
     return config
 
 
-def chrf_curve(log_dir: Path) -> list[tuple[int, float]]:
-    """(step, chrF++) at each validation pass, from the run's ``metrics.csv``."""
-    with open(log_dir / "metrics.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    key = HEADLINE["chrF++"]
-    return [(int(row["step"]), round(float(row[key]), 2)) for row in rows if row.get(key)]
-
-
 def run_one(
     name: str, config: dict, threads: int, kernels: Optional[str], out: Path, root: Path
 ) -> dict:
@@ -174,22 +162,13 @@ def run_one(
     folder.mkdir(parents=True)
     config_path = folder / "config.yaml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": str(threads),
-        "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("ATEN_CPU_CAPABILITY", None)  # a native run uses what this CPU has
-    if kernels is not None:
-        env["ATEN_CPU_CAPABILITY"] = kernels
     start = time.perf_counter()
-    command = [sys.executable, "-m", "lightning_xllama", "fit", "--config", str(config_path)]
-    with open(folder / "fit.log", "w") as log:
-        done = subprocess.run(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # a native run uses what this CPU has, whatever the caller's environment says
+    kernel_env = {"ATEN_CPU_CAPABILITY": kernels}
+    run_package(
+        ["fit", "--config", str(config_path)], folder / "fit.log", threads, root, kernel_env
+    )
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"run {name} failed (exit {done.returncode}): see {folder / 'fit.log'}")
     records = sorted((folder / "runs").glob("lightning_logs/version_*/run.json"))
     if not records:
         raise SystemExit(f"run {name} wrote no run.json under {folder / 'runs'}: see fit.log")
@@ -197,7 +176,7 @@ def run_one(
     missing = [key for key in HEADLINE.values() if key not in record["evaluation"]]
     if missing:
         raise SystemExit(f"run {name} did not measure {missing}: does the config evaluate them?")
-    log_dir = Path(record["log_dir"])
+    curve = read_metrics_csv(Path(record["log_dir"]) / "metrics.csv", [HEADLINE["chrF++"]])
     result = {
         "name": name,
         "seed": config["seed_everything"],
@@ -205,7 +184,7 @@ def run_one(
         "kernels": kernels,
         "seconds": round(seconds, 1),
         "scores": {label: record["evaluation"][key] for label, key in HEADLINE.items()},
-        "curve": chrf_curve(log_dir),
+        "curve": [(step, round(value, 2)) for step, value in curve.get(HEADLINE["chrF++"], [])],
         "config": config,
     }
     cache.parent.mkdir(parents=True, exist_ok=True)

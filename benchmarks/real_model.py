@@ -33,7 +33,6 @@ import argparse
 import importlib.util
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -43,7 +42,7 @@ from typing import Optional
 
 import numpy as np
 import yaml
-from bench_assets import REPO, add_run_arguments, print_and_write
+from bench_assets import REPO, add_run_arguments, print_and_write, run_package
 from reproduction.claims import MIN_SEEDS, RULES, SEED_RULE, Paired, claim1
 from reproduction.study import FAR
 
@@ -386,29 +385,6 @@ def evaluate_config(settings: Settings, lang: str, paths: dict, model: str, out:
 # --- runs ------------------------------------------------------------------------------------
 def run_name(kind: str, lang: str, seed: Optional[int]) -> str:
     return f"{kind}-{lang}" if seed is None else f"{kind}-{lang}-seed{seed}"
-
-
-def run_package(command: list[str], log: Path, threads: int) -> None:
-    """``python -m lightning_xllama COMMAND`` in a fresh process, its output in ``log``."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": str(threads),
-    }
-    with log.open("w") as handle:
-        done = subprocess.run(
-            [sys.executable, "-m", "lightning_xllama", *command],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-        )
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise SystemExit(
-            f"{' '.join(command[:1])} failed (status {done.returncode}); {log}:\n{tail}"
-        )
 
 
 def one_run(
